@@ -1,0 +1,73 @@
+"""The in-memory checkpoint every format loads into and saves from.
+
+A :class:`Checkpoint` is plain data: vocabularies, float32 tables keyed by name, the scoring
+model's name and parameters, and the lineage of runs that made it. Format modules
+(``native`` for our HDF5 file, later TF and Keras) translate between it and bytes on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE"]
+
+logger = logging.getLogger(__name__)
+
+ENTITY_TABLE = "entity_embeddings"
+RELATION_TABLE = "relation_embeddings"
+CONTEXT_TABLE = "context_embeddings"  # second table of a pair (skip-gram style) model
+
+
+@dataclass
+class Checkpoint:
+    """A trained embedding model.
+
+    Attributes:
+        model: scorer name (``transe``, ``distmult``, ``complex``, ``rotate``, ``dot``).
+        entities: entity names; row i of every entity table is ``entities[i]``.
+        relations: relation names; empty for pair models.
+        entity_tables: name -> float32 array ``[n_entities, width]``; always has ``entity_embeddings``.
+        relation_tables: name -> float32 array ``[n_relations, width]``; ``relation_embeddings`` for triple models.
+        params: the scorer's parameters (e.g. ``norm``, ``gamma``), stored as root attributes.
+        lineage: one dict per ``train``/``extend`` run, oldest first.
+        source: path this checkpoint was loaded from, if any.
+        checksums: ``"verified"``, ``"missing"`` (loaded with a warning) or ``"none"`` (never saved).
+        extras: format-specific payload that must survive a round trip (e.g. other TF variables).
+    """
+
+    model: str
+    entities: list[str]
+    relations: list[str]
+    entity_tables: dict[str, np.ndarray]
+    relation_tables: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    source: str | None = None
+    checksums: str = "none"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def n_relations(self) -> int:
+        return len(self.relations)
+
+    @property
+    def dim(self) -> int:
+        """Width of ``entity_embeddings`` (float columns; complex models store re|im side by side)."""
+        return int(self.entity_tables[ENTITY_TABLE].shape[1])
+
+    @property
+    def rel_dim(self) -> int | None:
+        table = self.relation_tables.get(RELATION_TABLE)
+        return None if table is None else int(table.shape[1])
+
+    def tables(self) -> dict[str, np.ndarray]:
+        """All tables, entity-indexed first."""
+        return {**self.entity_tables, **self.relation_tables}
