@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 
-__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE", "load", "save"]
+__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE", "load", "save", "describe"]
 
 
 def load(path, **kwargs) -> Checkpoint:
@@ -19,3 +19,10 @@ def save(ckpt: Checkpoint, path, **kwargs) -> None:
     from . import native
 
     native.save(ckpt, path, **kwargs)
+
+
+def describe(path) -> dict:
+    """What ``embretrain inspect`` shows: format, model, dims, counts, checksum status, lineage."""
+    from . import native
+
+    return native.describe(path)

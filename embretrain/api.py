@@ -1,0 +1,391 @@
+"""The Python API: load, train, extend, evaluate, save. Every CLI command is a few lines over it.
+
+    >>> import embretrain as et
+    >>> base, _ = et.train("train.tsv", et.Settings(model="transe", epochs=50))
+    >>> grown, summary = et.extend(base, "new.tsv", "delta.tsv")
+    >>> et.save(grown, "merged.h5")
+
+Inputs may be paths (read with file:line errors) or in-memory lists.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
+from .config import MODEL_PARAMS, Settings, resolve_settings
+from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
+from .errors import UsageError
+from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, Vocab, map_pairs, map_triples, touching
+
+__all__ = ["load", "save", "train", "extend", "evaluate"]
+
+logger = logging.getLogger(__name__)
+
+TripleInput = Union[str, Path, TripleFile, Sequence[tuple[str, str, str]]]
+PairInput = Union[str, Path, PairFile, Sequence[tuple]]
+NameInput = Union[str, Path, NameFile, Sequence[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+def _triple_file(data: TripleInput) -> TripleFile:
+    if isinstance(data, TripleFile):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_triples(data)
+    rows = [tuple(t) for t in data]
+    return TripleFile(path="<triples>", triples=rows, lines=list(range(1, len(rows) + 1)))
+
+
+def _pair_file(data: PairInput) -> PairFile:
+    if isinstance(data, PairFile):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_pairs(data)
+    rows = [tuple(p) for p in data]
+    weights = np.array([float(p[2]) if len(p) > 2 else 1.0 for p in rows], dtype=np.float32)
+    return PairFile(path="<pairs>", pairs=[(p[0], p[1]) for p in rows], weights=weights,
+                    lines=list(range(1, len(rows) + 1)))
+
+
+def _name_file(data: NameInput) -> NameFile:
+    if data is None:
+        return NameFile(path="<none>", names=[], lines=[])
+    if isinstance(data, NameFile):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_names(data)
+    names = list(data)
+    return NameFile(path="<names>", names=names, lines=list(range(1, len(names) + 1)))
+
+
+def _input_hashes(*files) -> dict[str, str]:
+    out = {}
+    for f in files:
+        if f is not None and Path(f.path).is_file():
+            out[str(f.path)] = sha256_file(f.path)
+    return out
+
+
+def _lineage_record(command: str, settings: Settings, inputs: dict[str, str], **counts: Any) -> dict[str, Any]:
+    return {
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tool": "embretrain",
+        "tool_version": __version__,
+        "command": command,
+        "argv": sys.argv[1:] if command else [],
+        **counts,
+        "inputs_sha256": inputs,
+        "seed": settings.seed,
+        "config": settings.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# load / save
+def load(path, **kwargs) -> Checkpoint:
+    """Load a checkpoint (format detected from what is on disk)."""
+    from . import checkpoint
+
+    return checkpoint.load(path, **kwargs)
+
+
+def save(ckpt: Checkpoint, path, **kwargs) -> None:
+    """Write ``ckpt`` to ``path`` atomically (temp file + fsync + rename)."""
+    from . import checkpoint
+
+    checkpoint.save(ckpt, path, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# train / extend
+def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.Generator, widths: dict[str, int]):
+    """Split tables: the given old rows frozen, ``n_new`` Glorot rows trainable (one per table)."""
+    from .tables import SplitTable, glorot_rows
+
+    out = {}
+    for name, width in widths.items():
+        old = ckpt_tables.get(name)
+        if old is None:
+            old = np.zeros((0, width), dtype=np.float32)
+        new = glorot_rows(seed_rng, n_new, width, old.shape[0] + n_new)
+        out[name] = SplitTable(old, new, name)
+    return out
+
+
+def _run(
+    scorer,
+    settings: Settings,
+    old_entity_tables: dict[str, np.ndarray],
+    old_relation_tables: dict[str, np.ndarray],
+    n_new_entities: int,
+    n_new_relations: int,
+    ids: np.ndarray,
+    weights: np.ndarray | None,
+    progress: bool | None,
+):
+    """Build split tables, train the new rows, return ``(new_rows_by_table, TrainResult)``."""
+    from .train import Embeddings, configure_tensorflow, fit
+
+    configure_tensorflow(settings)
+    rng = np.random.default_rng(settings.seed)
+    ent_widths = {k: v.shape[1] for k, v in old_entity_tables.items()}
+    rel_widths = {k: v.shape[1] for k, v in old_relation_tables.items()}
+    emb = Embeddings(
+        scorer,
+        _build(old_entity_tables, n_new_entities, rng, ent_widths),
+        _build(old_relation_tables, n_new_relations, rng, rel_widths),
+    )
+    result = fit(emb, ids, settings, weights=weights, progress=progress)
+    new_rows = {name: t.new_rows() for name, t in {**emb.entity_tables, **emb.relation_tables}.items()}
+    return new_rows, result
+
+
+def _fresh_tables(scorer, settings: Settings) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    scorer.check_dim(settings.dim)
+    empty = lambda w: np.zeros((0, w), dtype=np.float32)  # noqa: E731
+    ent = {ENTITY_TABLE: empty(settings.dim)}
+    rel: dict[str, np.ndarray] = {}
+    if scorer.kind == "pair":
+        if not settings.tied:
+            ent[CONTEXT_TABLE] = empty(settings.dim)
+    else:
+        rel[RELATION_TABLE] = empty(scorer.relation_width(settings.dim))
+    return ent, rel
+
+
+def train(
+    data: TripleInput | PairInput,
+    settings: Settings | None = None,
+    *,
+    command: str = "train",
+    progress: bool | None = None,
+) -> tuple[Checkpoint, dict[str, Any]]:
+    """Train a model from scratch. Vocabularies are names in order of first appearance.
+
+    Returns ``(checkpoint, summary)``.
+    """
+    from .models import get_model
+
+    settings = settings or resolve_settings()
+    scorer = get_model(settings.model, {k: getattr(settings, k) for k in MODEL_PARAMS.get(settings.model, ())})
+    t0 = time.perf_counter()
+    if scorer.kind == "pair":
+        f = _pair_file(data)
+        entities = Vocab(list(dict.fromkeys(n for p in f.pairs for n in p)))
+        relations = Vocab([])
+        ids, weights, _ = map_pairs(f, entities)
+    else:
+        f = _triple_file(data)
+        entities = Vocab(list(dict.fromkeys(n for h, _, t in f.triples for n in (h, t))))
+        relations = Vocab(list(dict.fromkeys(r for _, r, _ in f.triples)))
+        ids, _ = map_triples(f, entities, relations)
+        weights = None
+    t_load = time.perf_counter() - t0
+    ent_old, rel_old = _fresh_tables(scorer, settings)
+    new_rows, result = _run(scorer, settings, ent_old, rel_old, len(entities), len(relations), ids, weights, progress)
+    params = {k: getattr(settings, k) for k in MODEL_PARAMS.get(settings.model, ())}
+    summary = {
+        "command": command,
+        "model": settings.model,
+        "entities": len(entities),
+        "relations": len(relations),
+        "examples": int(len(ids)),
+        "epochs": result.epochs,
+        "final_loss": result.final_loss,
+        "losses": result.losses,
+        "seconds": {"load": round(t_load, 3), "train": round(result.seconds, 3)},
+    }
+    ckpt = Checkpoint(
+        model=settings.model,
+        entities=list(entities.names),
+        relations=list(relations.names),
+        entity_tables={k: new_rows[k] for k in ent_old},
+        relation_tables={k: new_rows[k] for k in rel_old},
+        params=params,
+    )
+    ckpt.lineage.append(
+        _lineage_record(
+            command, settings, _input_hashes(f),
+            entities_before=0, entities_added=len(entities),
+            relations_before=0, relations_added=len(relations),
+            examples=int(len(ids)), epochs=result.epochs, final_loss=result.final_loss,
+        )
+    )
+    return ckpt, summary
+
+
+def extend(
+    ckpt: Checkpoint,
+    new_entities: NameInput,
+    data: TripleInput | PairInput,
+    settings: Settings | None = None,
+    *,
+    new_relations: NameInput = None,
+    skip_unknown: bool = False,
+    command: str = "extend",
+    progress: bool | None = None,
+) -> tuple[Checkpoint, dict[str, Any]]:
+    """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
+
+    Old rows of every table are frozen and copied unchanged into the result. Returns
+    ``(grown_checkpoint, summary)``; ``summary["added_entities"] == 0`` means nothing changed.
+    """
+    from .models import get_model
+
+    settings = settings or resolve_settings(model=ckpt.model)
+    if settings.model != ckpt.model:
+        raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
+    scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
+    t0 = time.perf_counter()
+    ent_file, rel_file = _name_file(new_entities), _name_file(new_relations)
+    entities, ent_report = Vocab(ckpt.entities).grow(ent_file.names)
+    relations, rel_report = Vocab(ckpt.relations).grow(rel_file.names)
+    if scorer.kind == "pair" and rel_report.added:
+        raise UsageError(f"{rel_file.path}: a pair model ({ckpt.model}) has no relations to add")
+    n_old, n_new = ckpt.n_entities, len(ent_report.added)
+    r_old, r_new = ckpt.n_relations, len(rel_report.added)
+
+    if scorer.kind == "pair":
+        f = _pair_file(data)
+        ids, weights, n_unknown = map_pairs(f, entities, skip_unknown=skip_unknown)
+        keep = touching(ids, n_old, PAIR_ENTITY_COLUMNS)
+        weights = weights[keep]
+    else:
+        f = _triple_file(data)
+        ids, n_unknown = map_triples(f, entities, relations, skip_unknown=skip_unknown)
+        keep = touching(ids, n_old, TRIPLE_ENTITY_COLUMNS) | (ids[:, 1] >= r_old)
+        weights = None
+    n_dropped = int((~keep).sum())
+    ids = ids[keep]
+    entity_cols = list(PAIR_ENTITY_COLUMNS if scorer.kind == "pair" else TRIPLE_ENTITY_COLUMNS)
+    seen = np.unique(ids[:, entity_cols])
+    n_untrained = int(n_new - np.count_nonzero(seen >= n_old))
+    t_load = time.perf_counter() - t0
+
+    new_rows, result = _run(
+        scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress
+    )
+    # Old rows come from the loaded arrays, never from TF variables: bit-identical by construction.
+    grown = Checkpoint(
+        model=ckpt.model,
+        entities=list(entities.names),
+        relations=list(relations.names),
+        entity_tables={k: np.concatenate([v, new_rows[k]]) for k, v in ckpt.entity_tables.items()},
+        relation_tables={k: np.concatenate([v, new_rows[k]]) for k, v in ckpt.relation_tables.items()},
+        params=dict(ckpt.params),
+        lineage=list(ckpt.lineage),
+        extras=dict(ckpt.extras),
+    )
+    counts = {
+        "entities_before": n_old,
+        "entities_added": n_new,
+        "entities_already_known": ent_report.already_known,
+        "entities_duplicate": ent_report.duplicates,
+        "relations_before": r_old,
+        "relations_added": r_new,
+        "relations_already_known": rel_report.already_known,
+        "relations_duplicate": rel_report.duplicates,
+        "examples_used": int(len(ids)),
+        "examples_dropped_no_new": n_dropped,
+        "examples_skipped_unknown": int(n_unknown),
+        "entities_untrained": n_untrained,
+    }
+    if n_new or r_new:
+        grown.lineage.append(
+            _lineage_record(
+                command, settings, _input_hashes(ent_file, rel_file, f),
+                **counts, epochs=result.epochs, final_loss=result.final_loss,
+            )
+        )
+    summary = {
+        "command": command,
+        "model": ckpt.model,
+        **counts,
+        "epochs": result.epochs,
+        "final_loss": result.final_loss,
+        "losses": result.losses,
+        "seconds": {"load": round(t_load, 3), "train": round(result.seconds, 3)},
+    }
+    return grown, summary
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+def last_added_entities(ckpt: Checkpoint) -> range:
+    """Ids added by the most recent run that added entities (from the lineage)."""
+    for rec in reversed(ckpt.lineage):
+        if rec.get("entities_added"):
+            start = int(rec.get("entities_before", 0))
+            return range(start, start + int(rec["entities_added"]))
+    return range(0)
+
+
+def evaluate(
+    ckpt: Checkpoint,
+    test: TripleInput | PairInput,
+    known: Iterable[TripleInput | PairInput] = (),
+    *,
+    new_only: bool = False,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Filtered MRR and Hits@1/3/10 (realistic ranks), head and tail pooled.
+
+    Test lines naming entities or relations the checkpoint lacks are skipped and counted.
+    ``new_only`` keeps test triples touching an entity added by the last ``extend``.
+    """
+    from .evaluate import filtered_ranks, metrics
+    from .models import get_model
+
+    scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
+    entities, relations = Vocab(ckpt.entities), Vocab(ckpt.relations or ["<none>"])
+    pair = scorer.kind == "pair"
+
+    def ids_of(data):
+        if pair:
+            f = _pair_file(data)
+            ids, _, skipped = map_pairs(f, entities, skip_unknown=True)
+            ids = np.stack([ids[:, 0], np.zeros(len(ids), np.int64), ids[:, 1]], axis=1)
+        else:
+            f = _triple_file(data)
+            ids, skipped = map_triples(f, entities, relations, skip_unknown=True)
+        return ids, skipped
+
+    t0 = time.perf_counter()
+    test_ids, skipped = ids_of(test)
+    known_ids = [ids_of(k)[0] for k in known]
+    n_all = len(test_ids)
+    if new_only:
+        added = last_added_entities(ckpt)
+        mask = ((test_ids[:, 0] >= added.start) & (test_ids[:, 0] < added.stop)) | (
+            (test_ids[:, 2] >= added.start) & (test_ids[:, 2] < added.stop)
+        )
+        test_ids = test_ids[mask]
+    ranks = filtered_ranks(
+        scorer,
+        ckpt.entity_tables[ENTITY_TABLE],
+        None if pair else ckpt.relation_tables[RELATION_TABLE],
+        test_ids,
+        known_ids,
+        batch_size=batch_size,
+        context=ckpt.entity_tables.get(CONTEXT_TABLE) if pair else None,
+    )
+    out = metrics(ranks)
+    out.update(
+        {
+            "test_examples": int(len(test_ids)),
+            "test_skipped_unknown": int(skipped),
+            "test_filtered_out_not_new": int(n_all - len(test_ids)) if new_only else 0,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+    return out

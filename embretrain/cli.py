@@ -1,0 +1,310 @@
+"""Command-line interface: thin click commands over :mod:`embretrain.api`.
+
+TensorFlow is imported only inside commands that train or score, so ``embretrain --help``
+stays instant. Library errors (:mod:`embretrain.errors`) become one clean line on stderr and a
+documented exit code; nothing prints a Python traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+
+import click
+
+from . import __version__
+from .errors import (
+    EXIT_CHECKPOINT,
+    EXIT_DATA,
+    EXIT_INTERNAL,
+    EXIT_LOCKED,
+    EXIT_NOTHING_TO_DO,
+    EXIT_USAGE,
+    EmbretrainError,
+)
+
+logger = logging.getLogger("embretrain")
+
+EXIT_CODES_HELP = f"""\b
+Exit codes:
+  0  success
+  {EXIT_USAGE}  usage error (bad option, config or output path)
+  {EXIT_DATA}  bad input data (file and line are named)
+  {EXIT_CHECKPOINT}  bad or corrupt checkpoint
+  {EXIT_LOCKED}  another run holds the lock on this output
+  {EXIT_INTERNAL}  internal failure (diverged training, I/O error, bug)
+  {EXIT_NOTHING_TO_DO}  nothing to do (only with --strict)
+"""
+
+
+class Group(click.Group):
+    """Maps library errors to exit codes; no traceback for the user."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EmbretrainError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        except MemoryError:
+            click.echo("error: out of memory; nothing was written", err=True)
+            sys.exit(EXIT_INTERNAL)
+        except OSError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'I/O'}); nothing was written", err=True)
+            sys.exit(EXIT_INTERNAL)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True
+            )
+            sys.exit(EXIT_INTERNAL)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("embretrain")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # TensorFlow's C++ logs would flood cron mail; keep errors only unless the user set it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.group(cls=Group, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="embretrain")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx, verbose, quiet, debug):
+    """Grow a trained embedding table without retraining it.
+
+    \b
+    Example (a nightly run):
+      embretrain extend --ckpt base.h5 --new-entities new.tsv --data delta.tsv --out merged.h5
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    _setup_logging(verbose, quiet)
+
+
+# --- shared options ----------------------------------------------------------------------------
+def training_options(func):
+    """Options shared by ``train`` and ``extend`` (None = not given, so presets can fill them)."""
+    options = [
+        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML preset (see configs/); options given here override it."),
+        click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20]."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
+        click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
+        click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
+        click.option("--optimizer", type=click.Choice(["adam", "adagrad", "sgd"]), help="Sparse optimizer [adam]."),
+        click.option("--loss", type=click.Choice(["logistic", "margin"]), help="Loss [logistic]."),
+        click.option("--margin", type=float, help="Margin of the margin ranking loss [1.0]."),
+        click.option("--adversarial-temperature", type=click.FloatRange(min=0), help="Self-adversarial negative weighting; 0 = off [0]."),
+        click.option("--regularization", type=click.FloatRange(min=0), help="L2 weight on touched rows [0]."),
+        click.option("--threads", type=click.IntRange(min=0), help="TensorFlow intra-op threads; 0 = all cores [0]."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "seed", "optimizer", "loss", "margin",
+                 "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied")
+
+
+def _settings(opts: dict, model: str | None = None):
+    from .config import resolve_settings
+
+    overrides = {k: opts.get(k) for k in _SETTING_KEYS}
+    return resolve_settings(opts.get("config"), overrides, model=model)
+
+
+def _emit(summary: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for key, value in summary.items():
+        if key == "losses":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        click.echo(f"{key.replace('_', ' '):>28}: {value}")
+
+
+def _save_timed(ckpt, out: str, summary: dict) -> None:
+    from . import api
+
+    t0 = time.perf_counter()
+    api.save(ckpt, out)
+    summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
+    summary["out"] = out
+
+
+def _check_out(out: str) -> None:
+    from .atomic import check_writable_dir
+
+    check_writable_dir(out)
+
+
+# --- commands ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--data", required=True, type=click.Path(), help="Training file: triples (head<TAB>relation<TAB>tail) or, for --model dot, pairs (a<TAB>b[<TAB>weight]).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.h5).")
+@click.option("--model", type=click.Choice(["transe", "distmult", "complex", "rotate", "dot"]), help="Scoring model [transe].")
+@click.option("--dim", type=click.IntRange(min=1), help="Embedding width [100]; even for complex/rotate.")
+@click.option("--norm", type=click.Choice(["1", "2"]), callback=lambda c, p, v: None if v is None else int(v), help="transe: L1 or L2 distance [1].")
+@click.option("--gamma", type=float, help="transe/rotate: score = gamma - distance [12].")
+@click.option("--tied/--untied", default=None, help="dot: one shared table (symmetric scores) instead of entity + context tables.")
+@training_options
+def train(**opts):
+    """Train a model from scratch (the first checkpoint, or a full-retrain baseline).
+
+    \b
+    Example:
+      embretrain train --data train.tsv --model transe --dim 200 --epochs 50 --out base.h5
+    """
+    from . import api
+
+    settings = _settings(opts)
+    _check_out(opts["out"])
+    ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"])
+    _save_timed(ckpt, opts["out"], summary)
+    _emit(summary, opts["as_json"])
+
+
+@main.command()
+@click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint to grow (never modified).")
+@click.option("--new-entities", type=click.Path(), help="New entity names, one per line (already known names are skipped).")
+@click.option("--new-relations", type=click.Path(), help="New relation names, one per line.")
+@click.option("--data", required=True, type=click.Path(), help="Delta triples (or pairs for a dot model) touching the new entities.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write.")
+@click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
+@training_options
+def extend(**opts):
+    """Append rows for new entities, train only them on the delta, write a merged checkpoint.
+
+    Old rows of every table are frozen and come out bit-identical.
+
+    \b
+    Example:
+      embretrain extend --ckpt base.h5 --new-entities new.tsv --data delta.tsv --out merged.h5
+    """
+    from . import api
+
+    if not opts["new_entities"] and not opts["new_relations"]:
+        raise click.UsageError("give --new-entities and/or --new-relations")
+    _check_out(opts["out"])
+    t0 = time.perf_counter()
+    ckpt = api.load(opts["ckpt"])
+    t_load = time.perf_counter() - t0
+    settings = _settings(opts, model=ckpt.model)
+    grown, summary = api.extend(
+        ckpt,
+        opts["new_entities"],
+        opts["data"],
+        settings,
+        new_relations=opts["new_relations"],
+        skip_unknown=opts["skip_unknown"],
+        progress=opts["progress"],
+    )
+    summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)
+    _save_timed(grown, opts["out"], summary)
+    _emit(summary, opts["as_json"])
+
+
+@main.command()
+@click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint to score.")
+@click.option("--test", required=True, type=click.Path(), help="Test triples (or pairs).")
+@click.option("--known", multiple=True, type=click.Path(), help="True triples to filter out of the ranking (repeatable).")
+@click.option("--new-only", is_flag=True, help="Only test triples touching an entity added by the last extend.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Queries scored per batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def evaluate(ckpt, test, known, new_only, batch_size, as_json):
+    """Filtered link prediction: MRR and Hits@1/3/10 (realistic ranks for ties).
+
+    \b
+    Example:
+      embretrain evaluate --ckpt merged.h5 --test test.tsv --known train.tsv --known valid.tsv --new-only
+    """
+    from . import api
+
+    model = api.load(ckpt)
+    figures = api.evaluate(model, test, known, new_only=new_only, batch_size=batch_size)
+    _emit(figures, as_json)
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def inspect(ckpt, as_json):
+    """Show a checkpoint's format, model, dims, counts, checksums and lineage.
+
+    \b
+    Example:
+      embretrain inspect merged.h5
+    """
+    from .checkpoint import describe
+
+    info = describe(ckpt)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    lineage = info.pop("lineage", [])
+    for key, value in info.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+    click.echo(f"lineage: {len(lineage)} run(s)")
+    for i, rec in enumerate(lineage, 1):
+        added = rec.get("entities_added", 0)
+        click.echo(
+            f"  {i}. {rec.get('time', '?')} {rec.get('command', '?')} (v{rec.get('tool_version', '?')}): "
+            f"+{added} entities, +{rec.get('relations_added', 0)} relations, seed {rec.get('seed')}, "
+            f"final loss {rec.get('final_loss')}"
+        )
+        for path, digest in (rec.get("inputs_sha256") or {}).items():
+            click.echo(f"       {path} sha256 {digest[:16]}...")
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to write the demo checkpoints (default: a temporary directory).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def demo(workdir, as_json):
+    """Train a base model on a bundled tiny graph, grow it, evaluate, prove old rows did not move.
+
+    \b
+    Example:
+      embretrain demo
+    """
+    from .demo import run_demo
+
+    run_demo(workdir, echo=click.echo, as_json=as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

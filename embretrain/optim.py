@@ -1,0 +1,146 @@
+"""Sparse optimizers: update only the rows a batch touched.
+
+Keras 3 ``Adam``/``Adagrad`` (and ``tf.compat.v1.train.AdamOptimizer``) densify ``IndexedSlices``
+gradients, so a step costs O(rows in the table); measured 110-290 ms per step on a 1M-row table
+instead of ~20 ms. These optimizers keep every step O(rows touched):
+
+- ``sgd``: ``scatter_sub``.
+- ``adagrad``: ``tf.raw_ops.ResourceSparseApplyAdagradV2`` (TF's own sparse kernel).
+- ``adam``: lazy Adam (moments of a row advance only when the row is touched), written with
+  ``gather`` + ``scatter_update`` because no TF2 public API does it without densifying.
+
+Indices are deduplicated first (``tf.unique`` + ``unsorted_segment_sum``): a batch touches a row
+many times, and a scatter with repeated indices would apply only one of the updates (or race).
+Slots are sized like the trainable variable only (the new rows), never like the whole table.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["SparseOptimizer", "make_optimizer", "OPTIMIZERS"]
+
+logger = logging.getLogger(__name__)
+
+
+def _dedupe(grad):
+    import tensorflow as tf
+
+    if not isinstance(grad, tf.IndexedSlices):
+        raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
+    unique, pos = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(unique)[0])
+    return unique, values
+
+
+class SparseOptimizer:
+    """Base: call :meth:`build` once with the trainable variables, then :meth:`apply` each step."""
+
+    name = ""
+
+    def __init__(self, lr: float):
+        self.lr = float(lr)
+        self.slots: dict[str, list] = {}
+
+    def build(self, variables) -> None:
+        self.variables = list(variables)
+
+    def apply(self, grads, variables) -> None:
+        for grad, var in zip(grads, variables):
+            if grad is None:
+                continue
+            index = self._index(var)
+            idx, values = _dedupe(grad)
+            self._apply_one(index, var, idx, values)
+
+    def _index(self, var) -> int:
+        for i, v in enumerate(self.variables):
+            if v is var:
+                return i
+        raise KeyError(f"variable {var.name} was not built into the optimizer")
+
+    def _apply_one(self, i, var, idx, values) -> None:
+        raise NotImplementedError
+
+
+class SparseSGD(SparseOptimizer):
+    name = "sgd"
+
+    def _apply_one(self, i, var, idx, values):
+        import tensorflow as tf
+
+        var.scatter_sub(tf.IndexedSlices(self.lr * values, idx))
+
+
+class SparseAdagrad(SparseOptimizer):
+    name = "adagrad"
+
+    def __init__(self, lr: float, initial_accumulator: float = 0.1, epsilon: float = 1e-7):
+        super().__init__(lr)
+        self.initial_accumulator = initial_accumulator
+        self.epsilon = epsilon
+
+    def build(self, variables):
+        import tensorflow as tf
+
+        super().build(variables)
+        self.slots["accumulator"] = [
+            tf.Variable(tf.fill(v.shape, self.initial_accumulator), trainable=False, name="accumulator")
+            for v in self.variables
+        ]
+
+    def _apply_one(self, i, var, idx, values):
+        import tensorflow as tf
+
+        tf.raw_ops.ResourceSparseApplyAdagradV2(
+            var=var.handle,
+            accum=self.slots["accumulator"][i].handle,
+            lr=tf.constant(self.lr, var.dtype),
+            epsilon=tf.constant(self.epsilon, var.dtype),
+            grad=values,
+            indices=idx,
+            use_locking=False,
+            update_slots=True,
+        )
+
+
+class LazyAdam(SparseOptimizer):
+    """Adam whose moments are read and written only for the touched rows (as in tf-addons LazyAdam)."""
+
+    name = "adam"
+
+    def __init__(self, lr: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8):
+        super().__init__(lr)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def build(self, variables):
+        import tensorflow as tf
+
+        super().build(variables)
+        self.slots["m"] = [tf.Variable(tf.zeros(v.shape), trainable=False, name="m") for v in self.variables]
+        self.slots["v"] = [tf.Variable(tf.zeros(v.shape), trainable=False, name="v") for v in self.variables]
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+
+    def apply(self, grads, variables):
+        self.iterations.assign_add(1)
+        super().apply(grads, variables)
+
+    def _apply_one(self, i, var, idx, values):
+        import tensorflow as tf
+
+        t = tf.cast(self.iterations, tf.float32)
+        b1, b2 = self.beta_1, self.beta_2
+        m_slot, v_slot = self.slots["m"][i], self.slots["v"][i]
+        m = b1 * tf.gather(m_slot, idx) + (1.0 - b1) * values
+        v = b2 * tf.gather(v_slot, idx) + (1.0 - b2) * tf.square(values)
+        m_slot.scatter_update(tf.IndexedSlices(m, idx))
+        v_slot.scatter_update(tf.IndexedSlices(v, idx))
+        step = self.lr * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
+        var.scatter_sub(tf.IndexedSlices(step * m / (tf.sqrt(v) + self.epsilon), idx))
+
+
+OPTIMIZERS = {"sgd": SparseSGD, "adagrad": SparseAdagrad, "adam": LazyAdam}
+
+
+def make_optimizer(name: str, lr: float) -> SparseOptimizer:
+    return OPTIMIZERS[name](lr)

@@ -1,0 +1,234 @@
+"""The compiled training step and the epoch loop.
+
+One step: sample negatives (corrupt head or tail uniformly over the whole current vocabulary),
+look up every id a batch needs through the split tables in one call per table, score positives
+``[B]`` and negatives ``[B, K]``, and apply a sparse optimizer to the trainable (new) rows only.
+The step is a ``tf.function`` fed by a ``tf.data`` pipeline; a tqdm bar shows triples/s and loss
+when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checkpoint.base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE
+from .config import Settings
+from .errors import TrainingError
+from .models import Scorer
+from .optim import make_optimizer
+from .tables import SplitTable
+
+__all__ = ["Embeddings", "TrainResult", "fit", "configure_tensorflow"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Embeddings:
+    """A scorer wired to its split tables (entity tables by name, relation tables by name)."""
+
+    scorer: Scorer
+    entity_tables: dict[str, SplitTable]
+    relation_tables: dict[str, SplitTable] = field(default_factory=dict)
+
+    @property
+    def entity(self) -> SplitTable:
+        return self.entity_tables[ENTITY_TABLE]
+
+    @property
+    def context(self) -> SplitTable:
+        """Second table of a pair model; the entity table itself when the model is tied (one table)."""
+        return self.entity_tables.get(CONTEXT_TABLE, self.entity)
+
+    @property
+    def relation(self) -> SplitTable | None:
+        return self.relation_tables.get(RELATION_TABLE)
+
+    @property
+    def n_entities(self) -> int:
+        return self.entity.n_rows
+
+    def trainable(self) -> list:
+        out = []
+        for table in [*self.entity_tables.values(), *self.relation_tables.values()]:
+            out.extend(table.trainable)
+        return out
+
+
+@dataclass
+class TrainResult:
+    epochs: int = 0
+    steps: int = 0
+    examples: int = 0
+    losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
+def configure_tensorflow(settings: Settings) -> None:
+    """Seed and make ops deterministic; set thread pools (must run before TF's first op)."""
+    import tensorflow as tf
+
+    if settings.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, settings.threads))
+        except RuntimeError:  # runtime already initialised (second run in one process)
+            logger.debug("thread settings ignored: TensorFlow runtime already initialised")
+    tf.random.set_seed(settings.seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _example_loss(pos, neg, settings: Settings):
+    """Per-example loss ``[B]`` from positive scores ``[B]`` and negative scores ``[B, K]``."""
+    import tensorflow as tf
+
+    if settings.adversarial_temperature > 0:
+        # self-adversarial weights (Sun et al. 2019): harder negatives count more; no gradient through them
+        weights = tf.stop_gradient(tf.nn.softmax(settings.adversarial_temperature * neg, axis=-1))
+    else:
+        weights = tf.fill(tf.shape(neg), 1.0 / tf.cast(tf.shape(neg)[1], tf.float32))
+    if settings.loss == "margin":
+        return tf.reduce_sum(weights * tf.nn.relu(settings.margin - pos[:, None] + neg), axis=-1)
+    return tf.nn.softplus(-pos) + tf.reduce_sum(weights * tf.nn.softplus(neg), axis=-1)
+
+
+def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
+    import tensorflow as tf
+
+    scorer, k = emb.scorer, settings.negatives
+    h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+    b = tf.shape(batch)[0]
+    neg = rng.uniform([b, k], 0, emb.n_entities, dtype=tf.int64)
+    corrupt_head = rng.uniform([b, 1, 1]) < 0.5
+    # one lookup (one partition/stitch) for every entity id the batch needs
+    vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
+    hv, tv = vecs[:b], vecs[b : 2 * b]
+    nv = tf.reshape(vecs[2 * b :], [b, k, emb.entity.width])
+    rv = emb.relation.lookup(r)
+    pos = scorer.score(hv, rv, tv)
+    neg_h = tf.where(corrupt_head, nv, hv[:, None, :])
+    neg_t = tf.where(corrupt_head, tv[:, None, :], nv)
+    negs = scorer.score(neg_h, rv[:, None, :], neg_t)
+    loss = tf.reduce_mean(_example_loss(pos, negs, settings))
+    if settings.regularization:
+        loss += settings.regularization * (
+            tf.reduce_mean(tf.reduce_sum(tf.square(vecs), -1)) + tf.reduce_mean(tf.reduce_sum(tf.square(rv), -1))
+        )
+    return loss
+
+
+def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
+    import tensorflow as tf
+
+    k = settings.negatives
+    a, c = batch[:, 0], batch[:, 1]
+    b = tf.shape(batch)[0]
+    neg = rng.uniform([b, k], 0, emb.n_entities, dtype=tf.int64)
+    av = emb.entity.lookup(a)
+    ctx = emb.context.lookup(tf.concat([c, tf.reshape(neg, [-1])], axis=0))
+    cv, nv = ctx[:b], tf.reshape(ctx[b:], [b, k, emb.context.width])
+    pos = emb.scorer.score(av, None, cv)
+    negs = emb.scorer.score(av[:, None, :], None, nv)
+    per = _example_loss(pos, negs, settings)
+    loss = tf.reduce_sum(weights * per) / tf.reduce_sum(weights)
+    if settings.regularization:
+        loss += settings.regularization * tf.reduce_mean(tf.reduce_sum(tf.square(ctx), -1))
+    return loss
+
+
+def fit(
+    emb: Embeddings,
+    ids: np.ndarray,
+    settings: Settings,
+    *,
+    weights: np.ndarray | None = None,
+    progress: bool | None = None,
+    on_epoch=None,
+) -> TrainResult:
+    """Train the trainable rows of ``emb`` on ``ids``.
+
+    Args:
+        ids: int64 ``[n, 3]`` (head, relation, tail) for triple models, ``[n, 2]`` for pair models.
+        weights: float32 ``[n]`` pair weights (pair models only; default 1).
+        progress: show a tqdm bar (default: only when stderr is a terminal).
+        on_epoch: optional ``callback(epoch, mean_loss) -> bool``; returning True stops training.
+
+    Raises:
+        TrainingError: the loss became NaN or Inf (nothing has been written).
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    result = TrainResult()
+    variables = emb.trainable()
+    n = int(ids.shape[0])
+    if n == 0 or not variables or settings.epochs == 0:
+        return result
+    pair = emb.scorer.kind == "pair"
+    if weights is None:
+        weights = np.ones(n, dtype=np.float32)
+
+    optimizer = make_optimizer(settings.optimizer, settings.lr)
+    optimizer.build(variables)
+    rng = tf.random.Generator.from_seed(settings.seed)
+    ds = tf.data.Dataset.from_tensor_slices((ids.astype(np.int64), weights.astype(np.float32)))
+    ds = ds.shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, ids.shape[1]], tf.int64),
+            tf.TensorSpec([None], tf.float32),
+        ]
+    )
+    def step(batch, batch_weights):
+        with tf.GradientTape() as tape:
+            if pair:
+                loss = _pair_loss(emb, batch, batch_weights, rng, settings)
+            else:
+                loss = _triple_loss(emb, batch, rng, settings)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply(grads, variables)
+        return loss
+
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        total, count = 0.0, 0
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="ex", disable=not show, leave=False)
+        for batch, batch_weights in ds:
+            loss = float(step(batch, batch_weights))
+            size = int(batch.shape[0])
+            total += loss * size
+            count += size
+            result.steps += 1
+            bar.update(size)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        bar.close()
+        mean = total / max(count, 1)
+        if not math.isfinite(mean):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (loss is {mean}); nothing was written. "
+                "Try a smaller --lr."
+            )
+        result.losses.append(mean)
+        result.epochs = epoch
+        result.examples += count
+        logger.info("epoch %d/%d loss %.5f", epoch, settings.epochs, mean)
+        if on_epoch is not None and on_epoch(epoch, mean):
+            break
+    result.seconds = time.perf_counter() - start
+    for var in variables:
+        if not np.all(np.isfinite(var.numpy())):
+            raise TrainingError(f"trained rows of {var.name} contain NaN or Inf; nothing was written. Try a smaller --lr.")
+    return result
