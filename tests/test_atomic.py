@@ -1,0 +1,118 @@
+"""atomic_write: the target holds the old file or the whole new one, never a partial one."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from embretrain.atomic import atomic_write, check_writable_dir, fsync_path
+from embretrain.errors import UsageError
+
+
+def _leftovers(directory):
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+def test_success_replaces_the_target(tmp_path):
+    target = tmp_path / "model.h5"
+    target.write_text("old")
+    with atomic_write(target) as tmp:
+        assert tmp.parent == tmp_path  # same directory, so the rename is atomic
+        assert tmp.name.startswith(".model.h5.tmp-")
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # nothing visible until the block ends
+    assert target.read_text() == "new"
+    assert _leftovers(tmp_path) == []
+
+
+def test_success_creates_a_new_file(tmp_path):
+    target = tmp_path / "fresh.h5"
+    with atomic_write(str(target)) as tmp:
+        tmp.write_bytes(b"abc")
+    assert target.read_bytes() == b"abc"
+    assert _leftovers(tmp_path) == []
+
+
+def test_exception_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "model.h5"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_keyboard_interrupt_also_cleans_up(tmp_path):
+    target = tmp_path / "model.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target) as tmp:
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+    assert not target.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_exception_before_anything_written(tmp_path):
+    target = tmp_path / "model.h5"
+    with pytest.raises(ValueError):
+        with atomic_write(target):
+            raise ValueError("bad option")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_names_differ_between_writers(tmp_path):
+    target = tmp_path / "model.h5"
+    with atomic_write(target) as a, atomic_write(target) as b:
+        assert a != b
+        a.write_text("a")
+        b.write_text("b")
+    assert target.read_text() == "a"  # the outer block finished last
+    assert _leftovers(tmp_path) == []
+
+
+def test_missing_directory_is_a_usage_error(tmp_path):
+    target = tmp_path / "no" / "such" / "model.h5"
+    with pytest.raises(UsageError, match=r"directory .*no[/\\]such does not exist"):
+        with atomic_write(target):
+            pytest.fail("the body must not run")
+    with pytest.raises(UsageError, match="does not exist"):
+        check_writable_dir(target)
+
+
+def test_parent_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(UsageError, match="not a directory"):
+        check_writable_dir(tmp_path / "afile" / "model.h5")
+
+
+def test_target_is_a_directory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable_dir(tmp_path)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_directory_is_a_usage_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UsageError, match="not writable"):
+            check_writable_dir(ro / "model.h5")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_check_writable_dir_returns_the_directory(tmp_path, monkeypatch):
+    assert check_writable_dir(tmp_path / "model.h5") == tmp_path
+    monkeypatch.chdir(tmp_path)
+    assert check_writable_dir("model.h5") == type(tmp_path)(".")  # a bare file name means the cwd
+
+
+def test_fsync_path_file_and_directory(tmp_path):
+    f = tmp_path / "x"
+    f.write_text("x")
+    fsync_path(f)
+    fsync_path(tmp_path)
