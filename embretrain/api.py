@@ -1,7 +1,7 @@
 """The Python API: load, train, extend, evaluate, save. Every CLI command is a few lines over it.
 
-    >>> import embretrain as et
-    >>> base, _ = et.train("train.tsv", et.Settings(model="transe", epochs=50))
+    >>> from embretrain import api as et
+    >>> base, _ = et.train("train.tsv", Settings(model="transe", epochs=50))
     >>> grown, summary = et.extend(base, "new.tsv", "delta.tsv")
     >>> et.save(grown, "merged.h5")
 
@@ -132,6 +132,7 @@ def _run(
     ids: np.ndarray,
     weights: np.ndarray | None,
     progress: bool | None,
+    negative_ids: np.ndarray | None = None,
 ):
     """Build split tables, train the new rows, return ``(new_rows_by_table, TrainResult)``."""
     from .train import Embeddings, configure_tensorflow, fit
@@ -144,6 +145,7 @@ def _run(
         scorer,
         _build(old_entity_tables, n_new_entities, rng, ent_widths),
         _build(old_relation_tables, n_new_relations, rng, rel_widths),
+        negative_ids=negative_ids,
     )
     result = fit(emb, ids, settings, weights=weights, progress=progress)
     new_rows = {name: t.new_rows() for name, t in {**emb.entity_tables, **emb.relation_tables}.items()}
@@ -269,11 +271,17 @@ def extend(
     ids = ids[keep]
     entity_cols = list(PAIR_ENTITY_COLUMNS if scorer.kind == "pair" else TRIPLE_ENTITY_COLUMNS)
     seen = np.unique(ids[:, entity_cols])
-    n_untrained = int(n_new - np.count_nonzero(seen >= n_old))
+    trained_new = seen[seen >= n_old]
+    n_untrained = int(n_new - len(trained_new))
+    # negatives: every old entity and every new one that has data; untrained new rows must not move
+    negative_ids = None if n_untrained == 0 else np.concatenate([np.arange(n_old, dtype=np.int64), trained_new])
     t_load = time.perf_counter() - t0
+    if n_untrained:
+        logger.warning("%d new entities have no training example and keep their initial vector", n_untrained)
 
     new_rows, result = _run(
-        scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress
+        scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
+        negative_ids=negative_ids,
     )
     # Old rows come from the loaded arrays, never from TF variables: bit-identical by construction.
     grown = Checkpoint(

@@ -36,6 +36,9 @@ class Embeddings:
     scorer: Scorer
     entity_tables: dict[str, SplitTable]
     relation_tables: dict[str, SplitTable] = field(default_factory=dict)
+    # Entity ids negatives are drawn from (uniformly); None = the whole vocabulary. `extend` leaves
+    # out new entities that have no training example, so they keep their initial vector exactly.
+    negative_ids: np.ndarray | None = None
 
     @property
     def entity(self) -> SplitTable:
@@ -53,6 +56,15 @@ class Embeddings:
     @property
     def n_entities(self) -> int:
         return self.entity.n_rows
+
+    def sample_negatives(self, rng, shape):
+        """Uniform entity ids ``int64 shape`` over the vocabulary (or ``negative_ids``)."""
+        import tensorflow as tf
+
+        if self.negative_ids is None:
+            return rng.uniform(shape, 0, self.n_entities, dtype=tf.int64)
+        pick = rng.uniform(shape, 0, len(self.negative_ids), dtype=tf.int64)
+        return tf.gather(tf.constant(self.negative_ids, dtype=tf.int64), pick)
 
     def trainable(self) -> list:
         out = []
@@ -108,7 +120,7 @@ def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
     scorer, k = emb.scorer, settings.negatives
     h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
     b = tf.shape(batch)[0]
-    neg = rng.uniform([b, k], 0, emb.n_entities, dtype=tf.int64)
+    neg = emb.sample_negatives(rng, [b, k])
     corrupt_head = rng.uniform([b, 1, 1]) < 0.5
     # one lookup (one partition/stitch) for every entity id the batch needs
     vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
@@ -133,7 +145,7 @@ def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
     k = settings.negatives
     a, c = batch[:, 0], batch[:, 1]
     b = tf.shape(batch)[0]
-    neg = rng.uniform([b, k], 0, emb.n_entities, dtype=tf.int64)
+    neg = emb.sample_negatives(rng, [b, k])
     av = emb.entity.lookup(a)
     ctx = emb.context.lookup(tf.concat([c, tf.reshape(neg, [-1])], axis=0))
     cv, nv = ctx[:b], tf.reshape(ctx[b:], [b, k, emb.context.width])
