@@ -385,6 +385,7 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
                 missing.append(name)
             elif verify:
                 _check(path, "table", name, stored, table_sha256(table))
+            _check_finite(path, name, table)
             (entity_tables if indexed_by == ENTITIES else relation_tables)[name] = table
 
     if missing:
@@ -412,6 +413,18 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
         source=str(path),
         checksums=status,
     )
+
+
+def _check_finite(path: Path, name: str, table: np.ndarray) -> None:
+    """Reject NaN/Inf rows: a checksum only proves the bytes are as written, not that they are sane,
+    and frozen garbage rows would be copied into every checkpoint grown from this one."""
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise CheckpointError(
+            f"{path}: table /{name} holds NaN or Inf in {len(bad)} row(s) (first: row {int(bad[0])}); "
+            "the checkpoint is unusable, restore an earlier version"
+        )
 
 
 def _check(path: Path, kind: str, name: str, stored: Any, computed: str) -> None:
