@@ -1,0 +1,459 @@
+#!/usr/bin/env python
+"""Quality benchmark: are entities added by ``extend`` as good as a full retrain would make them?
+
+Protocol (issue 3), on a dataset of ``train``/``valid``/``test`` TSV files, with a seed:
+
+1. Choose a fraction of the train entities as "new" (``--fraction``, default 10%). Base = train triples
+   whose entities are all old. Delta = train triples touching at least one new entity. Test-new = test
+   triples touching a new entity that occurs in the delta (every name known to the grown model);
+   test-old = test triples whose entities and relation are all in the base.
+2. Through the CLI (``embretrain ... --json`` in a subprocess: what users run, process start included):
+   ``train`` on base; ``extend`` with the new entities and the delta (one or more variants); a full
+   retrain (``train`` on base + delta, same settings and epochs); a no-training baseline (``extend
+   --epochs 0``: new rows left at their initial value).
+3. ``embretrain evaluate --json`` (filtered against train + valid + test): MRR, Hits@1, Hits@10 on
+   test-new and test-old, wall time of every run, and a check that the old rows came out bit-identical.
+   Writes ``results.json`` and ``results.md`` into ``--out-dir``.
+4. ``--chain N --chain-fraction 0.025``: the vocabulary grows in N nights, each ``extend`` growing the
+   previous night's output (how the tool is used from cron); figures after every night, and the last
+   night compared with a full retrain on everything.
+
+    python scripts/bench_quality.py --dataset wn18rr --model transe --epochs 30 --out-dir bench/wn-transe
+    python scripts/bench_quality.py --from-json bench/wn-transe/results.json   # re-render the Markdown
+
+``--reuse`` keeps base/full checkpoints already in ``--out-dir`` (same split and settings) so extend
+variants can be compared without paying for the two trainings again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Split", "make_split", "make_chain", "run_benchmark", "render_markdown", "main"]
+
+logger = logging.getLogger("bench_quality")
+
+DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATASETS = {"fb15k-237": "fb15k-237", "wn18rr": "wn18rr"}
+
+Triple = tuple[str, str, str]
+
+
+# ---------------------------------------------------------------------------------------------
+# data and splits
+def read_tsv(path: Path) -> list[Triple]:
+    with open(path, encoding="utf-8") as fh:
+        return [tuple(line.rstrip("\n").split("\t")) for line in fh if line.strip()]  # type: ignore[misc]
+
+
+def write_tsv(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines("\t".join(r) + "\n" if isinstance(r, tuple) else f"{r}\n" for r in rows)
+    return path
+
+
+def dataset_dir(name: str) -> Path:
+    path = DATA_ROOT / DATASETS[name] if name in DATASETS else Path(name)
+    for f in ("train.txt", "valid.txt", "test.txt"):
+        if not (path / f).is_file():
+            raise SystemExit(f"{path}: expected train.txt, valid.txt and test.txt (a folder or one of {list(DATASETS)})")
+    return path
+
+
+class Split:
+    """One night: the vocabulary before/after, the delta, and the test triples to score."""
+
+    def __init__(self, night: int, included: list[Triple], delta: list[Triple], ents_before: set, rels_before: set):
+        self.night = night
+        self.included = included  # every train triple the model has seen after this night
+        self.delta = delta
+        self.entities = {x for h, _, t in included for x in (h, t)}
+        self.relations = {r for _, r, _ in included}
+        # names in order of first appearance in the delta: a deterministic file
+        self.new_entities = [x for x in dict.fromkeys(x for h, _, t in delta for x in (h, t)) if x not in ents_before]
+        self.new_relations = [r for r in dict.fromkeys(r for _, r, _ in delta) if r not in rels_before]
+
+    def known(self, triple: Triple) -> bool:
+        h, r, t = triple
+        return h in self.entities and t in self.entities and r in self.relations
+
+
+def make_chain(train: list[Triple], fractions: list[float], seed: int) -> list[Split]:
+    """Night 0 (the base) then one :class:`Split` per fraction of new entities.
+
+    Entities are shuffled with ``seed``; night i makes the next ``fractions[i]`` of them known. A triple is
+    included once all its entities are known, so an old entity whose every triple touches a new one
+    first appears with the delta that brings it (it is new to the model too).
+    """
+    names = sorted({x for h, _, t in train for x in (h, t)})
+    order = np.random.default_rng(seed).permutation(len(names))
+    n = len(names)
+    counts = [int(round(f * n)) for f in fractions]
+    night_of: dict[str, int] = {}
+    start = 0
+    for i, c in enumerate(counts, 1):
+        for j in order[start : start + c]:
+            night_of[names[j]] = i
+        start += c
+    nights: list[Split] = []
+    ents_before: set = set()
+    rels_before: set = set()
+    seen = 0
+    for i in range(len(counts) + 1):
+        included = [tr for tr in train if max(night_of.get(tr[0], 0), night_of.get(tr[2], 0)) <= i]
+        delta = [tr for tr in train if max(night_of.get(tr[0], 0), night_of.get(tr[2], 0)) == i]
+        split = Split(i, included, delta, ents_before, rels_before)
+        nights.append(split)
+        ents_before, rels_before = split.entities, split.relations
+        seen = len(included)
+    assert seen == len(train)
+    return nights
+
+
+def make_split(train: list[Triple], fraction: float, seed: int) -> tuple[Split, Split]:
+    """(base, night 1) for the one-step benchmark."""
+    base, night = make_chain(train, [fraction], seed)
+    return base, night
+
+
+def test_sets(test: list[Triple], base: Split, night: Split, all_new: set) -> tuple[list[Triple], list[Triple], list[Triple]]:
+    """(new tonight, new since the base, old-only) test triples, every name known after ``night``."""
+    new_tonight = set(night.new_entities)
+    known = [tr for tr in test if night.known(tr)]
+    t_new = [tr for tr in known if tr[0] in new_tonight or tr[2] in new_tonight]
+    t_all = [tr for tr in known if tr[0] in all_new or tr[2] in all_new]
+    t_old = [tr for tr in test if base.known(tr)]
+    return t_new, t_all, t_old
+
+
+# ---------------------------------------------------------------------------------------------
+# running the CLI
+class Runner:
+    """Runs ``embretrain`` commands, as a subprocess (the default: wall time as users see it) or in-process."""
+
+    def __init__(self, in_process: bool = False, echo=None):
+        self.in_process = in_process
+        self.echo = echo or (lambda msg: logger.info(msg))
+
+    def __call__(self, args: list[str]) -> tuple[dict[str, Any], float]:
+        args = [*args, "--json"]
+        self.echo("$ embretrain " + " ".join(shlex.quote(a) for a in args))
+        t0 = time.perf_counter()
+        if self.in_process:
+            from click.testing import CliRunner
+
+            from embretrain.cli import main as cli_main
+
+            res = CliRunner().invoke(cli_main, ["-q", *args], catch_exceptions=False)
+            code, out, err = res.exit_code, res.stdout, getattr(res, "stderr", "")
+        else:
+            env = dict(os.environ)
+            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+            exe = Path(sys.executable).with_name("embretrain")
+            cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embretrain"]
+            proc = subprocess.run([*cmd, "-q", *args], capture_output=True, text=True, env=env)
+            code, out, err = proc.returncode, proc.stdout, proc.stderr
+        wall = time.perf_counter() - t0
+        if code != 0:
+            raise RuntimeError(f"embretrain {' '.join(args)} failed with exit code {code}:\n{err}\n{out}")
+        return json.loads(out[out.index("{"):]), wall
+
+
+def setting_args(opts: argparse.Namespace) -> list[str]:
+    """Options given to every train/extend run (the same budget for every contestant)."""
+    out: list[str] = []
+    if opts.config:
+        out += ["--config", opts.config]
+    for name in ("epochs", "batch_size", "lr", "negatives", "adversarial_temperature", "seed", "threads"):
+        value = getattr(opts, name)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return out + shlex.split(opts.train_args or "")
+
+
+def model_args(opts: argparse.Namespace) -> list[str]:
+    out = []
+    if opts.model:
+        out += ["--model", opts.model]
+    if opts.dim:
+        out += ["--dim", str(opts.dim)]
+    return out
+
+
+def parse_variants(opts: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """``[(label, extra extend args)]``: the main extend run, then ``--variant LABEL=ARGS`` ones."""
+    main_args = shlex.split(opts.extend_args or "")
+    if opts.extend_epochs is not None:
+        main_args = ["--epochs", str(opts.extend_epochs), *main_args]
+    variants = [("extend", main_args)]
+    for spec in opts.variant or []:
+        label, _, args = spec.partition("=")
+        variants.append((label.strip(), shlex.split(args)))
+    return variants
+
+
+def old_rows_identical(before: Path, after: Path) -> bool:
+    """Every row of every table of ``before`` is bit-identical in ``after`` (and names kept their ids)."""
+    from embretrain import api
+
+    a, b = api.load(before), api.load(after)
+    if b.entities[: a.n_entities] != a.entities or b.relations[: a.n_relations] != a.relations:
+        return False
+    return all(np.array_equal(t, b.tables()[k][: t.shape[0]]) for k, t in a.tables().items())
+
+
+def _figures(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: ev.get(k) for k in ("mrr", "hits@1", "hits@10", "test_examples")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dict[str, Any]:
+    runner = runner or Runner(in_process=opts.in_process)
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ddir = dataset_dir(opts.dataset)
+    train, valid, test = (read_tsv(ddir / f"{s}.txt") for s in ("train", "valid", "test"))
+    known_files = [ddir / "train.txt", ddir / "valid.txt", ddir / "test.txt"]
+    if opts.max_train:
+        # --quick: a connected-ish subset (first lines) keeps the protocol, not the figures
+        train = train[: opts.max_train]
+        test = test[: opts.max_test] if opts.max_test else test
+        known_files = [write_tsv(out / "known.tsv", train + valid + test)]
+    fractions = [opts.chain_fraction] * opts.chain if opts.chain else [opts.fraction]
+    nights = make_chain(train, fractions, opts.seed)
+    base = nights[0]
+    all_new_final = nights[-1].entities - base.entities
+
+    common = setting_args(opts)
+    fingerprint = hashlib.sha256(
+        json.dumps([str(ddir), len(train), fractions, opts.seed, common, model_args(opts)]).encode()
+    ).hexdigest()[:16]
+    cache = out / "cache.json"
+    cached = json.loads(cache.read_text()) if opts.reuse and cache.is_file() else {}
+    if cached.get("fingerprint") != fingerprint:
+        cached = {"fingerprint": fingerprint}
+
+    def evaluate(ckpt: Path, test_file: Path) -> dict[str, Any]:
+        known = [a for f in known_files for a in ("--known", str(f))]
+        ev, _ = runner(["evaluate", "--ckpt", str(ckpt), "--test", str(test_file), *known])
+        return _figures(ev)
+
+    def train_once(key: str, data: list[Triple]) -> dict[str, Any]:
+        ckpt = out / f"{key}.h5"
+        if key in cached and ckpt.is_file():
+            logger.info("reusing %s (--reuse)", ckpt)
+            return cached[key]
+        summary, wall = runner(["train", "--data", str(write_tsv(out / f"{key}.tsv", data)), "--out", str(ckpt),
+                                *model_args(opts), *common])
+        cached[key] = {"ckpt": str(ckpt), "wall_s": round(wall, 2), "train_s": summary["seconds"]["train"],
+                       "epochs": summary["epochs"], "examples": summary["examples"]}
+        cache.write_text(json.dumps(cached, indent=2))
+        return cached[key]
+
+    result: dict[str, Any] = {
+        "dataset": opts.dataset if opts.dataset in DATASETS else str(ddir),
+        "model": opts.model,
+        "seed": opts.seed,
+        "fractions": fractions,
+        "settings_args": common,
+        "model_args": model_args(opts),
+        "command": "python scripts/bench_quality.py " + " ".join(shlex.quote(a) for a in opts.argv),
+        "counts": {
+            "entities_train": len(nights[-1].entities),
+            "entities_base": len(base.entities),
+            "triples_base": len(base.included),
+            "nights": [{"new_entities": len(n.new_entities), "new_relations": len(n.new_relations),
+                        "delta_triples": len(n.delta)} for n in nights[1:]],
+        },
+        "runs": [],
+        "nights": [],
+    }
+    rows = result["runs"]
+    b = train_once("base", base.included)
+    full = train_once("full", nights[-1].included)
+
+    # test sets of the whole run (new since the base) and of the base
+    _, t_all, t_old = test_sets(test, base, nights[-1], all_new_final)
+    f_new = write_tsv(out / "test-new.tsv", t_all)
+    f_old = write_tsv(out / "test-old.tsv", t_old)
+    result["counts"].update({"test_new": len(t_all), "test_old": len(t_old)})
+
+    base_old = cached.get("base_old") or evaluate(Path(b["ckpt"]), f_old)
+    full_new = cached.get("full_new") or evaluate(Path(full["ckpt"]), f_new)
+    full_old = cached.get("full_old") or evaluate(Path(full["ckpt"]), f_old)
+    cached.update(base_old=base_old, full_new=full_new, full_old=full_old)
+    cache.write_text(json.dumps(cached, indent=2))
+    rows.append({"run": "train on base", "wall_s": b["wall_s"], "train_s": b["train_s"], "epochs": b["epochs"],
+                 "examples": b["examples"], "new": None, "old": base_old})
+    rows.append({"run": "full retrain", "wall_s": full["wall_s"], "train_s": full["train_s"], "epochs": full["epochs"],
+                 "examples": full["examples"], "new": full_new, "old": full_old})
+
+    variants = [("no training (xavier)", ["--epochs", "0"])] if not opts.no_baseline else []
+    variants += parse_variants(opts)
+    for label, extra in variants:
+        prev = Path(b["ckpt"])
+        wall_total = train_total = 0.0
+        per_night = []
+        all_identical = True
+        for night in nights[1:]:
+            tag = f"{label}-n{night.night}".replace(" ", "_").replace("(", "").replace(")", "")
+            ent_file = write_tsv(out / f"new-entities-{night.night}.tsv", night.new_entities)
+            args = ["extend", "--ckpt", str(prev), "--new-entities", str(ent_file),
+                    "--data", str(write_tsv(out / f"delta-{night.night}.tsv", night.delta)),
+                    "--out", str(out / f"{tag}.h5")]
+            if night.new_relations:
+                args += ["--new-relations", str(write_tsv(out / f"new-relations-{night.night}.tsv", night.new_relations))]
+            summary, wall = runner([*args, *common, *extra])
+            ckpt = out / f"{tag}.h5"
+            identical = old_rows_identical(prev, ckpt)
+            all_identical = all_identical and identical
+            wall_total += wall
+            train_total += summary["seconds"]["train"]
+            if len(nights) > 2:  # chain: figures after every night
+                t_tonight, t_sofar, _ = test_sets(test, base, night, night.entities - base.entities)
+                per_night.append({
+                    "variant": label, "night": night.night, "wall_s": round(wall, 2),
+                    "train_s": summary["seconds"]["train"], "epochs": summary["epochs"],
+                    "new_entities": len(night.new_entities), "delta_triples": len(night.delta),
+                    "old_rows_identical": identical,
+                    "new_tonight": evaluate(ckpt, write_tsv(out / f"test-new-{night.night}.tsv", t_tonight)),
+                    "new_so_far": evaluate(ckpt, write_tsv(out / f"test-sofar-{night.night}.tsv", t_sofar)),
+                })
+            prev = ckpt
+        row = {"run": label, "args": extra, "wall_s": round(wall_total, 2), "train_s": round(train_total, 3),
+               "epochs": summary["epochs"], "examples": summary["examples_used"],
+               "old_rows_identical": all_identical, "new": evaluate(prev, f_new),
+               "old": evaluate(prev, f_old) if not opts.skip_old_eval or label == "extend" else None}
+        row["mrr_vs_full"] = row["new"]["mrr"] / full_new["mrr"] if full_new["mrr"] else None
+        row["time_vs_full"] = row["wall_s"] / full["wall_s"]
+        rows.append(row)
+        result["nights"] += per_night
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(render_markdown(result))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+def _f(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The Markdown table of one ``results.json`` (what docs/BENCHMARKS.md shows)."""
+    c = result["counts"]
+    nights = c["nights"]
+    lines = [
+        f"**{result['dataset']}, {result['model'] or 'transe'}** "
+        f"(seed {result['seed']}, {' + '.join(f'{f:.1%}' for f in result['fractions'])} new entities: "
+        f"{sum(n['new_entities'] for n in nights)} entities, {sum(n['delta_triples'] for n in nights)} delta triples; "
+        f"base {c['entities_base']} entities, {c['triples_base']} triples; "
+        f"test-new {c['test_new']}, test-old {c['test_old']} triples)",
+        "",
+        f"`{result['command']}`",
+        "",
+        "| run | extend args | epochs | wall s | train s | new MRR | new H@1 | new H@10 | old MRR | old H@10 "
+        "| MRR / full | wall / full | old rows identical |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    full = next(r for r in result["runs"] if r["run"] == "full retrain")
+    for r in result["runs"]:
+        new, old = r.get("new") or {}, r.get("old") or {}
+        ratio = r.get("mrr_vs_full")
+        tratio = r.get("time_vs_full")
+        target = ""
+        if ratio is not None:
+            met = ratio >= 0.95 and tratio <= 1 / 20 and r.get("old_rows_identical")
+            target = " (target met)" if met else ""
+        lines.append(
+            f"| {r['run']}{target} | {' '.join(r.get('args') or []) or '-'} | {r['epochs']} | {_f(r['wall_s'], 1)} "
+            f"| {_f(r['train_s'], 1)} | {_f(new.get('mrr'))} | {_f(new.get('hits@1'))} | {_f(new.get('hits@10'))} "
+            f"| {_f(old.get('mrr'))} | {_f(old.get('hits@10'))} | {_f(ratio, 2)} "
+            f"| {'-' if tratio is None else '1/' + format(1 / tratio, '.1f')} "
+            f"| {'-' if 'old_rows_identical' not in r else ('yes' if r['old_rows_identical'] else 'NO')} |"
+        )
+    if result.get("nights"):
+        lines += ["", "Chain, night by night:", "",
+                  "| variant | night | new entities | delta triples | wall s | MRR new tonight | MRR new so far "
+                  "| H@10 new so far | old rows identical |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for n in result["nights"]:
+            lines.append(
+                f"| {n['variant']} | {n['night']} | {n['new_entities']} | {n['delta_triples']} | {_f(n['wall_s'], 1)} "
+                f"| {_f(n['new_tonight']['mrr'])} | {_f(n['new_so_far']['mrr'])} | {_f(n['new_so_far']['hits@10'])} "
+                f"| {'yes' if n['old_rows_identical'] else 'NO'} |"
+            )
+        lines += ["", f"Full retrain on everything after the last night: new MRR {_f(full['new']['mrr'])}, "
+                      f"wall {_f(full['wall_s'], 1)} s."]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="wn18rr", help="fb15k-237, wn18rr (from ../shared/data) or a folder with train/valid/test.txt")
+    p.add_argument("--out-dir", default="bench/quality", help="checkpoints, splits, results.json and results.md go here")
+    p.add_argument("--fraction", type=float, default=0.10, help="share of train entities made new [0.10]")
+    p.add_argument("--chain", type=int, default=0, help="grow in N nights of --chain-fraction each instead of one step")
+    p.add_argument("--chain-fraction", type=float, default=0.025)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and of every run")
+    p.add_argument("--model", choices=["transe", "distmult", "complex", "rotate"])
+    p.add_argument("--config", help="TOML preset given to every train/extend run")
+    p.add_argument("--dim", type=int)
+    p.add_argument("--epochs", type=int, help="epochs of base train, full retrain and (unless --extend-epochs) extend")
+    p.add_argument("--extend-epochs", type=int, help="epochs of the main extend run")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--negatives", type=int)
+    p.add_argument("--adversarial-temperature", type=float)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--train-args", help="more options for every train/extend run, e.g. '--loss margin'")
+    p.add_argument("--extend-args", help="more options for the main extend run, e.g. '--init neighbors --valid-fraction 0.1'")
+    p.add_argument("--variant", action="append", help="another extend run: 'LABEL=OPTIONS' (repeatable)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the no-training baseline")
+    p.add_argument("--skip-old-eval", action="store_true", help="score test-old only for the main extend run")
+    p.add_argument("--reuse", action="store_true", help="reuse base/full checkpoints of an identical earlier run in --out-dir")
+    p.add_argument("--quick", action="store_true", help="tiny run (a data subset, dim 16, 2 epochs) to check the pipeline")
+    p.add_argument("--max-train", type=int, help="use only the first N train triples")
+    p.add_argument("--max-test", type=int)
+    p.add_argument("--in-process", action="store_true", help="run the CLI in this process (tests; wall times not comparable)")
+    p.add_argument("--from-json", help="only render the Markdown of an existing results.json to stdout")
+    opts = p.parse_args(argv)
+    opts.argv = list(sys.argv[1:] if argv is None else argv)
+    if opts.quick:
+        opts.dim = opts.dim or 16
+        opts.epochs = opts.epochs if opts.epochs is not None else 2
+        opts.max_train = opts.max_train or 20000
+        opts.max_test = opts.max_test or 2000
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    opts = parse_args(argv)
+    if opts.from_json:
+        sys.stdout.write(render_markdown(json.loads(Path(opts.from_json).read_text())))
+        return 0
+    result = run_benchmark(opts)
+    sys.stdout.write(render_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
