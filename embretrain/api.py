@@ -23,7 +23,7 @@ from . import __version__
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .config import MODEL_PARAMS, Settings, resolve_settings
 from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
-from .errors import UsageError
+from .errors import DataError, UsageError
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, Vocab, map_pairs, map_triples, touching
 
 __all__ = ["load", "save", "train", "extend", "evaluate"]
@@ -66,6 +66,15 @@ def _name_file(data: NameInput) -> NameFile:
         return read_names(data)
     names = list(data)
     return NameFile(path="<names>", names=names, lines=list(range(1, len(names) + 1)))
+
+
+def _reject_repeats(f: NameFile, kind: str) -> None:
+    """A name listed twice in one night's file is a broken export, not something to guess about."""
+    first: dict[str, int] = {}
+    for name, line in zip(f.names, f.lines):
+        if name in first:
+            raise DataError.at(f.path, line, f"new {kind} {name!r} is listed twice (first on line {first[name]})")
+        first[name] = line
 
 
 def _input_hashes(*files) -> dict[str, str]:
@@ -250,6 +259,8 @@ def extend(
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
     t0 = time.perf_counter()
     ent_file, rel_file = _name_file(new_entities), _name_file(new_relations)
+    _reject_repeats(ent_file, "entity")
+    _reject_repeats(rel_file, "relation")
     entities, ent_report = Vocab(ckpt.entities).grow(ent_file.names)
     relations, rel_report = Vocab(ckpt.relations).grow(rel_file.names)
     if scorer.kind == "pair" and rel_report.added:
@@ -276,6 +287,23 @@ def extend(
     # negatives: every old entity and every new one that has data; untrained new rows must not move
     negative_ids = None if n_untrained == 0 else np.concatenate([np.arange(n_old, dtype=np.int64), trained_new])
     t_load = time.perf_counter() - t0
+    if not n_new and not r_new:
+        # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
+        logger.debug("nothing to do: every name in %s is already in the checkpoint", ent_file.path)
+        return ckpt, {
+            "command": command,
+            "model": ckpt.model,
+            "nothing_to_do": True,
+            "entities_before": n_old,
+            "entities_added": 0,
+            "entities_already_known": ent_report.already_known,
+            "relations_before": r_old,
+            "relations_added": 0,
+            "relations_already_known": rel_report.already_known,
+            "examples_dropped_no_new": n_dropped,
+            "examples_skipped_unknown": int(n_unknown),
+            "seconds": {"load": round(t_load, 3), "train": 0.0},
+        }
     if n_untrained:
         logger.warning("%d new entities have no training example and keep their initial vector", n_untrained)
 

@@ -19,6 +19,7 @@ import click
 from . import __version__
 from .errors import (
     EXIT_CHECKPOINT,
+    EXIT_OK,
     EXIT_DATA,
     EXIT_INTERNAL,
     EXIT_LOCKED,
@@ -153,11 +154,15 @@ def _emit(summary: dict, as_json: bool) -> None:
         click.echo(f"{key.replace('_', ' '):>28}: {value}")
 
 
-def _save_timed(ckpt, out: str, summary: dict) -> None:
+def _save_timed(ckpt, out: str, summary: dict, keep: int = 0) -> None:
     from . import api
 
     t0 = time.perf_counter()
-    api.save(ckpt, out)
+    logger.info("writing %s", out)  # the fault tests kill the process right after this line
+    if keep:
+        api.save(ckpt, out, keep=keep)
+    else:
+        api.save(ckpt, out)
     summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
     summary["out"] = out
 
@@ -166,6 +171,96 @@ def _check_out(out: str) -> None:
     from .atomic import check_writable_dir
 
     check_writable_dir(out)
+
+
+def run_options(func):
+    """Options for unattended runs (cron): --report and --keep, shared by ``train`` and ``extend``."""
+    options = [
+        click.option("--report", type=click.Path(dir_okay=False), help="Also write the JSON summary (added, skipped, dropped, timings, status) here, even when the run fails."),
+        click.option("--keep", type=click.IntRange(min=0), help="Keep this many previous versions of --out as OUT.1 (newest) .. OUT.N [1 when --out is --ckpt, else 0]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: str | None = None,
+               report: str | None = None) -> None:
+    """Check every input exists and every output can be written, before any loading or training.
+
+    A cron run that would fail on a missing file after an hour of training fails in a millisecond
+    instead, and nothing is written.
+    """
+    from pathlib import Path
+
+    from .errors import CheckpointError, DataError, UsageError
+
+    for path in data:
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise DataError.at(path, None, "is a directory, expected a file")
+        if not p.exists():
+            raise DataError.at(path, None, "no such file")
+        if not os.access(p, os.R_OK):
+            raise DataError.at(path, None, "cannot read the file (permission denied)")
+    if config is not None and not Path(config).is_file():
+        raise UsageError(f"{config}: no such config file")
+    if ckpt is not None:
+        if Path(ckpt).is_dir():
+            raise CheckpointError(f"{ckpt} is a directory, not a checkpoint file")
+        if not Path(ckpt).exists():
+            raise CheckpointError(f"{ckpt}: no such checkpoint file")
+    _check_out(out)
+    if report is not None:
+        _check_out(report)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # b does not exist yet
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _write_report(path: str | None, summary: dict) -> None:
+    if not path:
+        return
+    from .atomic import atomic_write
+
+    # Atomic like the checkpoint: a monitor polling the report never parses half a JSON file.
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _guarded_run(opts: dict, command: str, body) -> None:
+    """Lock ``--out``, run ``body(summary)``, and write ``--report`` whatever happens."""
+    from .atomic import clean_stale_temps
+    from .lock import output_lock
+
+    started = time.perf_counter()
+    summary: dict = {"command": command, "status": "error", "out": opts["out"]}
+    try:
+        with output_lock(opts["out"]) as lock:
+            logger.info("locked %s (%s)", opts["out"], lock)
+            clean_stale_temps(opts["out"])  # temp files of runs that were killed (SIGKILL, OOM)
+            summary = body() or summary
+    except BaseException as exc:
+        if isinstance(exc, (click.exceptions.Exit, SystemExit)):
+            raise
+        code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", EXIT_INTERNAL)
+        summary.update(status="error", exit_code=code, error=str(exc) or type(exc).__name__)
+        summary.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 3)
+        try:
+            _write_report(opts.get("report"), summary)
+        except Exception as report_exc:  # the run's own error matters more than the report's
+            logger.warning("could not write the report %s: %s", opts.get("report"), report_exc)
+        raise
+    summary.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 3)
+    summary.setdefault("exit_code", EXIT_OK)
+    _write_report(opts.get("report"), summary)
+    return summary
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -178,6 +273,7 @@ def _check_out(out: str) -> None:
 @click.option("--gamma", type=float, help="transe/rotate: score = gamma - distance [12].")
 @click.option("--tied/--untied", default=None, help="dot: one shared table (symmetric scores) instead of entity + context tables.")
 @training_options
+@run_options
 def train(**opts):
     """Train a model from scratch (the first checkpoint, or a full-retrain baseline).
 
@@ -188,20 +284,27 @@ def train(**opts):
     from . import api
 
     settings = _settings(opts)
-    _check_out(opts["out"])
-    ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"])
-    _save_timed(ckpt, opts["out"], summary)
-    _emit(summary, opts["as_json"])
+    _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"])
+
+    def body():
+        ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"])
+        _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
+        summary["status"] = "ok"
+        return summary
+
+    _emit(_guarded_run(opts, "train", body), opts["as_json"])
 
 
 @main.command()
-@click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint to grow (never modified).")
+@click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint to grow (never modified, unless --out names the same file).")
 @click.option("--new-entities", type=click.Path(), help="New entity names, one per line (already known names are skipped).")
 @click.option("--new-relations", type=click.Path(), help="New relation names, one per line.")
 @click.option("--data", required=True, type=click.Path(), help="Delta triples (or pairs for a dot model) touching the new entities.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
+@click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
 @training_options
+@run_options
 def extend(**opts):
     """Append rows for new entities, train only them on the delta, write a merged checkpoint.
 
@@ -212,26 +315,49 @@ def extend(**opts):
       embretrain extend --ckpt base.h5 --new-entities new.tsv --data delta.tsv --out merged.h5
     """
     from . import api
+    from .errors import NothingToDoError
 
     if not opts["new_entities"] and not opts["new_relations"]:
         raise click.UsageError("give --new-entities and/or --new-relations")
-    _check_out(opts["out"])
-    t0 = time.perf_counter()
-    ckpt = api.load(opts["ckpt"])
-    t_load = time.perf_counter() - t0
-    settings = _settings(opts, model=ckpt.model)
-    grown, summary = api.extend(
-        ckpt,
-        opts["new_entities"],
-        opts["data"],
-        settings,
-        new_relations=opts["new_relations"],
-        skip_unknown=opts["skip_unknown"],
-        progress=opts["progress"],
+    _preflight(
+        opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"]),
+        config=opts["config"], report=opts["report"],
     )
-    summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)
-    _save_timed(grown, opts["out"], summary)
-    _emit(summary, opts["as_json"])
+    in_place = _same_file(opts["ckpt"], opts["out"])
+    keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
+
+    def body():
+        t0 = time.perf_counter()
+        logger.info("loading %s", opts["ckpt"])
+        ckpt = api.load(opts["ckpt"])
+        t_load = time.perf_counter() - t0
+        settings = _settings(opts, model=ckpt.model)
+        grown, summary = api.extend(
+            ckpt,
+            opts["new_entities"],
+            opts["data"],
+            settings,
+            new_relations=opts["new_relations"],
+            skip_unknown=opts["skip_unknown"],
+            progress=opts["progress"],
+        )
+        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)
+        if summary.get("nothing_to_do"):
+            message = (
+                f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "
+                f"{opts['ckpt']}; nothing was written"
+            )
+            if opts["strict"]:
+                raise NothingToDoError(message + " (--strict)")
+            logger.info("%s", message)
+            summary["status"] = "nothing_to_do"
+            return summary
+        _save_timed(grown, opts["out"], summary, keep=keep)
+        summary["status"] = "ok"
+        summary["in_place"] = in_place
+        return summary
+
+    _emit(_guarded_run(opts, "extend", body), opts["as_json"])
 
 
 @main.command()

@@ -65,8 +65,8 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 raise LockedError(
-                    f"{out} is locked by another run ({holder} holds {path}); "
-                    "wait for it to finish, or remove the lock file if no such process exists"
+                    f"{out} is locked by another run ({holder} holds {path}); wait for it to finish "
+                    "(the lock dies with its process, so there is never a stale lock to remove)"
                 ) from None
             raise
         # The previous holder may have unlinked the file after we opened it: then we locked an

@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EmbretrainError
 from .base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 
 __all__ = [
@@ -549,8 +549,10 @@ def _write_strings(f: h5py.File, name: str, items: list[str]) -> h5py.Dataset:
     return f.create_dataset(name, data=data, dtype=_STRINGS)
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     """Write ``ckpt`` to ``path`` in the native layout, atomically (see :mod:`embretrain.atomic`).
+
+    ``keep`` > 0 keeps that many previous versions as ``path.1`` (newest) .. ``path.<keep>``.
 
     Raises:
         UsageError: the target directory is missing or not writable.
@@ -572,29 +574,34 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     if ckpt.extras:
         logger.info("not saving format-specific extras (%s) in the native format", ", ".join(ckpt.extras))
 
-    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["model"] = ckpt.model
-        f.attrs["dim"] = int(tables[ENTITY_TABLE][0].shape[1])
-        f.attrs["params"] = json.dumps(list(params))
-        for name, value in params.items():
-            f.attrs[name] = value
+    try:
+        with atomic_write(path, keep=keep) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["model"] = ckpt.model
+            f.attrs["dim"] = int(tables[ENTITY_TABLE][0].shape[1])
+            f.attrs["params"] = json.dumps(list(params))
+            for name, value in params.items():
+                f.attrs[name] = value
 
-        for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
-            try:
-                dset = _write_strings(f, name, names)
-            except UnicodeEncodeError as err:
-                raise CheckpointError(f"cannot save: a {name[:-1]} name is not valid Unicode ({err})") from err
-            dset.attrs["sha256"] = vocab_sha256(names)
+            for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
+                try:
+                    dset = _write_strings(f, name, names)
+                except UnicodeEncodeError as err:
+                    raise CheckpointError(f"cannot save: a {name[:-1]} name is not valid Unicode ({err})") from err
+                dset.attrs["sha256"] = vocab_sha256(names)
 
-        for name, (array, indexed_by) in tables.items():
-            # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
-            dset = f.create_dataset(name, data=array)
-            dset.attrs["indexed_by"] = indexed_by
-            dset.attrs["sha256"] = table_sha256(array)
+            for name, (array, indexed_by) in tables.items():
+                # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
+                dset = f.create_dataset(name, data=array)
+                dset.attrs["indexed_by"] = indexed_by
+                dset.attrs["sha256"] = table_sha256(array)
 
-        _write_strings(f, LINEAGE, lineage)
+            _write_strings(f, LINEAGE, lineage)
+    except (OSError, RuntimeError) as err:
+        # Out of disk, a file-size limit (EFBIG), an I/O error: h5py reports some of these as
+        # RuntimeError from deep in HDF5. atomic_write has already removed the temp file.
+        raise EmbretrainError(f"cannot write {path}: {err}; nothing was written and {path} is unchanged") from err
     logger.info(
         "saved %s: model=%s, %d entities, %d relations, dim=%d",
         path, ckpt.model, ckpt.n_entities, ckpt.n_relations, ckpt.dim,
