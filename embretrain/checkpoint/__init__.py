@@ -1,28 +1,153 @@
-"""Checkpoint formats: one module per format, one ``load``/``save`` entry that picks by what is on disk."""
+"""Checkpoint formats: one module per format, one ``load``/``save`` entry that picks by what is on disk.
+
+Formats (names as ``--out-format`` takes them):
+
+* ``h5``: our native HDF5 file (:mod:`.native`);
+* ``tf``: a TensorFlow checkpoint prefix or directory, TF1 ``Saver`` or TF2 ``tf.train.Checkpoint`` (:mod:`.tfckpt`);
+* ``keras``: a Keras 3 ``.weights.h5`` file or ``.keras`` archive (:mod:`.keras`).
+
+Detection only looks at files (signatures, ``<prefix>.index``, zip members); it never imports
+TensorFlow, so ``inspect`` and ``verify`` on native files stay fast.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, UsageError
 from .base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 
-__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE", "load", "save", "describe"]
+__all__ = [
+    "Checkpoint",
+    "ENTITY_TABLE",
+    "RELATION_TABLE",
+    "CONTEXT_TABLE",
+    "FORMATS",
+    "LOAD_OPTIONS",
+    "format_of",
+    "load",
+    "save",
+    "describe",
+    "check_out",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("h5", "tf", "keras")
+# Options for checkpoints that do not describe themselves (TF, Keras); see foreign.LoadOptions.
+LOAD_OPTIONS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model")
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """``"h5"``, ``"tf"`` or ``"keras"`` for what is at ``path``.
+
+    Raises:
+        CheckpointError: nothing readable there, naming what was looked for.
+    """
+    from . import keras, native, tfckpt
+
+    p = Path(path)
+    if tfckpt.is_tf(p):
+        return "tf"
+    if keras.is_keras(p):
+        return "keras"
+    if p.is_file():
+        return "h5"  # native.load explains what is wrong with a file that is not ours
+    if p.is_dir():
+        raise CheckpointError(
+            f"{p} is a directory without a TensorFlow checkpoint (no 'checkpoint' file, no *.index); "
+            "give a checkpoint file or prefix"
+        )
+    raise CheckpointError(f"{p}: no such checkpoint (no file, directory or TensorFlow prefix {p}.index)")
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(foreign load options that were given, everything else)."""
+    given = {k: v for k, v in kwargs.items() if k in LOAD_OPTIONS and v is not None}
+    rest = {k: v for k, v in kwargs.items() if k not in LOAD_OPTIONS}
+    return given, rest
 
 
 def load(path, **kwargs) -> Checkpoint:
-    """Load any supported checkpoint (today: the native HDF5 file)."""
-    from . import native
+    """Load any supported checkpoint, format detected from what is on disk.
 
-    return native.load(path, **kwargs)
+    Args:
+        path: native ``.h5``; TF prefix, prefix file or directory; ``.weights.h5`` or ``.keras``.
+        **kwargs: ``entity_var``, ``relation_var``, ``context_var``, ``entity_vocab``,
+            ``relation_vocab``, ``model`` for TF/Keras (None = not given); ``verify`` for native.
+
+    Raises:
+        CheckpointError: unreadable or unusable checkpoint.
+        UsageError: TF/Keras options given for a native file (it names its own tables).
+    """
+    from . import keras, native, tfckpt
+
+    fmt = format_of(path)
+    given, rest = _split(kwargs)
+    if fmt == "h5":
+        ckpt = native.load(path, **rest)
+        model = given.pop("model", None)
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{path} is a native checkpoint that names its own tables and vocabularies; drop {flags}")
+        if model is not None and model != ckpt.model:
+            raise UsageError(f"{path} holds a {ckpt.model!r} model, not {model!r}")
+        return ckpt
+    if rest:
+        raise UsageError(f"option(s) {', '.join(rest)} do not apply to a {fmt} checkpoint")
+    module = tfckpt if fmt == "tf" else keras
+    return module.load(path, **given)
 
 
-def save(ckpt: Checkpoint, path, **kwargs) -> None:
-    """Write ``ckpt`` atomically to ``path`` in the native HDF5 format."""
-    from . import native
+def _out_format(ckpt: Checkpoint, fmt: str | None) -> str:
+    fmt = fmt or ckpt.extras.get("format") or "h5"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
 
-    native.save(ckpt, path, **kwargs)
+
+def check_out(path, fmt: str | None = None, ckpt: Checkpoint | None = None) -> None:
+    """Fail fast (before training) if the output could not be written in format ``fmt``."""
+    from ..atomic import check_writable_dir
+    from . import keras, tfckpt
+
+    fmt = fmt or (ckpt.extras.get("format") if ckpt is not None else None) or "h5"
+    if fmt == "tf":
+        tfckpt.check_out(path)
+    elif fmt == "keras":
+        keras.check_out(path)
+    else:
+        check_writable_dir(path)
+
+
+def save(ckpt: Checkpoint, path, format: str | None = None, **kwargs) -> None:  # noqa: A002 - CLI name
+    """Write ``ckpt`` atomically; ``format`` defaults to the format it was loaded from (native if none).
+
+    ``h5`` drops TF/Keras extras (only the tables are kept); ``tf``/``keras`` write names and model
+    to sidecars beside the output.
+    """
+    from . import keras, native, tfckpt
+
+    fmt = _out_format(ckpt, format)
+    if fmt == "h5":
+        native.save(ckpt, path, **kwargs)
+    elif fmt == "tf":
+        tfckpt.save(ckpt, path, **kwargs)
+    else:
+        keras.save(ckpt, path, **kwargs)
 
 
 def describe(path) -> dict:
-    """What ``embretrain inspect`` shows: format, model, dims, counts, checksum status, lineage."""
-    from . import native
+    """What ``embretrain inspect`` shows: for native files format, model, dims, counts, checksum
+    status and lineage; for TF and Keras files every variable's key, shape and dtype."""
+    from . import keras, native, tfckpt
 
+    fmt = format_of(path)
+    if fmt == "tf":
+        return tfckpt.describe(path)
+    if fmt == "keras":
+        return keras.describe(path)
     return native.describe(path)

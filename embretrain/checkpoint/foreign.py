@@ -1,0 +1,393 @@
+"""What TF and Keras checkpoints share: picking the tables among named variables, vocabularies and
+metadata kept beside the file, and growing optimizer slots.
+
+A "foreign" checkpoint is a flat mapping ``key -> array`` written by the user's own code. We pick
+the embedding tables out of it (``--entity-var`` / ``--relation-var``, or the one 2-D float32
+variable that fits), take names from ``--entity-vocab`` or the sidecar ``<ckpt>.entities.tsv``, and
+keep every other variable in ``Checkpoint.extras`` so the writer can put it back unchanged.
+
+Optimizer slots of a table must grow with it, or the user's ``restore`` fails on a shape mismatch.
+They are recognised two ways:
+
+* by key: ``<table key>/Adam``, ``<table key>/Adam_1``, ``<table key>/Adagrad`` (TF1 ``Saver``) or
+  ``<table path>/.OPTIMIZER_SLOT/<optimizer>/m/...`` (TF2 object graph): any variable under the
+  table's own path whose first dimension is the table's row count;
+* by shape: Keras 3 optimizers store unnamed variables (``optimizer/_variables/2``,
+  ``optimizer/vars/2``); one whose shape equals a table's shape, where no other (non-table)
+  variable has that shape, belongs to that table.
+
+Slots are grown with **zero rows** for the new entities: zero Adam moments / Adagrad accumulators
+are exactly the state of a variable the optimizer has not touched yet.
+
+Sidecars written beside a TF or Keras output ``<out>``:
+
+* ``<out>.entities.tsv`` / ``<out>.relations.tsv``: one name per line, row i on line i + 1;
+* ``<out>.embretrain.json``: model, parameters, which key holds which table, and the lineage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import CheckpointError, DataError, UsageError
+from .base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
+
+__all__ = [
+    "LoadOptions",
+    "TF2_SUFFIX",
+    "build_checkpoint",
+    "grown_variables",
+    "sidecar",
+    "write_sidecars",
+    "read_meta",
+    "table_candidates",
+]
+
+logger = logging.getLogger(__name__)
+
+TF2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+META_SUFFIX = ".embretrain.json"
+_VOCAB_SUFFIX = {ENTITY_TABLE: ".entities.tsv", RELATION_TABLE: ".relations.tsv"}
+_OPTIMIZER_PARTS = ("optimizer",)  # a key component starting with this marks optimizer state
+
+
+@dataclass
+class LoadOptions:
+    """Per-format load options (the CLI's ``--entity-var`` etc.); all optional.
+
+    Attributes:
+        entity_var: key of the entity table ``[n_entities, dim]``.
+        relation_var: key of the relation table ``[n_relations, rel_dim]`` (triple models).
+        context_var: key of a second entity-indexed table (untied ``dot`` model).
+        entity_vocab: file with one entity name per line; row i is on line i + 1.
+        relation_vocab: the same for relations.
+        model: scorer name; default ``dot`` when only an entity table is given.
+    """
+
+    entity_var: str | None = None
+    relation_var: str | None = None
+    context_var: str | None = None
+    entity_vocab: str | os.PathLike | None = None
+    relation_vocab: str | os.PathLike | None = None
+    model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> "LoadOptions":
+        known = {k: kwargs.get(k) for k in ("entity_var", "relation_var", "context_var", "entity_vocab",
+                                            "relation_vocab", "model")}
+        unknown = set(kwargs) - set(known)
+        if unknown:
+            raise UsageError(f"unknown checkpoint option(s): {', '.join(sorted(unknown))}")
+        return cls(**known)
+
+
+def sidecar(base: str | os.PathLike, kind: str) -> Path:
+    """Path of a sidecar beside ``base``: ``kind`` is ``entities``, ``relations`` or ``meta``."""
+    suffix = {"entities": _VOCAB_SUFFIX[ENTITY_TABLE], "relations": _VOCAB_SUFFIX[RELATION_TABLE],
+              "meta": META_SUFFIX}[kind]
+    return Path(f"{os.fspath(base)}{suffix}")
+
+
+def read_meta(base: str | os.PathLike) -> dict[str, Any]:
+    """The ``<base>.embretrain.json`` sidecar as a dict, or ``{}`` if there is none."""
+    path = sidecar(base, "meta")
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read the embretrain metadata beside the checkpoint ({err})") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return meta
+
+
+def _read_vocab(path: str | os.PathLike, n_rows: int, kind: str, key: str) -> list[str]:
+    """Names in row order from a one-name-per-line file that must have exactly ``n_rows`` lines."""
+    from ..data import read_names
+    from ..vocab import Vocab
+
+    names = read_names(path)
+    # read_names skips blank lines; here a skipped line would shift every later row by one.
+    for row, line in enumerate(names.lines):
+        if line != row + 1:
+            raise DataError.at(path, row + 1, f"blank line in a {kind} vocabulary; row i must be on line i + 1")
+    if len(names.names) != n_rows:
+        raise CheckpointError(
+            f"{path} lists {len(names.names)} {kind} names but variable {key!r} has {n_rows} rows; "
+            "row i of the table must be the name on line i + 1"
+        )
+    try:
+        Vocab(names.names)
+    except ValueError as err:
+        raise DataError.at(path, None, str(err)) from None
+    return list(names.names)
+
+
+def is_table_like(shape: tuple[int, ...], dtype: Any) -> bool:
+    return len(shape) == 2 and np.dtype(dtype) == np.float32
+
+
+def _is_optimizer_key(key: str) -> bool:
+    return any(part.startswith(_OPTIMIZER_PARTS) or part == ".OPTIMIZER_SLOT" for part in key.split("/"))
+
+
+def _slot_prefix(key: str) -> str:
+    """Keys under this prefix are slots of ``key`` (``emb/Adam``, ``model/emb/.OPTIMIZER_SLOT/...``)."""
+    return key.removesuffix(TF2_SUFFIX) + "/"
+
+
+def table_candidates(specs: dict[str, tuple[tuple[int, ...], Any]], n_rows: int | None = None) -> list[str]:
+    """Keys of 2-D float32 variables that could be an embedding table (not optimizer state).
+
+    Args:
+        specs: key -> (shape, dtype) of every variable.
+        n_rows: if known (a vocabulary was given), only variables with that many rows fit.
+    """
+    owners = [k for k, (shape, dtype) in specs.items() if is_table_like(shape, dtype) and not _is_optimizer_key(k)]
+    # A slot (`emb/Adam`) lives under another candidate's path.
+    prefixes = [_slot_prefix(k) for k in owners]
+    owners = [k for k in owners if not any(k.startswith(p) for p in prefixes if p != _slot_prefix(k))]
+    if n_rows is not None:
+        owners = [k for k in owners if specs[k][0][0] == n_rows]
+    return owners
+
+
+def _describe_keys(specs, keys) -> str:
+    return "; ".join(f"{k} {list(specs[k][0])}" for k in keys) or "none"
+
+
+def _resolve_key(specs, key: str, option: str, path) -> str:
+    if key in specs:
+        return key
+    if key + TF2_SUFFIX in specs:  # `model/emb/table` for `model/emb/table/.ATTRIBUTES/VARIABLE_VALUE`
+        return key + TF2_SUFFIX
+    raise CheckpointError(
+        f"{path} has no variable {key!r} ({option}); 2-D float32 variables: "
+        f"{_describe_keys(specs, table_candidates(specs))}"
+    )
+
+
+def _pick_entity_key(specs, path, n_rows: int | None) -> str:
+    fits = table_candidates(specs, n_rows)
+    if len(fits) == 1:
+        logger.info("%s: using %r %s as the entity table", path, fits[0], list(specs[fits[0]][0]))
+        return fits[0]
+    every = table_candidates(specs)
+    what = "no 2-D float32 variable" if not fits else f"{len(fits)} 2-D float32 variables"
+    rows = f" with {n_rows} rows (the vocabulary's length)" if n_rows is not None else ""
+    raise CheckpointError(
+        f"{path}: {what}{rows} could be the entity table; name it with --entity-var KEY. "
+        f"Candidates: {_describe_keys(specs, every)}"
+    )
+
+
+def _vocab_rows(opts_path, side: Path) -> tuple[Path | None, int | None]:
+    path = Path(opts_path) if opts_path is not None else (side if side.is_file() else None)
+    if path is None:
+        return None, None
+    from ..data import read_names
+
+    return path, len(read_names(path).names)
+
+
+def build_checkpoint(
+    path: str | os.PathLike,
+    fmt: str,
+    specs: dict[str, tuple[tuple[int, ...], Any]],
+    read: Callable[[str], Any],
+    opts: LoadOptions,
+    sidecar_base: str | os.PathLike,
+    extras: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Turn a flat ``key -> array`` checkpoint into a :class:`Checkpoint`.
+
+    Args:
+        path: what the user passed (for messages).
+        fmt: ``"tf"`` or ``"keras"``; stored as ``extras["format"]``.
+        specs: key -> (shape, dtype) of every variable, in the file's order.
+        read: key -> value (``np.ndarray``, or ``bytes`` for a TF string scalar).
+        opts: the user's load options; the ``<base>.embretrain.json`` sidecar fills the gaps.
+        sidecar_base: ``<base>`` of ``<base>.entities.tsv`` etc.
+        extras: format-specific extras to merge (e.g. the Keras archive's other members).
+
+    Returns:
+        A Checkpoint whose ``extras`` hold ``format``, ``keys`` (table name -> key), ``variables``
+        (every other key -> value, file order), ``slots`` (slot key -> table name).
+    """
+    meta = read_meta(sidecar_base)
+    meta_keys: dict[str, str] = dict(meta.get("tables") or {})
+    wanted = {
+        ENTITY_TABLE: opts.entity_var or meta_keys.get(ENTITY_TABLE),
+        RELATION_TABLE: opts.relation_var or (None if opts.entity_var else meta_keys.get(RELATION_TABLE)),
+        CONTEXT_TABLE: opts.context_var or (None if opts.entity_var else meta_keys.get(CONTEXT_TABLE)),
+    }
+    options = {ENTITY_TABLE: "--entity-var", RELATION_TABLE: "--relation-var", CONTEXT_TABLE: "context_var"}
+    keys = {name: _resolve_key(specs, key, options[name], path) for name, key in wanted.items() if key}
+
+    ent_vocab_path, ent_rows = _vocab_rows(opts.entity_vocab, sidecar(sidecar_base, "entities"))
+    if ENTITY_TABLE not in keys:
+        keys[ENTITY_TABLE] = _pick_entity_key(specs, path, ent_rows)
+    for name, key in keys.items():
+        shape, dtype = specs[key]
+        if not is_table_like(shape, dtype):
+            raise CheckpointError(
+                f"{path}: variable {key!r} has shape {list(shape)} and dtype {np.dtype(dtype).name}; "
+                "an embedding table must be 2-D float32"
+            )
+    if len(set(keys.values())) != len(keys):
+        raise CheckpointError(f"{path}: the same variable is named for two tables ({keys})")
+
+    model = opts.model or meta.get("model")
+    if model is None:
+        if RELATION_TABLE in keys:
+            raise UsageError(
+                f"{path} does not say its model: with --relation-var give --model (transe, distmult, complex, rotate)"
+            )
+        model = "dot"
+    from ..models import get_model
+
+    kind = get_model(model).kind
+    if kind == "pair" and RELATION_TABLE in keys:
+        raise UsageError(f"model {model!r} scores pairs with the entity table alone; drop --relation-var")
+    if kind != "pair" and RELATION_TABLE not in keys:
+        raise UsageError(f"model {model!r} needs a relation table: give --relation-var KEY")
+
+    n_entities = specs[keys[ENTITY_TABLE]][0][0]
+    if ent_vocab_path is None:
+        raise CheckpointError(
+            f"{path} carries no entity names: give --entity-vocab FILE with one name per line "
+            f"({n_entities} lines for {keys[ENTITY_TABLE]!r})"
+        )
+    entities = _read_vocab(ent_vocab_path, n_entities, "entity", keys[ENTITY_TABLE])
+    relations: list[str] = []
+    if RELATION_TABLE in keys:
+        n_relations = specs[keys[RELATION_TABLE]][0][0]
+        rel_path, _ = _vocab_rows(opts.relation_vocab, sidecar(sidecar_base, "relations"))
+        if rel_path is None:
+            raise CheckpointError(
+                f"{path} carries no relation names: give --relation-vocab FILE "
+                f"({n_relations} lines for {keys[RELATION_TABLE]!r})"
+            )
+        relations = _read_vocab(rel_path, n_relations, "relation", keys[RELATION_TABLE])
+    if CONTEXT_TABLE in keys and specs[keys[CONTEXT_TABLE]][0][0] != n_entities:
+        raise CheckpointError(f"{path}: context table {keys[CONTEXT_TABLE]!r} must have {n_entities} rows")
+
+    tables = {name: np.ascontiguousarray(read(key), dtype=np.float32) for name, key in keys.items()}
+    table_keys = set(keys.values())
+    variables = {k: read(k) for k in specs if k not in table_keys}
+    slots = _find_slots(specs, keys)
+
+    params = meta.get("params")
+    if params is None:
+        from ..config import MODEL_DEFAULTS, MODEL_PARAMS, Settings
+
+        defaults = MODEL_DEFAULTS.get(model, {})
+        params = {p: defaults.get(p, getattr(Settings, p)) for p in MODEL_PARAMS.get(model, ())}
+    logger.info(
+        "%s: %s checkpoint, model %s, tables %s, %d other variables (%d optimizer slots of the tables)",
+        path, fmt, model, keys, len(variables), len(slots),
+    )
+    return Checkpoint(
+        model=model,
+        entities=entities,
+        relations=relations,
+        entity_tables={n: t for n, t in tables.items() if n != RELATION_TABLE},
+        relation_tables={n: t for n, t in tables.items() if n == RELATION_TABLE},
+        params=dict(params),
+        lineage=list(meta.get("lineage") or []),
+        source=os.fspath(path),
+        checksums="none",
+        extras={**(extras or {}), "format": fmt, "keys": keys, "variables": variables, "slots": slots},
+    )
+
+
+def _find_slots(specs, keys: dict[str, str]) -> dict[str, str]:
+    """slot key -> table name, for optimizer state that must grow with a table (see module doc)."""
+    slots: dict[str, str] = {}
+    table_keys = set(keys.values())
+    for name, key in keys.items():
+        prefix, n_rows = _slot_prefix(key), specs[key][0][0]
+        for k, (shape, _) in specs.items():
+            if k not in table_keys and k.startswith(prefix) and len(shape) >= 1 and shape[0] == n_rows:
+                slots[k] = name
+    # Unnamed Keras 3 optimizer variables: match by shape, only where the shape is unambiguous.
+    owners_by_shape: dict[tuple, list[str]] = {}
+    for k, (shape, dtype) in specs.items():
+        if k in slots or _is_optimizer_key(k):
+            continue
+        owners_by_shape.setdefault(tuple(shape), []).append(k)
+    for k, (shape, _) in specs.items():
+        if k in slots or k in table_keys or not _is_optimizer_key(k) or len(shape) != 2:
+            continue
+        owners = owners_by_shape.get(tuple(shape), [])
+        tables = [name for name, key in keys.items() if key in owners]
+        if not tables:
+            continue
+        if len(tables) != len(owners):
+            others = [o for o in owners if o not in table_keys]
+            raise CheckpointError(
+                f"cannot tell whether optimizer variable {k!r} {list(shape)} belongs to table "
+                f"{keys[tables[0]]!r} or to {others[0]!r} (same shape); "
+                "save the checkpoint without the optimizer, or with named slots"
+            )
+        slots[k] = tables[0]
+    return slots
+
+
+def grown_variables(ckpt: Checkpoint) -> dict[str, Any]:
+    """``extras["variables"]`` with every slot of a grown table padded with zero rows.
+
+    Returns:
+        key -> value in the original order; values of non-slot variables are the loaded objects.
+
+    Raises:
+        CheckpointError: a table shrank, or a shape-matched slot is shared by tables that grew differently.
+    """
+    tables = ckpt.tables()
+    keys: dict[str, str] = ckpt.extras.get("keys", {})
+    variables: dict[str, Any] = dict(ckpt.extras.get("variables", {}))
+    for key, name in ckpt.extras.get("slots", {}).items():
+        value = np.asarray(variables[key])
+        n_rows = tables[name].shape[0]
+        if value.shape[0] > n_rows:
+            raise CheckpointError(f"slot {key!r} has {value.shape[0]} rows but table {keys.get(name, name)!r} has {n_rows}")
+        if value.shape[0] < n_rows:
+            pad = np.zeros((n_rows - value.shape[0], *value.shape[1:]), dtype=value.dtype)
+            variables[key] = np.concatenate([value, pad])
+            logger.info("grew optimizer slot %s by %d zero rows", key, n_rows - value.shape[0])
+    return variables
+
+
+def _write_vocab(path: Path, names: list[str], kind: str) -> None:
+    bad = next((n for n in names if any(c in n for c in "\t\n\r")), None)
+    if bad is not None:
+        raise CheckpointError(f"cannot write {path}: {kind} name {bad!r} contains a tab or line break")
+    with atomic_write(path) as tmp:
+        tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+
+
+def write_sidecars(ckpt: Checkpoint, base: str | os.PathLike, keys: dict[str, str]) -> None:
+    """Write ``<base>.entities.tsv``, ``<base>.relations.tsv`` (triple models) and ``<base>.embretrain.json``."""
+    _write_vocab(sidecar(base, "entities"), ckpt.entities, "entity")
+    if ckpt.relations:
+        _write_vocab(sidecar(base, "relations"), ckpt.relations, "relation")
+    meta = {
+        "tool": "embretrain",
+        "model": ckpt.model,
+        "params": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in ckpt.params.items()},
+        "tables": keys,
+        "counts": {"entities": ckpt.n_entities, "relations": ckpt.n_relations},
+        "lineage": ckpt.lineage,
+    }
+    with atomic_write(sidecar(base, "meta")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
