@@ -142,8 +142,13 @@ def _run(
     weights: np.ndarray | None,
     progress: bool | None,
     negative_ids: np.ndarray | None = None,
+    prepare=None,
 ):
-    """Build split tables, train the new rows, return ``(new_rows_by_table, TrainResult)``."""
+    """Build split tables, train the new rows, return ``(new_rows_by_table, TrainResult)``.
+
+    ``prepare(emb)``, if given, runs before training (e.g. to set the start of new rows) and may return an
+    ``on_epoch`` callback for :func:`embretrain.train.fit`; the callback's ``finish()`` runs after training.
+    """
     from .train import Embeddings, configure_tensorflow, fit
 
     configure_tensorflow(settings)
@@ -156,9 +161,48 @@ def _run(
         _build(old_relation_tables, n_new_relations, rng, rel_widths),
         negative_ids=negative_ids,
     )
-    result = fit(emb, ids, settings, weights=weights, progress=progress)
+    on_epoch = prepare(emb) if prepare is not None else None
+    result = fit(emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
+    if on_epoch is not None:
+        on_epoch.finish()
     new_rows = {name: t.new_rows() for name, t in {**emb.entity_tables, **emb.relation_tables}.items()}
     return new_rows, result
+
+
+def _extend_levers(scorer, settings: Settings, ckpt: Checkpoint, ids: np.ndarray, n_old: int, report: dict):
+    """The optional levers of ``extend``: a neighbour start (init.py) and early stopping (early_stop.py).
+
+    Returns ``(training ids, prepare)`` for :func:`_run`; ``report`` receives what they did.
+    """
+    held_out = ids[:0]
+    if settings.valid_fraction > 0:
+        if scorer.kind == "pair":
+            raise UsageError("--valid-fraction (early stopping) needs a triple model, not a pair model")
+        from .early_stop import holdout
+
+        ids, held_out = holdout(ids, n_old, settings.valid_fraction, settings.seed)
+    known = np.concatenate([ids, held_out])
+
+    def prepare(emb):
+        if settings.init == "neighbors":
+            if scorer.kind == "pair":
+                logger.warning("--init neighbors has no closed form for a pair model; new rows start from Glorot")
+            else:
+                from .init import neighbor_rows
+
+                # training triples only: the held-out slice must not leak into the start
+                rows, placed = neighbor_rows(ckpt.model, ckpt.entity_tables[ENTITY_TABLE],
+                                             ckpt.relation_tables[RELATION_TABLE], ids, emb.entity.new_rows())
+                emb.entity.new.assign(rows)
+                report["init_placed"] = placed
+        if not len(held_out):
+            return None
+        from .early_stop import EarlyStopping
+
+        report["stopper"] = EarlyStopping(emb, held_out, known, settings.patience)
+        return report["stopper"]
+
+    return ids, prepare
 
 
 def _fresh_tables(scorer, settings: Settings) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -307,9 +351,11 @@ def extend(
     if n_untrained:
         logger.warning("%d new entities have no training example and keep their initial vector", n_untrained)
 
+    levers: dict[str, Any] = {}
+    ids, prepare = _extend_levers(scorer, settings, ckpt, ids, n_old, levers)
     new_rows, result = _run(
         scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
-        negative_ids=negative_ids,
+        negative_ids=negative_ids, prepare=prepare,
     )
     # Old rows come from the loaded arrays, never from TF variables: bit-identical by construction.
     grown = Checkpoint(
@@ -352,6 +398,10 @@ def extend(
         "losses": result.losses,
         "seconds": {"load": round(t_load, 3), "train": round(result.seconds, 3)},
     }
+    if "init_placed" in levers:
+        summary["init_placed_from_neighbors"] = levers["init_placed"]
+    if "stopper" in levers:
+        summary["early_stopping"] = levers["stopper"].report()
     return grown, summary
 
 

@@ -129,6 +129,28 @@ def training_options(func):
     return func
 
 
+MODEL_CHOICE = click.Choice(["transe", "distmult", "complex", "rotate", "dot"])
+_LOAD_KEYS = ("entity_var", "relation_var", "entity_vocab", "relation_vocab", "model")
+
+
+def checkpoint_options(func):
+    """How to read a TF or Keras checkpoint that does not describe itself (ignored for none given)."""
+    options = [
+        click.option("--entity-var", help="TF/Keras: key of the entity table, e.g. 'embedding' or 'layers/embedding/vars/0' [the one 2-D float32 variable that fits]."),
+        click.option("--relation-var", help="TF/Keras: key of the relation table (triple models)."),
+        click.option("--entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names, row i on line i+1 [<ckpt>.entities.tsv]."),
+        click.option("--relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names [<ckpt>.relations.tsv]."),
+        click.option("--model", type=MODEL_CHOICE, help="TF/Keras: the scoring model [dot for an entity table alone]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_options(opts: dict) -> dict:
+    return {k: opts.get(k) for k in _LOAD_KEYS if opts.get(k) is not None}
+
+
 _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "seed", "optimizer", "loss", "margin",
                  "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied")
 
@@ -154,15 +176,16 @@ def _emit(summary: dict, as_json: bool) -> None:
         click.echo(f"{key.replace('_', ' '):>28}: {value}")
 
 
-def _save_timed(ckpt, out: str, summary: dict, keep: int = 0) -> None:
+def _save_timed(ckpt, out: str, summary: dict, keep: int = 0, out_format: str | None = None) -> None:
     from . import api
 
     t0 = time.perf_counter()
     logger.info("writing %s", out)  # the fault tests kill the process right after this line
+    kwargs = {"format": out_format} if out_format else {}
     if keep:
-        api.save(ckpt, out, keep=keep)
+        api.save(ckpt, out, keep=keep, **kwargs)
     else:
-        api.save(ckpt, out)
+        api.save(ckpt, out, **kwargs)
     summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
     summary["out"] = out
 
@@ -185,7 +208,7 @@ def run_options(func):
 
 
 def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: str | None = None,
-               report: str | None = None) -> None:
+               report: str | None = None, out_format: str | None = None) -> None:
     """Check every input exists and every output can be written, before any loading or training.
 
     A cron run that would fail on a missing file after an hour of training fails in a millisecond
@@ -207,11 +230,20 @@ def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: s
             raise DataError.at(path, None, "cannot read the file (permission denied)")
     if config is not None and not Path(config).is_file():
         raise UsageError(f"{config}: no such config file")
+    in_format = None
     if ckpt is not None:
-        if Path(ckpt).is_dir():
-            raise CheckpointError(f"{ckpt} is a directory, not a checkpoint file")
-        if not Path(ckpt).exists():
-            raise CheckpointError(f"{ckpt}: no such checkpoint file")
+        from .checkpoint import format_of, tfckpt
+
+        if not tfckpt.is_tf(ckpt):  # a TF checkpoint is a prefix or a directory, not a file
+            if Path(ckpt).is_dir():
+                raise CheckpointError(f"{ckpt} is a directory, not a checkpoint file")
+            if not Path(ckpt).exists():
+                raise CheckpointError(f"{ckpt}: no such checkpoint file")
+        in_format = format_of(ckpt)
+    if out_format or in_format not in (None, "h5"):
+        from .checkpoint import check_out
+
+        check_out(out, out_format or in_format)  # a TF prefix, a Keras suffix
     _check_out(out)
     if report is not None:
         _check_out(report)
@@ -303,6 +335,8 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
+@click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
+@checkpoint_options
 @training_options
 @run_options
 def extend(**opts):
@@ -321,7 +355,7 @@ def extend(**opts):
         raise click.UsageError("give --new-entities and/or --new-relations")
     _preflight(
         opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"]),
-        config=opts["config"], report=opts["report"],
+        config=opts["config"], report=opts["report"], out_format=opts["out_format"],
     )
     in_place = _same_file(opts["ckpt"], opts["out"])
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
@@ -329,7 +363,7 @@ def extend(**opts):
     def body():
         t0 = time.perf_counter()
         logger.info("loading %s", opts["ckpt"])
-        ckpt = api.load(opts["ckpt"])
+        ckpt = api.load(opts["ckpt"], **_load_options(opts))
         t_load = time.perf_counter() - t0
         settings = _settings(opts, model=ckpt.model)
         grown, summary = api.extend(
@@ -352,7 +386,7 @@ def extend(**opts):
             logger.info("%s", message)
             summary["status"] = "nothing_to_do"
             return summary
-        _save_timed(grown, opts["out"], summary, keep=keep)
+        _save_timed(grown, opts["out"], summary, keep=keep, out_format=opts["out_format"])
         summary["status"] = "ok"
         summary["in_place"] = in_place
         return summary
@@ -367,7 +401,8 @@ def extend(**opts):
 @click.option("--new-only", is_flag=True, help="Only test triples touching an entity added by the last extend.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Queries scored per batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def evaluate(ckpt, test, known, new_only, batch_size, as_json):
+@checkpoint_options
+def evaluate(ckpt, test, known, new_only, batch_size, as_json, **load_opts):
     """Filtered link prediction: MRR and Hits@1/3/10 (realistic ranks for ties).
 
     \b
@@ -376,7 +411,7 @@ def evaluate(ckpt, test, known, new_only, batch_size, as_json):
     """
     from . import api
 
-    model = api.load(ckpt)
+    model = api.load(ckpt, **_load_options(load_opts))
     figures = api.evaluate(model, test, known, new_only=new_only, batch_size=batch_size)
     _emit(figures, as_json)
 
@@ -386,6 +421,9 @@ def evaluate(ckpt, test, known, new_only, batch_size, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def inspect(ckpt, as_json):
     """Show a checkpoint's format, model, dims, counts, checksums and lineage.
+
+    For a TF checkpoint or Keras file: every variable's key, shape and dtype, and which could be
+    the entity table (for --entity-var).
 
     \b
     Example:
@@ -430,6 +468,59 @@ def demo(workdir, as_json):
     from .demo import run_demo
 
     run_demo(workdir, echo=click.echo, as_json=as_json)
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard projector directory (vectors.tsv + metadata.tsv).")
+@click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
+@click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
+@click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@checkpoint_options
+def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
+    """Export a table for other tools (gensim, the Embedding Projector, spreadsheets).
+
+    \b
+    Example:
+      embretrain export merged.h5 --format word2vec --only-new --out new.w2v.txt
+    """
+    from . import api
+    from .export import default_out, export as export_table
+
+    out = out or default_out(ckpt, fmt)
+    summary = export_table(api.load(ckpt, **_load_options(load_opts)), fmt, out, only_new=only_new, table=table)
+    _emit(summary, as_json)
+
+
+@main.command()
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--new-entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names of NEW [NEW.entities.tsv]; --entity-vocab is OLD's.")
+@click.option("--new-relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names of NEW [NEW.relations.tsv].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@checkpoint_options
+def verify(old, new, new_entity_vocab, new_relation_vocab, as_json, **load_opts):
+    """Exit 0 if NEW extends OLD (same names first, every old row bit-identical), else 1.
+
+    Names the first differing entity. For any supported format; no TensorFlow for native files.
+
+    \b
+    Example (a publishing gate):
+      embretrain verify base.h5 merged.h5 && cp merged.h5 /srv/models/
+    """
+    from .verify import verify as verify_checkpoints
+
+    old_opts = _load_options(load_opts)
+    new_opts = {k: v for k, v in old_opts.items() if k not in ("entity_vocab", "relation_vocab")}
+    new_opts.update({k: v for k, v in (("entity_vocab", new_entity_vocab), ("relation_vocab", new_relation_vocab)) if v})
+    result = verify_checkpoints(old, new, old_options=old_opts, new_options=new_opts)
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "message": result.message, "first_entity": result.first_entity,
+                               "checked": result.checked}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(("OK: " if result.ok else "DIFFERS: ") + result.message)
+    sys.exit(0 if result.ok else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

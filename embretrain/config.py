@@ -43,6 +43,11 @@ class Settings:
     gamma: float = 12.0  # transe/rotate: score = gamma - distance
     tied: bool = False  # dot: one shared table (symmetric scores) instead of entity + context tables
     threads: int = 0  # TensorFlow intra-op threads (0 = TensorFlow's choice)
+    # extend only (see embretrain/init.py and embretrain/early_stop.py)
+    init: str = "xavier"  # start of new entity rows: xavier | neighbors (closed form from frozen neighbours)
+    valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
+    patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
+    corrupt: str = "any"  # negatives: any side | frozen (the old side of a triple with one new entity)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,7 +72,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margin")}
+_CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margin"),
+            "init": ("xavier", "neighbors"), "corrupt": ("any", "frozen")}
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -110,6 +116,10 @@ def _check_ranges(values: dict[str, Any], origin: str) -> None:
             raise UsageError(f"{origin}: {key} must be {'>= 0' if key == 'epochs' else 'positive'}, got {values[key]}")
     if "lr" in values and not values["lr"] > 0:
         raise UsageError(f"{origin}: lr must be positive, got {values['lr']}")
+    if "valid_fraction" in values and not 0 <= values["valid_fraction"] < 1:
+        raise UsageError(f"{origin}: valid_fraction must be in [0, 1), got {values['valid_fraction']}")
+    if "patience" in values and values["patience"] < 0:
+        raise UsageError(f"{origin}: patience must be >= 0, got {values['patience']}")
 
 
 def resolve_settings(

@@ -122,6 +122,12 @@ def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
     b = tf.shape(batch)[0]
     neg = emb.sample_negatives(rng, [b, k])
     corrupt_head = rng.uniform([b, 1, 1]) < 0.5
+    n_old = emb.entity.n_old
+    if settings.corrupt == "frozen" and n_old:
+        # A negative that replaces the only new entity of a triple scores frozen rows alone: no
+        # gradient, wasted work. Corrupt the frozen side instead (random when both or neither are new).
+        h_new, t_new = tf.reshape(h >= n_old, [b, 1, 1]), tf.reshape(t >= n_old, [b, 1, 1])
+        corrupt_head = tf.where(h_new & ~t_new, False, tf.where(t_new & ~h_new, True, corrupt_head))
     # one lookup (one partition/stitch) for every entity id the batch needs
     vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
     hv, tv = vecs[:b], vecs[b : 2 * b]

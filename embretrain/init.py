@@ -1,0 +1,111 @@
+"""Where a new entity's row starts: Glorot (``xavier``) or a closed form from its frozen neighbours.
+
+``--init neighbors``: a new entity that appears in a delta triple with an already placed entity gets
+the position that triple asks for, averaged over all such triples:
+
+- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``.
+- RotatE (``h ∘ e^{ir} ≈ t``): rotate back, ``t ∘ e^{-ir}``; or forward, ``h ∘ e^{ir}``.
+- DistMult / ComplEx (bilinear): the direction that maximises the score with the neighbour fixed,
+  ``r ∘ t`` / ``h ∘ r`` (ComplEx: ``conj(r ∘ conj(t))`` / ``h ∘ r``), each normalised to unit length,
+  averaged, then scaled to the median norm of the old rows (a bilinear score grows with the norm,
+  so the direction is what the neighbours tell us, the size is what the table is used to).
+
+Entities whose neighbours are all new are placed in later passes from their placed neighbours; an
+entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
+(the relation row is itself untrained). Pair models keep Glorot rows.
+Arrays: entities float32 ``[n_old, d]``, relations ``[n_rel_old, d_r]``, triples int64 ``[n, 3]``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+__all__ = ["INIT_CHOICES", "neighbor_rows"]
+
+logger = logging.getLogger(__name__)
+
+INIT_CHOICES = ("xavier", "neighbors")
+_MAX_PASSES = 4
+
+
+def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = x.shape[-1] // 2
+    return x[..., :d], x[..., d:]
+
+
+def _estimates(model: str, h: np.ndarray, r: np.ndarray, t: np.ndarray, side: str) -> np.ndarray:
+    """Estimates of the ``side`` ("head"/"tail") entity of each triple from the other side ``[m, d]``."""
+    head = side == "head"
+    if model == "transe":
+        return t - r if head else h + r
+    if model == "rotate":
+        cos, sin = np.cos(r), np.sin(r)
+        if head:  # h = t * e^{-ir}
+            tr, ti = _halves(t)
+            return np.concatenate([tr * cos + ti * sin, ti * cos - tr * sin], axis=-1)
+        hr, hi = _halves(h)  # t = h * e^{ir}
+        return np.concatenate([hr * cos - hi * sin, hr * sin + hi * cos], axis=-1)
+    if model == "distmult":
+        return r * t if head else h * r
+    if model == "complex":
+        if head:  # score = <h, conj(r * conj(t))> as [re | im]
+            (rr, ri), (tr, ti) = _halves(r), _halves(t)
+            return np.concatenate([rr * tr + ri * ti, rr * ti - ri * tr], axis=-1)
+        (hr, hi), (rr, ri) = _halves(h), _halves(r)
+        return np.concatenate([hr * rr - hi * ri, hr * ri + hi * rr], axis=-1)
+    raise ValueError(f"no neighbour initialisation for model {model!r}")
+
+
+def neighbor_rows(
+    model: str,
+    entities: np.ndarray,
+    relations: np.ndarray,
+    triples: np.ndarray,
+    start: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """New entity rows placed from their neighbours.
+
+    Args:
+        model: scorer name (transe, rotate, distmult, complex).
+        entities: float32 ``[n_old, d]`` frozen entity rows.
+        relations: float32 ``[n_rel_old, d_r]`` frozen relation rows (triples with a relation id beyond
+            them are skipped).
+        triples: int64 ``[n, 3]`` delta triples in the grown id space (new entities have ids >= n_old).
+        start: float32 ``[n_new, d]`` initial rows (Glorot); kept for entities nothing can place.
+    Returns:
+        ``(rows float32 [n_new, d], number of entities placed)``.
+    """
+    n_old, d = entities.shape
+    n_new = start.shape[0]
+    bilinear = model in ("distmult", "complex")
+    triples = triples[triples[:, 1] < relations.shape[0]]
+    table = np.concatenate([entities, start]).astype(np.float64)
+    placed = np.zeros(n_old + n_new, dtype=bool)
+    placed[:n_old] = True
+    target_norm = float(np.median(np.linalg.norm(entities, axis=1))) if n_old else 1.0
+    for _ in range(_MAX_PASSES):
+        sums = np.zeros((n_old + n_new, d))
+        counts = np.zeros(n_old + n_new)
+        for side, col, other in (("head", 0, 2), ("tail", 2, 0)):
+            # estimate the not-yet-placed side from an already placed other side
+            m = triples[~placed[triples[:, col]] & placed[triples[:, other]]]
+            if not len(m):
+                continue
+            est = _estimates(model, table[m[:, 0]], relations[m[:, 1]].astype(np.float64), table[m[:, 2]], side)
+            if bilinear:
+                est = est / np.maximum(np.linalg.norm(est, axis=1, keepdims=True), 1e-12)
+            np.add.at(sums, m[:, col], est)
+            np.add.at(counts, m[:, col], 1.0)
+        fresh = counts > 0
+        if not fresh.any():
+            break
+        rows = sums[fresh] / counts[fresh, None]
+        if bilinear:
+            rows *= target_norm / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        table[fresh] = rows
+        placed |= fresh
+    n_placed = int(placed[n_old:].sum())
+    logger.info("init neighbors: %d of %d new entities placed from their neighbours", n_placed, n_new)
+    return table[n_old:].astype(np.float32), n_placed

@@ -1,0 +1,89 @@
+"""--init neighbors: closed-form starts for new entities from their frozen neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embretrain.init import neighbor_rows
+from embretrain.models import get_model
+
+
+def _tables(model: str, n_old=20, dim=8, n_rel=3, seed=0):
+    rng = np.random.default_rng(seed)
+    ent = rng.normal(size=(n_old, dim)).astype(np.float32)
+    width = dim // 2 if model == "rotate" else dim
+    rel = rng.uniform(-np.pi, np.pi, size=(n_rel, width)).astype(np.float32) if model == "rotate" \
+        else rng.normal(size=(n_rel, width)).astype(np.float32)
+    return ent, rel
+
+
+def test_transe_mean_of_t_minus_r_and_h_plus_r():
+    ent, rel = _tables("transe")
+    n_old = len(ent)
+    triples = np.array([[n_old, 0, 3], [5, 1, n_old]], dtype=np.int64)
+    start = np.zeros((1, 8), np.float32)
+    rows, placed = neighbor_rows("transe", ent, rel, triples, start)
+    assert placed == 1
+    np.testing.assert_allclose(rows[0], ((ent[3] - rel[0]) + (ent[5] + rel[1])) / 2, rtol=1e-6)
+
+
+def test_rotate_start_scores_a_perfect_triple():
+    ent, rel = _tables("rotate")
+    n_old = len(ent)
+    scorer = get_model("rotate", {"gamma": 12.0})
+    for triple in ([n_old, 2, 4], [7, 2, n_old]):
+        rows, _ = neighbor_rows("rotate", ent, rel, np.array([triple], np.int64), np.zeros((1, 8), np.float32))
+        table = np.concatenate([ent, rows])
+        h, r, t = table[triple[0]], rel[triple[1]], table[triple[2]]
+        # rotating back/forward puts the new entity exactly where the triple wants it: distance 0
+        assert float(scorer.score(h[None], r[None], t[None])[0]) == pytest.approx(12.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("model", ["distmult", "complex"])
+def test_bilinear_start_beats_every_other_direction_and_has_the_usual_norm(model):
+    ent, rel = _tables(model)
+    n_old = len(ent)
+    scorer = get_model(model)
+    triples = np.array([[n_old, 1, 2], [n_old + 1, 0, 6]], np.int64)[:1]
+    rows, placed = neighbor_rows(model, ent, rel, triples, np.zeros((1, 8), np.float32))
+    assert placed == 1
+    assert np.linalg.norm(rows[0]) == pytest.approx(np.median(np.linalg.norm(ent, axis=1)), rel=1e-5)
+    best = float(scorer.score(rows[0][None], rel[1][None], ent[2][None])[0])
+    # any other direction with the same norm scores lower for (new, r1, e2)
+    rng = np.random.default_rng(1)
+    others = rng.normal(size=(200, 8)).astype(np.float32)
+    others *= np.linalg.norm(rows[0]) / np.linalg.norm(others, axis=1, keepdims=True)
+    scores = scorer.score(others, np.repeat(rel[1][None], 200, 0), np.repeat(ent[2][None], 200, 0)).numpy()
+    assert best > scores.max()
+
+
+def test_new_neighbours_are_placed_in_a_later_pass_and_lonely_ones_keep_their_start():
+    ent, rel = _tables("transe")
+    n_old = len(ent)
+    # n_old placed from e3; n_old+1 only touches n_old (second pass); n_old+2 touches a new relation only
+    triples = np.array([[n_old, 0, 3], [n_old + 1, 1, n_old], [n_old + 2, 3, 4]], np.int64)
+    start = np.full((3, 8), 7.0, np.float32)
+    rows, placed = neighbor_rows("transe", ent, rel, triples, start)
+    assert placed == 2
+    np.testing.assert_allclose(rows[0], ent[3] - rel[0], rtol=1e-6)
+    np.testing.assert_allclose(rows[1], rows[0] - rel[1], rtol=1e-6)
+    assert np.array_equal(rows[2], start[2])
+
+
+def test_extend_with_neighbors_init_and_no_epochs_writes_the_closed_form(toy):
+    from embretrain import api
+    from embretrain.config import Settings
+
+    settings = Settings(model="transe", dim=8, epochs=3, batch_size=64, negatives=4)
+    base, _ = api.train(toy["train"], settings)
+    grown, summary = api.extend(base, toy["new"], toy["delta"], Settings(model="transe", epochs=0, init="neighbors"))
+    assert summary["init_placed_from_neighbors"] == len(toy["new_names"]) - 1  # the last one has no triple
+    ent, rel = grown.entity_tables["entity_embeddings"], grown.relation_tables["relation_embeddings"]
+    e, r = {n: i for i, n in enumerate(grown.entities)}, {n: i for i, n in enumerate(grown.relations)}
+    name = toy["new_names"][2]
+    estimates = [ent[e[t]] - rel[r[rel_]] for h, rel_, t in toy["delta_rows"] if h == name and t in e and t < "n"]
+    estimates += [ent[e[h]] + rel[r[rel_]] for h, rel_, t in toy["delta_rows"] if t == name and h < "n"]
+    np.testing.assert_allclose(ent[e[name]], np.mean(estimates, axis=0), rtol=1e-5, atol=1e-6)
+    old = base.entity_tables["entity_embeddings"]
+    assert np.array_equal(ent[: len(old)], old)

@@ -1,0 +1,64 @@
+"""One run at a time per output: the second gets LockedError at once, naming the lock and the holder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from embretrain.errors import EXIT_LOCKED, LockedError
+from embretrain.lock import lock_path, output_lock
+
+HOLD = """
+import sys, time
+from embretrain.lock import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_lock_file_holds_our_pid_and_is_removed_after(tmp_path):
+    out = tmp_path / "m.h5"
+    with output_lock(out) as path:
+        assert path == lock_path(out) == tmp_path / "m.h5.lock"
+        assert path.read_text().strip() == str(os.getpid())
+    assert not path.exists()
+
+
+def test_second_holder_fails_at_once_naming_lock_and_pid(tmp_path):
+    out = tmp_path / "m.h5"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        with pytest.raises(LockedError) as err:
+            with output_lock(out):
+                pass
+        assert time.perf_counter() - t0 < 1.0  # non-blocking
+        assert err.value.exit_code == EXIT_LOCKED
+        assert f"pid {holder.pid}" in str(err.value) and str(lock_path(out)) in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    # flock dies with its process: no stale lock after a SIGKILL
+    with output_lock(out):
+        pass
+
+
+def test_sequential_runs_reacquire_and_other_outputs_are_free(tmp_path):
+    with output_lock(tmp_path / "a.h5"):
+        with output_lock(tmp_path / "b.h5"):  # a different output is not blocked
+            pass
+    with output_lock(tmp_path / "a.h5"):
+        pass
+
+
+def test_a_leftover_lock_file_does_not_block(tmp_path):
+    out = tmp_path / "m.h5"
+    lock_path(out).write_text("99999999\n")  # e.g. from a run on a filesystem that lost the unlink
+    with output_lock(out):
+        pass
