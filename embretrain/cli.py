@@ -152,7 +152,8 @@ def _load_options(opts: dict) -> dict:
 
 
 _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "seed", "optimizer", "loss", "margin",
-                 "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied")
+                 "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied",
+                 "init", "valid_fraction", "patience", "corrupt")
 
 
 def _settings(opts: dict, model: str | None = None):
@@ -167,7 +168,7 @@ def _emit(summary: dict, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
     for key, value in summary.items():
-        if key == "losses":
+        if key in ("losses", "epoch_seconds"):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
@@ -335,6 +336,10 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
+@click.option("--init", type=click.Choice(["xavier", "neighbors"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours [xavier].")
+@click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
+@click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
+@click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
 @click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
 @checkpoint_options
 @training_options
