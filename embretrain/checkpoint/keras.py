@@ -190,8 +190,10 @@ def _write_h5(target, ckpt: Checkpoint, keys: dict[str, str], same_format: bool)
             dset.attrs.update(attrs.get(key, {}))
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     """Write ``ckpt`` as ``<path>`` (``.weights.h5`` or ``.keras``), atomically, plus sidecars.
+
+    ``keep`` > 0 keeps that many previous versions as ``<path>.1`` .. (see :func:`~embretrain.atomic.atomic_write`).
 
     Raises:
         UsageError: ``path`` has neither suffix, or a ``.keras`` archive is asked for a checkpoint
@@ -209,7 +211,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
     write_sidecars(ckpt, path, keys)
-    with atomic_write(path) as tmp:
+    with atomic_write(path, keep=keep) as tmp:
         if not archive:
             _write_h5(tmp, ckpt, keys, same_format)
         else:

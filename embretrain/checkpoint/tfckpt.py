@@ -173,15 +173,20 @@ def _default_keys(ckpt: Checkpoint) -> dict[str, str]:
     return {name: name for name in ckpt.tables()}
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     """Write ``ckpt`` as a TF checkpoint at prefix ``path`` (atomically; see the module docstring).
 
     A checkpoint loaded from TF keeps all its other variables and its table keys; anything else
     is written with one variable per table, keyed by table name (``entity_embeddings``, ...).
     Names go to ``<path>.entities.tsv`` / ``<path>.relations.tsv``, model and lineage to
     ``<path>.embretrain.json``.
+
+    ``keep`` (previous versions as ``<path>.1``) is not supported for a prefix of several files:
+    write the grown checkpoint to a new prefix (``model.ckpt-1001``) to keep the old one.
     """
     prefix = Path(_strip_file_suffix(os.fspath(path)))
+    if keep:
+        logger.warning("--keep does not apply to TF checkpoints; %s is overwritten (use a new prefix to keep it)", prefix)
     directory = check_writable_dir(prefix)
     same_format = ckpt.extras.get("format") == "tf"
     keys = dict(ckpt.extras["keys"]) if same_format else _default_keys(ckpt)
