@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,9 @@ def _write_h5(target, ckpt: Checkpoint, keys: dict[str, str], same_format: bool)
     if same_format:
         data.update(grown_variables(ckpt))
     else:
-        for name in tables:  # the layout Keras gives a layer called <name>
-            groups.update({"layers": {}, f"layers/{name}": {}, f"layers/{name}/vars": {"name": name}})
+        for name, key in keys.items():
+            layer = key.rsplit("/vars/", 1)[0]
+            groups.update({"layers": {}, layer: {}, f"{layer}/vars": {"name": name}})
     with h5py.File(target, "w") as f:
         for group, group_attrs in groups.items():
             g = f.require_group(group) if group else f
@@ -188,6 +190,12 @@ def _write_h5(target, ckpt: Checkpoint, keys: dict[str, str], same_format: bool)
         for key in sorted(data, key=lambda k: (k not in attrs, k)):
             dset = f.create_dataset(key, data=data[key])
             dset.attrs.update(attrs.get(key, {}))
+
+
+def _fresh_keys(ckpt: Checkpoint) -> dict[str, str]:
+    """Keys for tables that came from no Keras file: the paths Keras 3 gives the Embedding layers of a
+    model in the order entity, [context | relation] (``layers/embedding``, ``layers/embedding_1``)."""
+    return {name: f"layers/embedding{'_' + str(i) if i else ''}/vars/0" for i, name in enumerate(ckpt.tables())}
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
@@ -202,7 +210,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     path = Path(path)
     check_out(path)
     same_format = ckpt.extras.get("format") == "keras"
-    keys = dict(ckpt.extras["keys"]) if same_format else {name: f"layers/{name}/vars/0" for name in ckpt.tables()}
+    keys = dict(ckpt.extras["keys"]) if same_format else _fresh_keys(ckpt)
     archive = path.name.endswith(ARCHIVE_SUFFIX)
     members = ckpt.extras.get("keras_members") if same_format else None
     if archive and members is None:
@@ -227,15 +235,44 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     logger.info("saved Keras %s %s: %d entities", "archive" if archive else "weights", path, ckpt.n_entities)
 
 
+def _snake(class_name: str) -> str:
+    """Keras' ``naming.to_snake_case``: the name a layer gets in the weights file (``Embedding`` -> ``embedding``)."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _layer_config(config: dict, key: str) -> dict | None:
+    """The config of the layer whose variable is at ``key`` (``layers/embedding_1/vars/0``), or None.
+
+    Keras 3 names a layer in the weights file by its *class* in snake case, numbered in order
+    (``embedding``, ``embedding_1``, ...), not by its ``name``; follow that through nested models.
+    """
+    parts = key.split("/")
+    node = config
+    i = 0
+    while i + 1 < len(parts) and parts[i] == "layers":
+        entries = (node.get("config") or {}).get("layers") or []
+        match = re.fullmatch(r"(.+?)(?:_(\d+))?", parts[i + 1])
+        wanted, index = match.group(1), int(match.group(2) or 0)
+        same = [e for e in entries if isinstance(e, dict) and _snake(str(e.get("class_name", ""))) == wanted]
+        if index >= len(same):  # "embedding_2" might be a class named so, not a counter
+            same = [e for e in entries if isinstance(e, dict) and _snake(str(e.get("class_name", ""))) == parts[i + 1]]
+            index = 0
+        if index >= len(same):
+            return None
+        node = same[index]
+        i += 2
+    return node.get("config") if node is not config else None
+
+
 def _grow_config(raw: bytes, ckpt: Checkpoint, keys: dict[str, str]) -> bytes:
     """Set ``input_dim`` of each grown table's Embedding layer to its new row count."""
     config = json.loads(raw)
-    embeddings = _layers(config, "Embedding")
     for name, table in ckpt.tables().items():
-        parts = keys[name].split("/")
-        layer = parts[-3] if len(parts) >= 3 and parts[-2] == "vars" else None
-        if layer in embeddings:
-            embeddings[layer]["input_dim"] = int(table.shape[0])
+        layer = _layer_config(config, keys[name])
+        if layer is not None and "input_dim" in layer:
+            layer["input_dim"] = int(table.shape[0])
         else:
-            logger.warning("no Embedding layer named %r in config.json; its input_dim is left as is", layer)
+            logger.warning("config.json has no Embedding layer for %r; its input_dim is left as is", keys[name])
     return json.dumps(config).encode("utf-8")
