@@ -112,3 +112,25 @@ def test_chain_mode_reports_every_night(bench, dataset, tmp_path):
     assert all(n["old_rows_identical"] and n["new_so_far"]["test_examples"] > 0 for n in nights)
     assert nights[1]["new_so_far"]["test_examples"] >= nights[0]["new_so_far"]["test_examples"]
     assert "Chain, night by night" in (out / "results.md").read_text()
+
+
+def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
+    result = {
+        "dataset": "toy", "model": "transe", "seed": 0, "fractions": [0.1], "command": "python scripts/bench_quality.py",
+        "counts": {"entities_base": 9, "triples_base": 20, "test_new": 3, "test_old": 4,
+                   "nights": [{"new_entities": 1, "new_relations": 0, "delta_triples": 2}]},
+        "runs": [
+            {"run": "full retrain", "wall_s": 100.0, "train_s": 90.0, "epochs": 5, "new": {"mrr": 0.4}, "old": None},
+            {"run": "extend", "args": ["--epochs", "1"], "wall_s": 4.0, "train_s": 1.0, "epochs": 1,
+             "new": {"mrr": 0.39}, "old": None, "old_rows_identical": True, "mrr_vs_full": 0.975, "time_vs_full": 0.04},
+        ],
+        "nights": [],
+    }
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n## Speed\n\nfast.\n\n## Quality\n\nold figures\n\n## Later\n\nkept.\n")
+    bench.update_docs(doc, [result])
+    text = doc.read_text()
+    assert "## Speed\n\nfast.\n" in text and "## Later\n\nkept.\n" in text and "old figures" not in text
+    assert "| toy | transe | extend: `--epochs 1` | 0.390 | 0.400 | 0.97 | 1/25.0 | yes | met |" in text
+    bench.update_docs(doc, [result])  # idempotent
+    assert doc.read_text() == text
