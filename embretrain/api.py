@@ -350,6 +350,7 @@ def extend(
         }
     if n_untrained:
         logger.warning("%d new entities have no training example and keep their initial vector", n_untrained)
+    logger.info("training %d new entities and %d new relations on %d examples", n_new, r_new, len(ids))
 
     levers: dict[str, Any] = {}
     ids, prepare = _extend_levers(scorer, settings, ckpt, ids, n_old, levers)
