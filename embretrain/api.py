@@ -117,9 +117,16 @@ def save(ckpt: Checkpoint, path, **kwargs) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # train / extend
-def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.Generator, widths: dict[str, int]):
-    """Split tables: the given old rows frozen, ``n_new`` Glorot rows trainable (one per table)."""
+def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.Generator, widths: dict[str, int],
+           make_table=None):
+    """Split tables: the given old rows frozen, ``n_new`` Glorot rows trainable (one per table).
+
+    ``make_table(old, new, name)`` defaults to :class:`~embretrain.tables.SplitTable`; a cluster run
+    passes its sharded twin, so both start from the same Glorot draws.
+    """
     from .tables import SplitTable, glorot_rows
+
+    make_table = make_table or SplitTable
 
     out = {}
     for name, width in widths.items():
@@ -127,7 +134,7 @@ def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.G
         if old is None:
             old = np.zeros((0, width), dtype=np.float32)
         new = glorot_rows(seed_rng, n_new, width, old.shape[0] + n_new)
-        out[name] = SplitTable(old, new, name)
+        out[name] = make_table(old, new, name)
     return out
 
 
@@ -143,8 +150,13 @@ def _run(
     progress: bool | None,
     negative_ids: np.ndarray | None = None,
     prepare=None,
+    strategy: str = "local",
+    shards: int = 0,
 ):
     """Build split tables, train the new rows, return ``(new_rows_by_table, TrainResult)``.
+
+    ``strategy="parameter-server"`` builds sharded tables on the ``TF_CONFIG`` cluster and trains
+    there (:mod:`embretrain.distributed`); everything before and after is the same code as a local run.
 
     ``prepare(emb)``, if given, runs before training (e.g. to set the start of new rows) and may return an
     ``on_epoch`` callback for :func:`embretrain.train.fit`; the callback's ``finish()`` runs after training.
@@ -152,17 +164,25 @@ def _run(
     from .train import Embeddings, configure_tensorflow, fit
 
     configure_tensorflow(settings)
+    make_table, fit_fn = None, fit
+    if strategy == "parameter-server":
+        from .distributed import connect
+
+        cluster = connect(shards)
+        make_table, fit_fn = cluster.table, cluster.fit
+    elif strategy != "local":
+        raise UsageError(f"strategy must be 'local' or 'parameter-server', got {strategy!r}")
     rng = np.random.default_rng(settings.seed)
     ent_widths = {k: v.shape[1] for k, v in old_entity_tables.items()}
     rel_widths = {k: v.shape[1] for k, v in old_relation_tables.items()}
     emb = Embeddings(
         scorer,
-        _build(old_entity_tables, n_new_entities, rng, ent_widths),
-        _build(old_relation_tables, n_new_relations, rng, rel_widths),
+        _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table),
+        _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table),
         negative_ids=negative_ids,
     )
     on_epoch = prepare(emb) if prepare is not None else None
-    result = fit(emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
+    result = fit_fn(emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
     if on_epoch is not None:
         on_epoch.finish()
     new_rows = {name: t.new_rows() for name, t in {**emb.entity_tables, **emb.relation_tables}.items()}
@@ -224,6 +244,8 @@ def train(
     *,
     command: str = "train",
     progress: bool | None = None,
+    strategy: str = "local",
+    shards: int = 0,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Train a model from scratch. Vocabularies are names in order of first appearance.
 
@@ -247,7 +269,8 @@ def train(
         weights = None
     t_load = time.perf_counter() - t0
     ent_old, rel_old = _fresh_tables(scorer, settings)
-    new_rows, result = _run(scorer, settings, ent_old, rel_old, len(entities), len(relations), ids, weights, progress)
+    new_rows, result = _run(scorer, settings, ent_old, rel_old, len(entities), len(relations), ids, weights, progress,
+                            strategy=strategy, shards=shards)
     params = {k: getattr(settings, k) for k in MODEL_PARAMS.get(settings.model, ())}
     summary = {
         "command": command,
@@ -289,11 +312,15 @@ def extend(
     skip_unknown: bool = False,
     command: str = "extend",
     progress: bool | None = None,
+    strategy: str = "local",
+    shards: int = 0,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
     Old rows of every table are frozen and copied unchanged into the result. Returns
     ``(grown_checkpoint, summary)``; ``summary["added_entities"] == 0`` means nothing changed.
+    ``strategy="parameter-server"`` trains on the ``TF_CONFIG`` cluster with tables cut into
+    ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
     """
     from .models import get_model
 
@@ -356,7 +383,7 @@ def extend(
     ids, prepare = _extend_levers(scorer, settings, ckpt, ids, n_old, levers)
     new_rows, result = _run(
         scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
-        negative_ids=negative_ids, prepare=prepare,
+        negative_ids=negative_ids, prepare=prepare, strategy=strategy, shards=shards,
     )
     # Old rows come from the loaded arrays, never from TF variables: bit-identical by construction.
     grown = Checkpoint(

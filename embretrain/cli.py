@@ -123,6 +123,8 @@ def training_options(func):
         click.option("--threads", type=click.IntRange(min=0), help="TensorFlow intra-op threads; 0 = all cores [0]."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
+        click.option("--strategy", type=click.Choice(["local", "parameter-server"]), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
+        click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -250,6 +252,16 @@ def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: s
         _check_out(report)
 
 
+def _check_strategy(opts: dict) -> None:
+    """A cluster run checks TF_CONFIG before loading anything (a bad one fails in a millisecond)."""
+    if opts["strategy"] == "parameter-server":
+        from .distributed import read_tf_config
+
+        read_tf_config()
+    elif opts["shards"]:
+        raise click.UsageError("--shards only applies with --strategy parameter-server")
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -318,9 +330,11 @@ def train(**opts):
 
     settings = _settings(opts)
     _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"])
+    _check_strategy(opts)
 
     def body():
-        ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"])
+        ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
+                                  strategy=opts["strategy"], shards=opts["shards"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
         summary["status"] = "ok"
         return summary
@@ -362,6 +376,7 @@ def extend(**opts):
         opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"]),
         config=opts["config"], report=opts["report"], out_format=opts["out_format"],
     )
+    _check_strategy(opts)
     in_place = _same_file(opts["ckpt"], opts["out"])
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
 
@@ -379,6 +394,8 @@ def extend(**opts):
             new_relations=opts["new_relations"],
             skip_unknown=opts["skip_unknown"],
             progress=opts["progress"],
+            strategy=opts["strategy"],
+            shards=opts["shards"],
         )
         summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)
         if summary.get("nothing_to_do"):
@@ -526,6 +543,22 @@ def verify(old, new, new_entity_vocab, new_relation_vocab, as_json, **load_opts)
     else:
         click.echo(("OK: " if result.ok else "DIFFERS: ") + result.message)
     sys.exit(0 if result.ok else 1)
+
+
+@main.command()
+@click.option("--role", required=True, type=click.Choice(["ps", "worker"]), help="This host's task type; must match TF_CONFIG's task.")
+def server(role):
+    """Serve as a parameter server or worker of a TF_CONFIG cluster, until killed.
+
+    The chief is the host that runs `train`/`extend --strategy parameter-server`.
+
+    \b
+    Example (on each ps and worker host, with its own TF_CONFIG):
+      TF_CONFIG='{"cluster": {...}, "task": {"type": "ps", "index": 0}}' embretrain server --role ps
+    """
+    from .distributed import run_server
+
+    run_server(role)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,478 @@
+"""Scale-out: the same ``train``/``extend`` on a TensorFlow ``ParameterServerStrategy`` cluster.
+
+The cluster comes from the standard ``TF_CONFIG`` environment variable (``chief``, ``worker``,
+``ps``). The process that runs ``embretrain train|extend --strategy parameter-server`` is the chief
+(TensorFlow's "coordinator"); ``embretrain server --role ps|worker`` starts the other roles.
+
+What is distributed, and what stays the same as a local run:
+
+- **Tables.** :class:`ShardedSplitTable` is the sharded twin of :class:`embretrain.tables.SplitTable`:
+  the old rows in one non-trainable ``ShardedVariable``, the new rows in a trainable one, both cut
+  into ``div`` (contiguous) shards by the strategy's ``variable_partitioner`` and placed round-robin
+  on the parameter servers. Lookups go through ``tf.nn.embedding_lookup``, which ``ShardedVariable``
+  overrides to gather on each shard, so the gradient of every new shard is an ``IndexedSlices``
+  over the rows a batch touched (the sparse optimizers refuse anything else).
+- **Optimizer.** One :mod:`embretrain.optim` optimizer per new shard, built under
+  ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps and every
+  update is a scatter on that ps. Per-row Adam/Adagrad maths does not mix rows, so per-shard
+  optimizers compute what one optimizer over the whole table computes.
+- **Loss.** The loss functions of :mod:`embretrain.train` are reused unchanged (they only need
+  ``.lookup``, ``.width`` and ``.n_rows`` from a table).
+- **Data.** ``distribute_datasets_from_function`` gives each worker its own shuffled, repeated copy
+  of the (mapped) training ids; an epoch is ``ceil(n / batch_size)`` steps scheduled on whichever
+  worker is free (TensorFlow's asynchronous parameter-server training).
+- **Output.** The trained new rows are read back from the ps shards to the chief, and
+  :mod:`embretrain.api` builds and saves the same :class:`~embretrain.checkpoint.Checkpoint` as a local
+  run; old rows are never read back from the cluster, so they stay bit-identical.
+
+Unlike a local run, a cluster run is not bit-reproducible: workers update the shared rows
+asynchronously and each shuffles its copy of the data independently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import TrainingError, UsageError
+
+__all__ = [
+    "STRATEGIES",
+    "ROLES",
+    "Cluster",
+    "ShardedSplitTable",
+    "read_tf_config",
+    "connect",
+    "colocated_optimizers",
+    "run_server",
+    "start_in_process_cluster",
+    "div_shard_ranges",
+]
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("local", "parameter-server")
+ROLES = ("ps", "worker")
+
+# MinSizePartitioner's shard floor when --shards is not given: tables under 256 KiB (65k floats)
+# stay in one piece, bigger ones are cut into at most one shard per ps.
+MIN_SHARD_BYTES = 256 << 10
+
+
+# ---------------------------------------------------------------------------------------------
+# TF_CONFIG
+def read_tf_config(environ=None, *, want: tuple[str, ...] = ("chief",)) -> dict[str, Any]:
+    """Parse and check ``TF_CONFIG``; ``want`` lists the task types this process may be.
+
+    Raises:
+        UsageError: missing or malformed ``TF_CONFIG``, no ps/worker jobs, or a task of another type.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("TF_CONFIG")
+    hint = "see 'Scaling out with parameter servers' in the README"
+    if not raw:
+        raise UsageError(f"the TF_CONFIG environment variable is not set; it describes the cluster ({hint})")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"TF_CONFIG is not valid JSON ({exc}); {hint}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise UsageError(f'TF_CONFIG needs a "cluster" object and a "task" object; {hint}')
+    for job in ("ps", "worker"):
+        if not cluster.get(job):
+            raise UsageError(f'TF_CONFIG: the cluster has no "{job}" job; a parameter-server cluster needs both ps and worker tasks')
+    kind, index = task.get("type"), task.get("index")
+    if kind not in want:
+        raise UsageError(f"TF_CONFIG says this task is {kind!r} but this command runs a {' or '.join(want)} task")
+    if not isinstance(index, int) or not 0 <= index < len(cluster.get(kind, [])):
+        raise UsageError(f"TF_CONFIG: task index {index!r} is not in the cluster's {kind!r} list")
+    return config
+
+
+def div_shard_ranges(n_rows: int, n_shards: int) -> list[range]:
+    """Rows held by each shard under ``div`` partitioning (what ``ShardedVariable`` uses).
+
+    Contiguous blocks, the first ``n_rows % n_shards`` shards one row longer:
+    ``div_shard_ranges(10, 4) == [range(0, 3), range(3, 6), range(6, 8), range(8, 10)]``.
+    """
+    n_shards = max(1, min(n_shards, n_rows))
+    base, extra = divmod(n_rows, n_shards)
+    out, start = [], 0
+    for i in range(n_shards):
+        stop = start + base + (1 if i < extra else 0)
+        out.append(range(start, stop))
+        start = stop
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+def _shards(var) -> list:
+    """The per-ps variables of a (possibly unsharded) variable."""
+    return list(getattr(var, "variables", [var]))
+
+
+def _sharded_variable(value: np.ndarray, name: str, trainable: bool, strategy):
+    """A variable created under ``strategy.scope()``: sharded by the strategy's partitioner.
+
+    The initial value is a callable taking ``shard_info``, so each shard is built from its own
+    slice of ``value`` and sent to its ps alone (a whole-table constant would hit protobuf's 2 GB limit).
+    """
+    import tensorflow as tf
+
+    def initial(shard_info=None):
+        if shard_info is None:
+            return value
+        start = shard_info.offset[0]
+        return value[start : start + shard_info.shape[0]]
+
+    with strategy.scope():
+        return tf.Variable(initial, shape=value.shape, dtype=tf.float32, trainable=trainable, name=name)
+
+
+class ShardedSplitTable:
+    """:class:`~embretrain.tables.SplitTable` sharded over parameter servers (same duck type).
+
+    Args:
+        old: float32 ``[n_old, width]`` frozen rows (a non-trainable sharded variable).
+        new: float32 ``[n_new, width]`` initial values of the trainable rows (a trainable sharded variable).
+        name: variable name prefix.
+        strategy: a ``ParameterServerStrategy`` with a ``variable_partitioner``.
+    """
+
+    def __init__(self, old: np.ndarray, new: np.ndarray, name: str, *, strategy):
+        if old.ndim != 2 or new.ndim != 2 or old.shape[1] != new.shape[1]:
+            raise ValueError(f"{name}: old {old.shape} and new {new.shape} must be 2-D of equal width")
+        self.name = name
+        self.n_old = int(old.shape[0])
+        self.n_new = int(new.shape[0])
+        self.width = int(old.shape[1])
+        # An empty side gets no variable at all: a partitioner cannot cut a 0-row table.
+        self.old = _sharded_variable(old, f"{name}_old", False, strategy) if self.n_old else None
+        self.new = _sharded_variable(new, f"{name}_new", True, strategy) if self.n_new else None
+
+    @property
+    def n_rows(self) -> int:
+        return self.n_old + self.n_new
+
+    @property
+    def shards(self) -> dict[str, list]:
+        """``{"old": [...], "new": [...]}`` per-ps variables (for placement checks and logs)."""
+        return {side: _shards(var) if var is not None else [] for side, var in (("old", self.old), ("new", self.new))}
+
+    def lookup(self, ids):
+        """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable shards."""
+        import tensorflow as tf
+
+        # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
+        # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
+        if self.n_new == 0:
+            return tf.nn.embedding_lookup(self.old, ids)
+        if self.n_old == 0:
+            return tf.nn.embedding_lookup(self.new, ids)
+        flat = tf.reshape(ids, [-1])
+        is_new = tf.cast(flat >= self.n_old, tf.int32)
+        positions = tf.range(tf.size(flat))
+        old_ids, new_ids = tf.dynamic_partition(flat, is_new, 2)
+        old_pos, new_pos = tf.dynamic_partition(positions, is_new, 2)
+        rows = tf.dynamic_stitch(
+            [old_pos, new_pos],
+            [tf.nn.embedding_lookup(self.old, old_ids), tf.nn.embedding_lookup(self.new, new_ids - self.n_old)],
+        )
+        return tf.reshape(rows, tf.concat([tf.shape(ids), [self.width]], axis=0))
+
+    def all_rows(self):
+        """The whole table as one tensor ``[n_rows, width]`` on the chief (for evaluation, not training)."""
+        import tensorflow as tf
+
+        parts = [tf.convert_to_tensor(v) for v in (self.old, self.new) if v is not None]
+        return tf.concat(parts, axis=0)
+
+    def new_rows(self) -> np.ndarray:
+        """The trained rows gathered from every ps to the chief, float32 ``[n_new, width]``."""
+        if self.new is None:
+            return np.zeros((0, self.width), dtype=np.float32)
+        return np.concatenate([v.numpy() for v in _shards(self.new)], axis=0)
+
+    @property
+    def trainable(self) -> list:
+        """One variable per new shard: each gets its own colocated optimizer."""
+        return _shards(self.new) if self.new is not None else []
+
+
+# ---------------------------------------------------------------------------------------------
+# strategy + training loop
+class _StepRng:
+    """The ``uniform`` calls the loss functions make on a ``tf.random.Generator``, made stateless.
+
+    A stateful generator would be one variable on one ps that every worker's step updates; seeds
+    derived from ``(seed, step, call)`` keep each step's negatives independent of scheduling.
+    """
+
+    def __init__(self, seed: int, step):
+        import tensorflow as tf
+
+        self._seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+        self._calls = 0
+
+    def uniform(self, shape, minval=0, maxval=None, dtype=None):
+        import tensorflow as tf
+
+        self._calls += 1
+        seed = tf.random.experimental.stateless_fold_in(self._seed, self._calls)
+        dtype = dtype or tf.float32
+        if maxval is None:
+            maxval = 1 if dtype.is_integer else 1.0
+        return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype)
+
+
+@dataclass
+class Cluster:
+    """A connected ``ParameterServerStrategy`` and its ``ClusterCoordinator``."""
+
+    strategy: Any
+    coordinator: Any
+    shards: int  # 0 = by size
+    n_workers: int
+    n_ps: int
+
+    def table(self, old: np.ndarray, new: np.ndarray, name: str) -> ShardedSplitTable:
+        return ShardedSplitTable(old, new, name, strategy=self.strategy)
+
+    def fit(self, emb, ids: np.ndarray, settings, *, weights: np.ndarray | None = None, progress: bool | None = None,
+            on_epoch=None):
+        """:func:`embretrain.train.fit` on the cluster: same arguments, same ``TrainResult``."""
+        return _fit(self, emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
+
+
+_CLUSTERS: dict[tuple, Cluster] = {}
+
+
+def _partitioner(shards: int, n_ps: int):
+    import tensorflow as tf
+
+    partitioners = tf.distribute.experimental.partitioners
+    if shards:
+        return partitioners.FixedShardsPartitioner(shards)
+    return partitioners.MinSizePartitioner(min_shard_bytes=MIN_SHARD_BYTES, max_shards=n_ps)
+
+
+def connect(shards: int = 0, environ=None) -> Cluster:
+    """Connect this process (the chief) to the cluster described by ``TF_CONFIG``.
+
+    Args:
+        shards: shards per table (``FixedShardsPartitioner``); 0 = by size (``MinSizePartitioner``,
+            256 KiB minimum, at most one shard per ps).
+
+    One connection per process and shard count: TensorFlow keeps one coordinator per strategy.
+    """
+    environ = os.environ if environ is None else environ
+    config = read_tf_config(environ)
+    key = (json.dumps(config, sort_keys=True), int(shards))
+    if key in _CLUSTERS:
+        return _CLUSTERS[key]
+    # Let RPCs to a dead worker fail fast so the coordinator can reschedule (TensorFlow's advice).
+    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    n_ps, n_workers = len(config["cluster"]["ps"]), len(config["cluster"]["worker"])
+    strategy = tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=_partitioner(shards, n_ps))
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    cluster = Cluster(strategy, coordinator, int(shards), n_workers, n_ps)
+    logger.info(
+        "connected to a cluster of %d worker(s) and %d ps; shards per table: %s",
+        n_workers, n_ps, shards or f"by size (<= {n_ps})",
+    )
+    _CLUSTERS[key] = cluster
+    return cluster
+
+
+def colocated_optimizers(strategy, variables: list, name: str, lr: float) -> list:
+    """One sparse optimizer per shard variable, its slots created on that shard's ps.
+
+    ``colocate_vars_with`` also keeps the partitioner off the slots: a slot must be cut exactly
+    like its shard, i.e. not at all.
+    """
+    from .optim import make_optimizer
+
+    optimizers = []
+    with strategy.scope():
+        for var in variables:
+            with strategy.extended.colocate_vars_with(var):
+                opt = make_optimizer(name, lr)
+                opt.build([var])
+            optimizers.append(opt)
+    return optimizers
+
+
+def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, progress=None, on_epoch=None):
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from .train import TrainResult, _pair_loss, _triple_loss
+
+    strategy, coordinator = cluster.strategy, cluster.coordinator
+    result = TrainResult()
+    variables = emb.trainable()
+    n = int(ids.shape[0])
+    if n == 0 or not variables or settings.epochs == 0:
+        return result
+    pair = emb.scorer.kind == "pair"
+    if weights is None:
+        weights = np.ones(n, dtype=np.float32)
+
+    optimizers = colocated_optimizers(strategy, variables, settings.optimizer, settings.lr)
+    ids64, weights32 = ids.astype(np.int64), weights.astype(np.float32)
+
+    def dataset_fn(_input_context):
+        # Every worker gets the whole delta, shuffled with its own (unseeded) order: a shared
+        # seed would make all workers train on the same batches in lockstep.
+        ds = tf.data.Dataset.from_tensor_slices((ids64, weights32))
+        ds = ds.shuffle(n, reshuffle_each_iteration=True).repeat()
+        return ds.batch(settings.batch_size).prefetch(2)
+
+    @tf.function
+    def per_worker_dataset():
+        return strategy.distribute_datasets_from_function(dataset_fn)
+
+    iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
+
+    @tf.function
+    def worker_step(it, step):
+        def replica_fn(batch, batch_weights):
+            rng = _StepRng(settings.seed, step)
+            with tf.GradientTape() as tape:
+                if pair:
+                    loss = _pair_loss(emb, batch, batch_weights, rng, settings)
+                else:
+                    loss = _triple_loss(emb, batch, rng, settings)
+            grads = tape.gradient(loss, variables)
+            for opt, grad, var in zip(optimizers, grads, variables):
+                opt.apply([grad], [var])
+            return loss, tf.shape(batch)[0]
+
+        batch, batch_weights = next(it)
+        return strategy.run(replica_fn, args=(batch, batch_weights))
+
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    step_no = 0
+    for epoch in range(1, settings.epochs + 1):
+        epoch_start = time.perf_counter()
+        pending = []
+        for _ in range(steps_per_epoch):
+            pending.append(coordinator.schedule(worker_step, args=(iterator, tf.constant(step_no, tf.int64))))
+            step_no += 1
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step", disable=not show, leave=False)
+        total, count = 0.0, 0
+        for remote in pending:
+            loss, size = remote.fetch()  # blocks until that step ran; errors on a worker are raised here
+            total += float(loss) * int(size)
+            count += int(size)
+            bar.update(1)
+        bar.close()
+        mean = total / max(count, 1)
+        if not math.isfinite(mean):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (loss is {mean}); nothing was written. Try a smaller --lr."
+            )
+        result.losses.append(mean)
+        result.epochs = epoch
+        result.steps += steps_per_epoch
+        result.examples += count
+        if hasattr(result, "epoch_seconds"):
+            result.epoch_seconds.append(time.perf_counter() - epoch_start)
+        logger.info("epoch %d/%d loss %.5f (%d steps on %d workers)", epoch, settings.epochs, mean,
+                    steps_per_epoch, cluster.n_workers)
+        # every step of the epoch has been fetched, so the rows are settled for a callback to read
+        if on_epoch is not None and on_epoch(epoch, mean):
+            break
+    coordinator.join()
+    result.seconds = time.perf_counter() - start
+    for name, table in {**emb.entity_tables, **emb.relation_tables}.items():
+        if not np.all(np.isfinite(table.new_rows())):
+            raise TrainingError(f"trained rows of {name} contain NaN or Inf; nothing was written. Try a smaller --lr.")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the other roles
+def _server_config(n_workers: int):
+    import tensorflow as tf
+
+    # A worker runs several scheduled functions and their RPCs at once; on a small host TF's
+    # default inter-op pool (one thread per core) can deadlock them (as TF's own in-process
+    # cluster example notes), so give it at least workers + 2 threads.
+    return tf.compat.v1.ConfigProto(inter_op_parallelism_threads=max(os.cpu_count() or 1, n_workers + 2))
+
+
+def run_server(role: str, environ=None) -> None:
+    """Start this host's ``tf.distribute.Server`` as ``role`` (ps or worker) and serve forever.
+
+    Raises:
+        UsageError: ``TF_CONFIG`` is missing, malformed, or names another role for this task.
+    """
+    if role not in ROLES:
+        raise UsageError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    environ = os.environ if environ is None else environ
+    config = read_tf_config(environ, want=(role,))
+    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+    import tensorflow as tf
+
+    task = config["task"]
+    server = tf.distribute.Server(
+        tf.train.ClusterSpec(config["cluster"]),
+        job_name=task["type"],
+        task_index=task["index"],
+        protocol=config.get("rpc_layer", "grpc"),
+        config=_server_config(len(config["cluster"]["worker"])),
+        start=True,
+    )
+    logger.info("%s %d serving at %s", role, task["index"], server.target)
+    server.join()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_in_process_cluster(n_workers: int = 2, n_ps: int = 2) -> tuple[dict[str, Any], list]:
+    """Start ``n_workers`` worker and ``n_ps`` ps servers in this process on 127.0.0.1 (tests, benchmarks).
+
+    Sets ``TF_CONFIG`` so this process is the chief and returns ``(tf_config, servers)``. gRPC
+    servers cannot be stopped: run this in a child process that ends with ``os._exit``.
+    """
+    cluster = {
+        "chief": [f"127.0.0.1:{_free_port()}"],
+        "worker": [f"127.0.0.1:{_free_port()}" for _ in range(n_workers)],
+        "ps": [f"127.0.0.1:{_free_port()}" for _ in range(n_ps)],
+    }
+    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+    import tensorflow as tf
+
+    spec = tf.train.ClusterSpec(cluster)
+    config = _server_config(n_workers)
+    servers = [
+        tf.distribute.Server(spec, job_name=job, task_index=i, protocol="grpc", config=config, start=True)
+        for job in ("worker", "ps")
+        for i in range(len(cluster[job]))
+    ]
+    tf_config = {"cluster": cluster, "task": {"type": "chief", "index": 0}}
+    os.environ["TF_CONFIG"] = json.dumps(tf_config)
+    return tf_config, servers
