@@ -116,3 +116,62 @@ def test_fsync_path_file_and_directory(tmp_path):
     f.write_text("x")
     fsync_path(f)
     fsync_path(tmp_path)
+
+
+# --- backups, directories, stale temps (used by --keep, TF checkpoint dirs, and after a SIGKILL)
+from embretrain.atomic import atomic_dir, backup_path, clean_stale_temps  # noqa: E402
+
+
+def test_keep_rotates_previous_versions_and_drops_the_oldest(tmp_path):
+    target = tmp_path / "m.h5"
+    for version in range(1, 6):
+        with atomic_write(target, keep=3) as tmp:
+            tmp.write_text(f"v{version}")
+    assert target.read_text() == "v5"
+    assert [backup_path(target, k).read_text() for k in (1, 2, 3)] == ["v4", "v3", "v2"]
+    assert not backup_path(target, 4).exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_write_does_not_rotate(tmp_path):
+    target = tmp_path / "m.h5"
+    target.write_text("v1")
+    with pytest.raises(OSError):
+        with atomic_write(target, keep=2) as tmp:
+            tmp.write_text("half")
+            raise OSError(27, "File too large")
+    assert target.read_text() == "v1" and not backup_path(target, 1).exists()
+
+
+def test_atomic_dir_replaces_a_directory_whole(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a").write_text("partial")
+            raise RuntimeError("killed")
+    assert (target / "a").read_text() == "1"
+    with atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_clean_stale_temps_removes_dead_runs_only(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".m.h5.tmp-{dead_pid}-abcd1234"
+    stale.write_text("partial")
+    nested = tmp_path / f"..m.h5.tmp-{dead_pid}-abcd1234.tmp-{dead_pid}-00ff00ff"
+    nested.write_text("partial")
+    live = tmp_path / f".m.h5.tmp-{os.getppid()}-abcd1234"  # our parent is alive
+    live.write_text("being written")
+    other = tmp_path / "m.h5"
+    other.write_text("keep")
+    removed = clean_stale_temps(other)
+    assert sorted(removed) == sorted([stale, nested])
+    assert live.exists() and other.read_text() == "keep"
