@@ -74,3 +74,25 @@ def test_extend_with_valid_fraction_reports_and_keeps_old_rows(toy):
     assert es["best_mrr"] == max(es["mrr_by_epoch"])
     old = base.entity_tables["entity_embeddings"]
     assert np.array_equal(grown.entity_tables["entity_embeddings"][: len(old)], old)
+
+
+def test_held_out_mrr_equals_filtered_ranking_when_every_entity_is_a_candidate():
+    from embretrain.evaluate import filtered_ranks
+    from embretrain.models import get_model
+    from embretrain.tables import SplitTable
+    from embretrain.train import Embeddings
+
+    rng = np.random.default_rng(1)
+    n_old, n_new, dim = 30, 8, 6
+    old, new = rng.normal(size=(n_old, dim)).astype(np.float32), rng.normal(size=(n_new, dim)).astype(np.float32)
+    rel = rng.normal(size=(3, dim)).astype(np.float32)
+    known = _delta(n_old=n_old, n_new=n_new, seed=4)
+    held = known[:10]
+    scorer = get_model("distmult")
+    emb = Embeddings(scorer, {"entity_embeddings": SplitTable(old, new, "e")},
+                     {"relation_embeddings": SplitTable(rel, np.zeros((0, dim), np.float32), "r")})
+    stop = EarlyStopping(emb, held, known, candidates=1000)
+    ranks = filtered_ranks(scorer, np.concatenate([old, new]), rel, held, [known])
+    assert stop.history[0] == pytest.approx(np.mean(1.0 / ranks), abs=1e-5)
+    # a small candidate sample ranks among fewer entities: the MRR can only go up
+    assert EarlyStopping(emb, held, known, candidates=5).history[0] >= stop.history[0] - 1e-9
