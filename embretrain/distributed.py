@@ -13,8 +13,8 @@ What is distributed, and what stays the same as a local run:
   overrides to gather on each shard, so the gradient of every new shard is an ``IndexedSlices``
   over the rows a batch touched (the sparse optimizers refuse anything else).
 - **Optimizer.** One :mod:`embretrain.optim` optimizer per new shard, built under
-  ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps and every
-  update is a scatter on that ps. Per-row Adam/Adagrad maths does not mix rows, so per-shard
+  ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps, and the
+  update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths does not mix rows, so per-shard
   optimizers compute what one optimizer over the whole table computes.
 - **Loss.** The loss functions of :mod:`embretrain.train` are reused unchanged (they only need
   ``.lookup``, ``.width`` and ``.n_rows`` from a table).
@@ -359,7 +359,10 @@ def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, prog
                     loss = _triple_loss(emb, batch, rng, settings)
             grads = tape.gradient(loss, variables)
             for opt, grad, var in zip(optimizers, grads, variables):
-                opt.apply([grad], [var])
+                # Run the whole update on the shard's ps: lazy Adam's gather/maths/scatter of its
+                # moments would otherwise round-trip every touched row's slots through the worker.
+                with tf.device(var.device):
+                    opt.apply([grad], [var])
             return loss, tf.shape(batch)[0]
 
         batch, batch_weights = next(it)
