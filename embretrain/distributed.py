@@ -14,8 +14,8 @@ What is distributed, and what stays the same as a local run:
   over the rows a batch touched (the sparse optimizers refuse anything else).
 - **Optimizer.** One :mod:`embretrain.optim` optimizer per new shard, built under
   ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps, and the
-  update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths does not mix rows, so per-shard
-  optimizers compute what one optimizer over the whole table computes.
+  update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths
+  does not mix rows, so per-shard optimizers compute what one optimizer over the table computes.
 - **Loss.** The loss functions of :mod:`embretrain.train` are reused unchanged (they only need
   ``.lookup``, ``.width`` and ``.n_rows`` from a table).
 - **Data.** ``distribute_datasets_from_function`` gives each worker its own shuffled, repeated copy
@@ -90,7 +90,9 @@ def read_tf_config(environ=None, *, want: tuple[str, ...] = ("chief",)) -> dict[
         raise UsageError(f'TF_CONFIG needs a "cluster" object and a "task" object; {hint}')
     for job in ("ps", "worker"):
         if not cluster.get(job):
-            raise UsageError(f'TF_CONFIG: the cluster has no "{job}" job; a parameter-server cluster needs both ps and worker tasks')
+            raise UsageError(
+                f'TF_CONFIG: the cluster has no "{job}" job; a parameter-server cluster needs both ps and worker tasks'
+            )
     kind, index = task.get("type"), task.get("index")
     if kind not in want:
         raise UsageError(f"TF_CONFIG says this task is {kind!r} but this command runs a {' or '.join(want)} task")
@@ -378,7 +380,8 @@ def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, prog
         for _ in range(steps_per_epoch):
             pending.append(coordinator.schedule(worker_step, args=(iterator, tf.constant(step_no, tf.int64))))
             step_no += 1
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step", disable=not show, leave=False)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step",
+                   disable=not show, leave=False)
         total, count = 0.0, 0
         for remote in pending:
             loss, size = remote.fetch()  # blocks until that step ran; errors on a worker are raised here

@@ -50,7 +50,8 @@ def make_inputs(work: Path, n_old: int, n_new: int, n_triples: int, n_rel: int, 
     )
     api.save(ckpt, work / "old.h5")
     (work / "new.tsv").write_text("".join(f"new{i}\n" for i in range(n_new)))
-    heads, rels, partners = rng.integers(0, n_new, n_triples), rng.integers(0, n_rel, n_triples), rng.integers(0, n_old, n_triples)
+    heads, rels = rng.integers(0, n_new, n_triples), rng.integers(0, n_rel, n_triples)
+    partners = rng.integers(0, n_old, n_triples)
     new_partner, flip = rng.random(n_triples) < 0.1, rng.random(n_triples) < 0.5
     lines = []
     for h, r, p, is_new, fl in zip(heads, rels, partners, new_partner, flip):
@@ -151,7 +152,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run before it is killed")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/embretrain-bench-distributed"))
-    ap.add_argument("--json-out", type=Path, default=ROOT / "bench" / "distributed.json")
+    ap.add_argument("--json-out", type=Path, default=ROOT / "bench-out" / "bench_distributed.json")
     args = ap.parse_args()
     if args.quick:
         args.old, args.new, args.triples, args.dim = 2_000, 200, 2_000, 16
@@ -177,7 +178,8 @@ def main() -> None:
         print(f"| {r['strategy']} | {r['layout']} | {r['epoch_s']:.2f} | {r['first_epoch_s']:.2f} | "
               f"{r['triples_per_s']:,.0f} | {r['throughput_vs_local']:.2f}x |")
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]},  # other jobs share the cores
         "workload": {k: getattr(args, k) for k in ("old", "new", "triples", "relations", "dim", "epochs",
                                                    "batch_size", "negatives", "workers", "ps", "shards")},
         "runs": rows,
