@@ -31,7 +31,9 @@ CHILD_TIMEOUT = 150  # seconds; subprocess.run kills the child when it is exceed
 BASE = {"model": "transe", "dim": 16, "epochs": 30, "batch_size": 256, "negatives": 16, "lr": 0.02,
         "norm": 2, "gamma": 6.0}
 EXTEND = {"epochs": 10, "batch_size": 64, "negatives": 16, "lr": 0.05, "seed": 0}
-MRR_TOLERANCE = 0.05  # local vs cluster, absolute; seeds 0-2 measured within 0.025 of each other
+# local vs cluster, absolute. A cluster run is asynchronous, so not reproducible: 7 runs measured 0.194-0.240 against
+# local 0.210 (local seeds 0-2: 0.190-0.210); the floor below (Glorot start 0.05) catches a run that did not learn.
+MRR_TOLERANCE = 0.06
 
 
 def _tf_config(task="chief", index=0, **cluster):
@@ -209,6 +211,7 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     known = [data / "train.tsv", data / "delta.tsv"]
     mrr = {name: api.evaluate(c, data / "test.tsv", known, new_only=True)["mrr"]
            for name, c in (("cluster", grown), ("local", local), ("glorot", glorot))}
+    print("new-entity filtered MRR:", mrr)  # shown with -s
     assert abs(mrr["cluster"] - mrr["local"]) <= MRR_TOLERANCE, mrr
     assert mrr["cluster"] > mrr["glorot"] + 0.08, mrr  # it learned, not just kept its start
 
