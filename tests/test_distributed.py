@@ -139,10 +139,11 @@ def _child(spec_path: str) -> None:
         from embretrain.distributed import start_in_process_cluster
 
         start_in_process_cluster(n_workers=2, n_ps=2)
-        try:
-            main(spec["argv"], standalone_mode=False)
-        except SystemExit as exc:  # the CLI's error path; its message is already on stderr
-            raise RuntimeError(f"embretrain exited with {exc.code}") from None
+        for argv in spec["argvs"]:
+            try:
+                main(argv, standalone_mode=False)
+            except SystemExit as exc:  # the CLI's error path; its message is already on stderr
+                raise RuntimeError(f"embretrain {argv[1]} exited with {exc.code}") from None
         Path(spec["probe"]).write_text(json.dumps(_probe_sharded_table()))
         code = 0
     except BaseException:
@@ -181,7 +182,11 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     for key, value in EXTEND.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"argv": argv, "probe": str(probe)}))
+    # and `train` from scratch (no old rows: only trainable shards), tables cut by size (--shards 0)
+    trained = tmp_path / "trained.h5"
+    train_argv = ["-q", "train", "--data", str(data / "train.tsv"), "--out", str(trained), "--dim", "8",
+                  "--epochs", "1", "--negatives", "4", "--strategy", "parameter-server", "--no-progress"]
+    spec.write_text(json.dumps({"argvs": [argv, train_argv], "probe": str(probe)}))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
     env.pop("TF_CONFIG", None)
     child = subprocess.run([sys.executable, __file__, str(spec)], env=env, capture_output=True, text=True,
@@ -214,6 +219,11 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     print("new-entity filtered MRR:", mrr)  # shown with -s
     assert abs(mrr["cluster"] - mrr["local"]) <= MRR_TOLERANCE, mrr
     assert mrr["cluster"] > mrr["glorot"] + 0.08, mrr  # it learned, not just kept its start
+
+    scratch = api.load(trained)
+    assert scratch.entities == base.entities and scratch.tables()["entity_embeddings"].shape == (base.n_entities, 8)
+    assert all(np.isfinite(t).all() for t in scratch.tables().values())
+    assert len(scratch.lineage) == 1 and scratch.lineage[0]["command"] == "train"
 
     facts = json.loads(probe.read_text())
     full = np.concatenate([np.arange(28, dtype=np.float32).reshape(7, 4),
