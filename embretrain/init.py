@@ -3,7 +3,8 @@
 ``--init neighbors``: a new entity that appears in a delta triple with an already placed entity gets
 the position that triple asks for, averaged over all such triples:
 
-- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``.
+- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``; combined by
+  the coordinate-wise median for an L1 model (the point nearest to all of them in L1), else the mean.
 - RotatE (``h ∘ e^{ir} ≈ t``): rotate back, ``t ∘ e^{-ir}``; or forward, ``h ∘ e^{ir}``.
 - DistMult / ComplEx (bilinear): the direction that maximises the score with the neighbour fixed,
   ``r ∘ t`` / ``h ∘ r`` (ComplEx: ``conj(r ∘ conj(t))`` / ``h ∘ r``), each normalised to unit length,
@@ -58,12 +59,27 @@ def _estimates(model: str, h: np.ndarray, r: np.ndarray, t: np.ndarray, side: st
     raise ValueError(f"no neighbour initialisation for model {model!r}")
 
 
+def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(unique ids, one row per id)``: the mean of each id's estimates, or their coordinate-wise median."""
+    order = np.argsort(ids, kind="stable")
+    ids, est = ids[order], est[order]
+    uniq, starts, counts = np.unique(ids, return_index=True, return_counts=True)
+    if not median:
+        return uniq, np.add.reduceat(est, starts, axis=0) / counts[:, None]
+    rows = np.empty((len(uniq), est.shape[1]))
+    for i, (a, c) in enumerate(zip(starts, counts)):
+        rows[i] = est[a] if c == 1 else np.median(est[a : a + c], axis=0)
+    return uniq, rows
+
+
 def neighbor_rows(
     model: str,
     entities: np.ndarray,
     relations: np.ndarray,
     triples: np.ndarray,
     start: np.ndarray,
+    *,
+    norm: int = 2,
 ) -> tuple[np.ndarray, int]:
     """New entity rows placed from their neighbours.
 
@@ -74,6 +90,8 @@ def neighbor_rows(
             them are skipped).
         triples: int64 ``[n, 3]`` delta triples in the grown id space (new entities have ids >= n_old).
         start: float32 ``[n_new, d]`` initial rows (Glorot); kept for entities nothing can place.
+        norm: TransE's distance; with L1 the coordinate-wise median of the estimates minimises the summed
+            distance (the mean minimises it for L2), and it ignores an outlying neighbour.
     Returns:
         ``(rows float32 [n_new, d], number of entities placed)``.
     """
@@ -86,8 +104,7 @@ def neighbor_rows(
     placed[:n_old] = True
     target_norm = float(np.median(np.linalg.norm(entities, axis=1))) if n_old else 1.0
     for _ in range(_MAX_PASSES):
-        sums = np.zeros((n_old + n_new, d))
-        counts = np.zeros(n_old + n_new)
+        targets, estimates = [], []
         for side, col, other in (("head", 0, 2), ("tail", 2, 0)):
             # estimate the not-yet-placed side from an already placed other side
             m = triples[~placed[triples[:, col]] & placed[triples[:, other]]]
@@ -96,16 +113,16 @@ def neighbor_rows(
             est = _estimates(model, table[m[:, 0]], relations[m[:, 1]].astype(np.float64), table[m[:, 2]], side)
             if bilinear:
                 est = est / np.maximum(np.linalg.norm(est, axis=1, keepdims=True), 1e-12)
-            np.add.at(sums, m[:, col], est)
-            np.add.at(counts, m[:, col], 1.0)
-        fresh = counts > 0
-        if not fresh.any():
+            targets.append(m[:, col])
+            estimates.append(est)
+        if not targets:
             break
-        rows = sums[fresh] / counts[fresh, None]
+        ids, est = np.concatenate(targets), np.concatenate(estimates)
+        fresh, rows = _combine(ids, est, median=model == "transe" and norm == 1)
         if bilinear:
             rows *= target_norm / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         table[fresh] = rows
-        placed |= fresh
+        placed[fresh] = True
     n_placed = int(placed[n_old:].sum())
     logger.info("init neighbors: %d of %d new entities placed from their neighbours", n_placed, n_new)
     return table[n_old:].astype(np.float32), n_placed
