@@ -204,7 +204,7 @@ def _extend_levers(scorer, settings: Settings, ckpt: Checkpoint, ids: np.ndarray
     known = np.concatenate([ids, held_out])
 
     def prepare(emb):
-        if settings.init == "neighbors":
+        if settings.init in ("neighbors", "neighbors-median"):
             if scorer.kind == "pair":
                 logger.warning("--init neighbors has no closed form for a pair model; new rows start from Glorot")
             else:
@@ -212,7 +212,8 @@ def _extend_levers(scorer, settings: Settings, ckpt: Checkpoint, ids: np.ndarray
 
                 # training triples only: the held-out slice must not leak into the start
                 rows, placed = neighbor_rows(ckpt.model, ckpt.entity_tables[ENTITY_TABLE],
-                                             ckpt.relation_tables[RELATION_TABLE], ids, emb.entity.new_rows())
+                                             ckpt.relation_tables[RELATION_TABLE], ids, emb.entity.new_rows(),
+                                             median=settings.init == "neighbors-median")
                 emb.entity.new.assign(rows)
                 report["init_placed"] = placed
         if not len(held_out):

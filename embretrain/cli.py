@@ -350,7 +350,7 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
-@click.option("--init", type=click.Choice(["xavier", "neighbors"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours [xavier].")
+@click.option("--init", type=click.Choice(["xavier", "neighbors", "neighbors-median"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")

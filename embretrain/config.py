@@ -44,7 +44,7 @@ class Settings:
     tied: bool = False  # dot: one shared table (symmetric scores) instead of entity + context tables
     threads: int = 0  # TensorFlow intra-op threads (0 = TensorFlow's choice)
     # extend only (see embretrain/init.py and embretrain/early_stop.py)
-    init: str = "xavier"  # start of new entity rows: xavier | neighbors (closed form from frozen neighbours)
+    init: str = "xavier"  # start of new entity rows: xavier | neighbors | neighbors-median (closed forms)
     valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
     patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
     corrupt: str = "any"  # negatives: any side | frozen (the old side of a triple with one new entity)
@@ -73,7 +73,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margin"),
-            "init": ("xavier", "neighbors"), "corrupt": ("any", "frozen")}
+            "init": ("xavier", "neighbors", "neighbors-median"), "corrupt": ("any", "frozen")}
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -3,15 +3,15 @@
 ``--init neighbors``: a new entity that appears in a delta triple with an already placed entity gets
 the position that triple asks for, averaged over all such triples:
 
-- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``; combined by
-  the coordinate-wise median for an L1 model (the point nearest to all of them in L1), else the mean.
+- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``.
 - RotatE (``h ∘ e^{ir} ≈ t``): rotate back, ``t ∘ e^{-ir}``; or forward, ``h ∘ e^{ir}``.
 - DistMult / ComplEx (bilinear): the direction that maximises the score with the neighbour fixed,
   ``r ∘ t`` / ``h ∘ r`` (ComplEx: ``conj(r ∘ conj(t))`` / ``h ∘ r``), each normalised to unit length,
   averaged, then scaled to the median norm of the old rows (a bilinear score grows with the norm,
   so the direction is what the neighbours tell us, the size is what the table is used to).
 
-Entities whose neighbours are all new are placed in later passes from their placed neighbours; an
+Estimates are averaged, or (``neighbors-median``) combined by their coordinate-wise median, the L1
+centre (TransE's default distance is L1). Entities whose neighbours are all new are placed in later passes from their placed neighbours; an
 entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
 (the relation row is itself untrained). Pair models keep Glorot rows.
 Arrays: entities float32 ``[n_old, d]``, relations ``[n_rel_old, d_r]``, triples int64 ``[n, 3]``.
@@ -27,7 +27,7 @@ __all__ = ["INIT_CHOICES", "neighbor_rows"]
 
 logger = logging.getLogger(__name__)
 
-INIT_CHOICES = ("xavier", "neighbors")
+INIT_CHOICES = ("xavier", "neighbors", "neighbors-median")
 _MAX_PASSES = 4
 
 
@@ -79,7 +79,7 @@ def neighbor_rows(
     triples: np.ndarray,
     start: np.ndarray,
     *,
-    norm: int = 2,
+    median: bool = False,
 ) -> tuple[np.ndarray, int]:
     """New entity rows placed from their neighbours.
 
@@ -90,8 +90,9 @@ def neighbor_rows(
             them are skipped).
         triples: int64 ``[n, 3]`` delta triples in the grown id space (new entities have ids >= n_old).
         start: float32 ``[n_new, d]`` initial rows (Glorot); kept for entities nothing can place.
-        norm: TransE's distance; with L1 the coordinate-wise median of the estimates minimises the summed
-            distance (the mean minimises it for L2), and it ignores an outlying neighbour.
+        median: combine estimates by their coordinate-wise median instead of the mean (``--init
+            neighbors-median``): for TransE with an L1 distance it is the point nearest to all of them,
+            as the mean is for L2, and it ignores an outlying neighbour.
     Returns:
         ``(rows float32 [n_new, d], number of entities placed)``.
     """
@@ -118,7 +119,7 @@ def neighbor_rows(
         if not targets:
             break
         ids, est = np.concatenate(targets), np.concatenate(estimates)
-        fresh, rows = _combine(ids, est, median=model == "transe" and norm == 1)
+        fresh, rows = _combine(ids, est, median=median)
         if bilinear:
             rows *= target_norm / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         table[fresh] = rows

@@ -247,6 +247,14 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
     cached = json.loads(cache.read_text()) if opts.reuse and cache.is_file() else {}
     if cached.get("fingerprint") != fingerprint:
         cached = {"fingerprint": fingerprint}
+    if opts.reuse_from:
+        # e.g. a chain whose nights add up to the same new entities as a one-step run: same base, same full
+        other = json.loads((Path(opts.reuse_from) / "cache.json").read_text())
+        if other.get("base", {}).get("examples") == len(base.included) and \
+                other.get("full", {}).get("examples") == len(nights[-1].included):
+            cached = {**other, "fingerprint": fingerprint}
+        else:
+            logger.warning("--reuse-from %s: different base or full data, not reused", opts.reuse_from)
 
     def evaluate(ckpt: Path, test_file: Path) -> dict[str, Any]:
         known = [a for f in known_files for a in ("--known", str(f))]
@@ -255,8 +263,8 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
 
     def train_once(key: str, data: list[Triple]) -> dict[str, Any]:
         ckpt = out / f"{key}.h5"
-        if key in cached and ckpt.is_file():
-            logger.info("reusing %s (--reuse)", ckpt)
+        if key in cached and Path(cached[key]["ckpt"]).is_file():
+            logger.info("reusing %s", cached[key]["ckpt"])
             return cached[key]
         summary, wall = runner(["train", "--data", str(write_tsv(out / f"{key}.tsv", data)), "--out", str(ckpt),
                                 *model_args(opts), *common])
@@ -499,6 +507,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--old-sample", type=int, default=1000, help="score at most N old-only test triples (seeded sample) [1000]; 0 = all")
     p.add_argument("--skip-old-eval", action="store_true", help="score test-old only for the main extend run")
     p.add_argument("--reuse", action="store_true", help="reuse base/full checkpoints of an identical earlier run in --out-dir")
+    p.add_argument("--reuse-from", help="reuse base/full checkpoints (and their figures) of a run in this folder with the same base and full data")
     p.add_argument("--quick", action="store_true", help="tiny run (a data subset, dim 16, 2 epochs) to check the pipeline")
     p.add_argument("--max-train", type=int, help="use only the first N train triples")
     p.add_argument("--max-test", type=int)

@@ -89,7 +89,7 @@ def test_extend_with_neighbors_init_and_no_epochs_writes_the_closed_form(toy):
     assert np.array_equal(ent[: len(old)], old)
 
 
-def test_transe_l1_takes_the_coordinate_wise_median_which_ignores_an_outlier():
+def test_median_is_the_l1_centre_and_ignores_an_outlier():
     ent, rel = _tables("transe")
     n_old = len(ent)
     rel = np.zeros_like(rel)
@@ -97,7 +97,7 @@ def test_transe_l1_takes_the_coordinate_wise_median_which_ignores_an_outlier():
     ent[5] = ent[3] + 100.0  # an outlying neighbour
     triples = np.array([[n_old, 0, 3], [n_old, 0, 4], [n_old, 0, 5]], dtype=np.int64)
     start = np.zeros((1, 8), np.float32)
-    l1, _ = neighbor_rows("transe", ent, rel, triples, start, norm=1)
-    l2, _ = neighbor_rows("transe", ent, rel, triples, start, norm=2)
+    l1, _ = neighbor_rows("transe", ent, rel, triples, start, median=True)
+    l2, _ = neighbor_rows("transe", ent, rel, triples, start)
     np.testing.assert_allclose(l1[0], ent[4], rtol=1e-6)  # the middle one, per coordinate
     np.testing.assert_allclose(l2[0], ent[3:6].mean(axis=0), rtol=1e-5)
