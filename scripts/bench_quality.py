@@ -379,7 +379,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"base {c['entities_base']} entities, {c['triples_base']} triples; "
         f"test-new {c['test_new']}, test-old {c['test_old']} triples)",
         "",
-        f"`{result['command']}`",
+        *[f"`{cmd}`  " for cmd in result.get("commands") or [result["command"]]],
         "",
         "| run | extend args | epochs | wall s | train s | new MRR | new H@1 | new H@10 | old MRR | old H@10 "
         "| MRR / full | wall / full | old rows identical |",
@@ -459,7 +459,31 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold runs that share a base and a full retrain (``--reuse-from``) into one result with every command."""
+    merged: dict[str, dict[str, Any]] = {}
+    for res in results:
+        key = json.dumps([res["dataset"], res["model"], res["fractions"], res["seed"], res.get("settings_args"),
+                          res.get("model_args"), res["counts"]])
+        if key not in merged:
+            merged[key] = {**res, "runs": list(res["runs"]), "commands": [res["command"]]}
+            continue
+        into = merged[key]
+        into["commands"].append(res["command"])
+        labels = {r["run"] for r in into["runs"]}
+        for run in res["runs"]:
+            if run["run"] in ("train on base", "full retrain"):
+                continue
+            if run["run"] in labels:
+                run = {**run, "run": f"{run['run']} ({' '.join(run.get('args') or [])})"}
+            into["runs"].append(run)
+            labels.add(run["run"])
+        into["nights"] = into.get("nights", []) + res.get("nights", [])
+    return list(merged.values())
+
+
 def quality_section(results: list[dict[str, Any]]) -> str:
+    results = merge_results(results)
     parts = ["## Quality\n", QUALITY_INTRO, "### Summary\n", summary_table(results)]
     for res in results:
         parts += [f"### {res['dataset']}, {res['model']}{' (chain)' if res.get('nights') else ''}\n",

@@ -134,3 +134,10 @@ def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
     assert "| toy | transe | extend: `--epochs 1` | 0.390 | 0.400 | 0.97 | 1/25.0 | yes | met |" in text
     bench.update_docs(doc, [result])  # idempotent
     assert doc.read_text() == text
+    # a second run sharing base and full (--reuse-from) folds into the same table, its label made unique
+    other = {**result, "command": "python scripts/bench_quality.py --variant x", "runs": [
+        result["runs"][0], {**result["runs"][1], "args": ["--epochs", "2"], "mrr_vs_full": 0.5, "new": {"mrr": 0.2}}]}
+    bench.update_docs(doc, [result, other])
+    text = doc.read_text()
+    assert "| extend (--epochs 2) | --epochs 2 |" in text and "--variant x" in text
+    assert text.count("| full retrain |") == 1
