@@ -10,6 +10,7 @@ Inputs may be paths (read with file:line errors) or in-memory lists.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import sys
@@ -326,6 +327,9 @@ def extend(
     from .models import get_model
 
     settings = settings or resolve_settings(model=ckpt.model)
+    if settings.extend_epochs >= 0:
+        # a preset's extend budget: new rows from a neighbour start need far fewer epochs than a table from scratch
+        settings = dataclasses.replace(settings, epochs=settings.extend_epochs, extend_epochs=-1)
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)

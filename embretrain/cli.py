@@ -386,6 +386,8 @@ def extend(**opts):
         ckpt = api.load(opts["ckpt"], **_load_options(opts))
         t_load = time.perf_counter() - t0
         settings = _settings(opts, model=ckpt.model)
+        if opts["epochs"] is not None:  # --epochs given here beats a preset's extend_epochs
+            settings.extend_epochs = -1
         grown, summary = api.extend(
             ckpt,
             opts["new_entities"],

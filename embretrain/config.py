@@ -44,6 +44,7 @@ class Settings:
     tied: bool = False  # dot: one shared table (symmetric scores) instead of entity + context tables
     threads: int = 0  # TensorFlow intra-op threads (0 = TensorFlow's choice)
     # extend only (see embretrain/init.py and embretrain/early_stop.py)
+    extend_epochs: int = -1  # epochs of extend when --epochs is not given; -1 = same as epochs
     init: str = "xavier"  # start of new entity rows: xavier | neighbors | neighbors-median (closed forms)
     valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
     patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
@@ -118,6 +119,8 @@ def _check_ranges(values: dict[str, Any], origin: str) -> None:
         raise UsageError(f"{origin}: lr must be positive, got {values['lr']}")
     if "valid_fraction" in values and not 0 <= values["valid_fraction"] < 1:
         raise UsageError(f"{origin}: valid_fraction must be in [0, 1), got {values['valid_fraction']}")
+    if "extend_epochs" in values and values["extend_epochs"] < -1:
+        raise UsageError(f"{origin}: extend_epochs must be >= 0 (or -1: same as epochs), got {values['extend_epochs']}")
     if "patience" in values and values["patience"] < 0:
         raise UsageError(f"{origin}: patience must be >= 0, got {values['patience']}")
 

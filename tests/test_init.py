@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,25 @@ def test_median_is_the_l1_centre_and_ignores_an_outlier():
     l2, _ = neighbor_rows("transe", ent, rel, triples, start)
     np.testing.assert_allclose(l1[0], ent[4], rtol=1e-6)  # the middle one, per coordinate
     np.testing.assert_allclose(l2[0], ent[3:6].mean(axis=0), rtol=1e-5)
+
+
+def test_preset_extend_epochs_apply_to_extend_unless_epochs_is_given(toy, tmp_path):
+    from click.testing import CliRunner
+
+    from embretrain import api
+    from embretrain.cli import main
+
+    preset = tmp_path / "p.toml"
+    preset.write_text('model = "transe"\ndim = 8\nepochs = 3\nbatch_size = 64\nnegatives = 4\n'
+                      'extend_epochs = 0\ninit = "neighbors"\n')
+    base = tmp_path / "base.h5"
+    run = CliRunner().invoke(main, ["-q", "train", "--config", str(preset), "--data", str(toy["train"]), "--out", str(base), "--json"])
+    assert run.exit_code == 0, run.output
+    assert api.load(base).lineage[-1]["epochs"] == 3  # train ignores extend_epochs
+    for extra, epochs in (([], 0), (["--epochs", "2"], 2)):
+        out = tmp_path / f"grown{epochs}.h5"
+        run = CliRunner().invoke(main, ["-q", "extend", "--config", str(preset), "--ckpt", str(base), "--new-entities",
+                                        str(toy["new"]), "--data", str(toy["delta"]), "--out", str(out), "--json", *extra])
+        assert run.exit_code == 0, run.output
+        summary = json.loads(run.stdout[run.stdout.index("{"):])
+        assert summary["epochs"] == epochs and summary["init_placed_from_neighbors"] == len(toy["new_names"]) - 1
