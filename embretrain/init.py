@@ -8,7 +8,8 @@ the position that triple asks for, averaged over all such triples:
 - DistMult / ComplEx (bilinear): the direction that maximises the score with the neighbour fixed,
   ``r ∘ t`` / ``h ∘ r`` (ComplEx: ``conj(r ∘ conj(t))`` / ``h ∘ r``), each normalised to unit length,
   averaged, then scaled to the median norm of the old rows (a bilinear score grows with the norm,
-  so the direction is what the neighbours tell us, the size is what the table is used to).
+  so the direction is what the neighbours tell us, the size is what the table is used to), and
+  finally shifted along the mean query direction to an old row's score level (see ``_calibrate``).
 
 Estimates are averaged, or (``neighbors-median``) combined by their coordinate-wise median, the L1
 centre (TransE's default distance is L1). Entities whose neighbours are all new are placed in later passes from their placed neighbours; an
@@ -72,6 +73,25 @@ def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray
     return uniq, rows
 
 
+def _calibrate(model: str, rows: np.ndarray, entities: np.ndarray, relations: np.ndarray, n_queries: int = 4096):
+    """Shift bilinear rows along the mean query directions so their mean scores match a typical old row's.
+
+    A direction taken from the neighbours alone tends to align with what every query has in common (a
+    bias all trained rows learnt to avoid): such a row then outranks old answers of old queries
+    (measured on WN18RR DistMult: old-only MRR 0.39 -> 0.02). Removing the excess along the mean
+    queries (as head and as tail) keeps what the neighbours say and gives the row an old entity's level.
+    """
+    rng = np.random.default_rng(0)
+    e = entities.astype(np.float64)
+    h, t = rng.integers(0, len(e), n_queries), rng.integers(0, len(e), n_queries)
+    r = relations[rng.integers(0, len(relations), n_queries)].astype(np.float64)
+    # mean query of each role (as tail: h*r, as head: r*t); they differ for an asymmetric model (ComplEx)
+    q_bar = np.stack([_estimates(model, e[h], r, e[t], "tail").mean(0), _estimates(model, e[h], r, e[t], "head").mean(0)])
+    level = np.median(e @ q_bar.T, axis=0)  # [2]: a typical old row's mean score in each role
+    # smallest change (within the span of the two mean queries) that puts both levels at an old row's
+    return rows - (rows @ q_bar.T - level) @ np.linalg.pinv(q_bar).T
+
+
 def neighbor_rows(
     model: str,
     entities: np.ndarray,
@@ -124,6 +144,8 @@ def neighbor_rows(
             rows *= target_norm / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         table[fresh] = rows
         placed[fresh] = True
+    if bilinear and n_old:
+        table[n_old:][placed[n_old:]] = _calibrate(model, table[n_old:][placed[n_old:]], entities, relations)
     n_placed = int(placed[n_old:].sum())
     logger.info("init neighbors: %d of %d new entities placed from their neighbours", n_placed, n_new)
     return table[n_old:].astype(np.float32), n_placed
