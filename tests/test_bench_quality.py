@@ -120,9 +120,9 @@ def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
         "counts": {"entities_base": 9, "triples_base": 20, "test_new": 3, "test_old": 4,
                    "nights": [{"new_entities": 1, "new_relations": 0, "delta_triples": 2}]},
         "runs": [
-            {"run": "full retrain", "wall_s": 100.0, "train_s": 90.0, "epochs": 5, "new": {"mrr": 0.4}, "old": None},
+            {"run": "full retrain", "wall_s": 100.0, "train_s": 90.0, "epochs": 5, "new": {"mrr": 0.4}, "old": {"mrr": 0.3}},
             {"run": "extend", "args": ["--epochs", "1"], "wall_s": 4.0, "train_s": 1.0, "epochs": 1,
-             "new": {"mrr": 0.39}, "old": None, "old_rows_identical": True, "mrr_vs_full": 0.975, "time_vs_full": 0.04},
+             "new": {"mrr": 0.39}, "old": {"mrr": 0.29}, "old_rows_identical": True, "mrr_vs_full": 0.975, "time_vs_full": 0.04},
         ],
         "nights": [],
     }
@@ -131,7 +131,7 @@ def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
     bench.update_docs(doc, [result])
     text = doc.read_text()
     assert "## Speed\n\nfast.\n" in text and "## Later\n\nkept.\n" in text and "old figures" not in text
-    assert "| toy | transe | extend: `--epochs 1` | 0.390 | 0.400 | 0.97 | 1/25.0 | yes | met |" in text
+    assert "| toy | transe | extend: `--epochs 1` | 0.390 | 0.400 | 0.97 | 1/25.0 | 0.290 / 0.300 | yes | met |" in text
     bench.update_docs(doc, [result])  # idempotent
     assert doc.read_text() == text
     # a second run sharing base and full (--reuse-from) folds into the same table, its label made unique
@@ -141,3 +141,7 @@ def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
     text = doc.read_text()
     assert "| extend (--epochs 2) | --epochs 2 |" in text and "--variant x" in text
     assert text.count("| full retrain |") == 1
+    # new rows that steal old answers (old-only MRR down) do not meet the target, however good their own MRR
+    hog = {**result, "runs": [result["runs"][0], {**result["runs"][1], "old": {"mrr": 0.2}}]}
+    bench.update_docs(doc, [hog])
+    assert "| 0.290 / 0.300 |" not in doc.read_text() and "| 0.200 / 0.300 | yes | missed |" in doc.read_text()
