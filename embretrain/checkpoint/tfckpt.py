@@ -22,6 +22,7 @@ TensorFlow is imported inside the functions: importing this module is cheap.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import check_writable_dir, fsync_path
+from ..atomic import atomic_write, check_writable_dir, fsync_path
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
 from .foreign import LoadOptions, build_checkpoint, grown_variables, sidecar, write_sidecars
@@ -230,8 +231,13 @@ def _switch_state(directory: Path, prefix: Path) -> None:
     known = list(state.all_model_checkpoint_paths) if state else []
     rel = prefix.name
     known = [p for p in known if Path(p).name != rel] + [rel]
-    # update_checkpoint_state writes through a temp file and a rename (file_io.atomic_write_string_to_file).
-    tf.compat.v1.train.update_checkpoint_state(os.fspath(directory), rel, all_model_checkpoint_paths=known)
+    # The CheckpointState text proto, written like the rest (temp + fsync + rename) rather than through the
+    # deprecated tf.compat.v1.train.update_checkpoint_state; json.dumps gives proto-compatible string quoting.
+    text = f"model_checkpoint_path: {json.dumps(rel)}\n" + "".join(
+        f"all_model_checkpoint_paths: {json.dumps(p)}\n" for p in known
+    )
+    with atomic_write(directory / STATE_FILE) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def check_out(path: str | os.PathLike) -> None:
