@@ -33,7 +33,7 @@ import numpy as np
 PHASES = {"load": "INFO loading ", "train": "INFO training ", "write": "INFO writing "}
 PHASE_END = {"load": "INFO training ", "train": "INFO writing ", "write": "INFO saved "}
 KILLS_PER_PHASE = 7
-MAX_TRIALS = 45
+MAX_TRIALS = 60
 WATCHDOG_S = 300.0
 
 
@@ -117,9 +117,9 @@ def run(big: Path) -> dict:
     shared = work / "shared"  # not in place: one directory, so stale temps pile up and get cleaned
     shared.mkdir()
     trials = 0
-    for i in range(MAX_TRIALS):
+    for i in range(10 * MAX_TRIALS):
         phase = ("load", "train", "write")[i % 3]
-        if min(kills.values()) >= KILLS_PER_PHASE:
+        if min(kills.values()) >= KILLS_PER_PHASE or trials >= MAX_TRIALS:
             break
         if kills[phase] >= KILLS_PER_PHASE:
             continue
@@ -132,11 +132,13 @@ def run(big: Path) -> dict:
         else:
             d, ckpt, out = shared, big / "base.h5", shared / "merged.h5"
             out.unlink(missing_ok=True)
-        # writes get up to 1.6x their window so some kills land after the rename as well;
+        # writes get up to 1.3x their window so some kills land after the rename as well;
         # a run that finished before its kill moment does not count, the loop goes on
-        delay = rng.uniform(0, windows[phase] * (1.6 if phase == "write" else 1.0))
+        delay = rng.uniform(0, windows[phase] * (1.3 if phase == "write" else 1.0))
         temps_before = len(_temps(d))
-        killed, code, _ = forked_run(_argv(big, ckpt, out), phase, delay)
+        killed, code, seen = forked_run(_argv(big, ckpt, out), phase, delay)
+        if not killed:  # the machine got faster: aim at the shortest windows seen so far
+            windows = {p: min(windows[p], seen[PHASE_END[p]] - seen[PHASES[p]]) for p in PHASES}
         trials += 1
         mid_write += len(_temps(d)) > temps_before
         assert killed or code == 0, (phase, code)
