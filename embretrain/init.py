@@ -1,7 +1,7 @@
 """Where a new entity's row starts: Glorot (``xavier``) or a closed form from its frozen neighbours.
 
 ``--init neighbors``: a new entity that appears in a delta triple with an already placed entity gets
-the position that triple asks for, averaged over all such triples:
+the position that triple asks for, combined over all such triples:
 
 - TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``.
 - RotatE (``h ∘ e^{ir} ≈ t``): rotate back, ``t ∘ e^{-ir}``; or forward, ``h ∘ e^{ir}``.
@@ -12,8 +12,8 @@ the position that triple asks for, averaged over all such triples:
   finally shifted along the mean query direction to an old row's score level (see ``_calibrate``).
 
 Estimates are averaged, or (``neighbors-median``) combined by their coordinate-wise median, the L1
-centre (TransE's default distance is L1). Entities whose neighbours are all new are placed in later passes from their placed neighbours; an
-entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
+centre (TransE's default distance is L1). Entities whose neighbours are all new are placed in later
+passes from their placed neighbours; an entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
 (the relation row is itself untrained). Pair models keep Glorot rows.
 Arrays: entities float32 ``[n_old, d]``, relations ``[n_rel_old, d_r]``, triples int64 ``[n, 3]``.
 """
