@@ -282,6 +282,7 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
         "settings_args": common,
         "model_args": model_args(opts),
         "command": "python scripts/bench_quality.py " + " ".join(shlex.quote(a) for a in opts.argv),
+        "title": opts.title,
         "counts": {
             "entities_train": len(nights[-1].entities),
             "entities_base": len(base.entities),
@@ -466,7 +467,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
         met = best["mrr_vs_full"] >= 0.95 and best["time_vs_full"] <= 1 / 20 and best["old_rows_identical"] and old_ok
         old = "not scored" if old_ok is None else f"{best['old']['mrr']:.3f} / {full['old']['mrr']:.3f}"
         lines.append(
-            f"| {res['dataset']} | {res['model']}{' (chain)' if res.get('nights') else ''} "
+            f"| {res['dataset']}{' (' + res['title'] + ')' if res.get('title') else ''} "
+            f"| {res['model']}{' (chain)' if res.get('nights') else ''} "
             f"| {best['run']}: `{' '.join(best['args']) or 'defaults'}` "
             f"| {_f(best['new']['mrr'])} | {_f(full['new']['mrr'])} | {_f(best['mrr_vs_full'], 2)} "
             f"| 1/{1 / best['time_vs_full']:.1f} | {old} | {'yes' if best['old_rows_identical'] else 'NO'} "
@@ -479,7 +481,7 @@ def merge_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fold runs that share a base and a full retrain (``--reuse-from``) into one result with every command."""
     merged: dict[str, dict[str, Any]] = {}
     for res in results:
-        key = json.dumps([res["dataset"], res["model"], res["fractions"], res["seed"], res.get("settings_args"),
+        key = json.dumps([res.get("title"), res["dataset"], res["model"], res["fractions"], res["seed"], res.get("settings_args"),
                           res.get("model_args"), res["counts"]])
         if key not in merged:
             merged[key] = {**res, "runs": list(res["runs"]), "commands": [res["command"]]}
@@ -504,7 +506,8 @@ def quality_section(results: list[dict[str, Any]], notes: str = "") -> str:
     if notes:
         parts.append(notes.strip() + "\n")
     for res in results:
-        parts += [f"### {res['dataset']}, {res['model']}{' (chain)' if res.get('nights') else ''}\n",
+        title = f" ({res['title']})" if res.get("title") else ""
+        parts += [f"### {res['dataset']}, {res['model']}{' (chain)' if res.get('nights') else ''}{title}\n",
                   render_markdown(res)]
     return "\n".join(parts)
 
@@ -550,6 +553,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-old-eval", action="store_true", help="score test-old only for the main extend run")
     p.add_argument("--reuse", action="store_true", help="reuse base/full checkpoints of an identical earlier run in --out-dir")
     p.add_argument("--reuse-from", help="reuse base/full checkpoints (and their figures) of a run in this folder with the same base and full data")
+    p.add_argument("--title", help="a note shown with this run's table (e.g. 'idle machine'); runs with different titles are not merged")
     p.add_argument("--quick", action="store_true", help="tiny run (a data subset, dim 16, 2 epochs) to check the pipeline")
     p.add_argument("--max-train", type=int, help="use only the first N train triples")
     p.add_argument("--max-test", type=int)
