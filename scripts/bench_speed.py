@@ -126,6 +126,26 @@ def copy_seconds(src: Path, dst: Path) -> float:
     return took
 
 
+def update_docs(result: dict, docs: Path = ROOT / "docs" / "BENCHMARKS.md") -> None:
+    """Replace the '## Speed' section of docs/BENCHMARKS.md with the measured table (never hand-typed)."""
+    meta = result["meta"]
+    section = (
+        "## Speed\n\n"
+        f"Measured with `{meta['command']}` on {meta['machine']}; delta: {json.dumps(meta['delta'])}.\n"
+        "Epoch = the last epoch (the first includes tf.function tracing). RSS budget = 1.3 x table + 400 MB.\n\n"
+        + result["markdown"] + "\n\n" + result.get("notes", "") + "\n"
+    )
+    text = docs.read_text() if docs.exists() else "# Benchmarks\n\n"
+    start = text.find("## Speed\n")
+    if start >= 0:
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
+    else:
+        head = text.find("\n## ")
+        text = (text[: head + 1] + section + "\n" + text[head + 1 :]) if head >= 0 else text + "\n" + section
+    docs.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n_old values")
@@ -142,7 +162,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny delta, for a smoke test")
     ap.add_argument("--work", default=str(ROOT / "bench-out" / "speed"), help="scratch folder for checkpoints")
     ap.add_argument("--json-out", default=str(ROOT / "bench-out" / "bench_speed.json"))
+    ap.add_argument("--docs-from", metavar="JSON", help="only rewrite the '## Speed' section of docs/BENCHMARKS.md from a result JSON")
     args = ap.parse_args()
+    if args.docs_from:
+        update_docs(json.loads(Path(args.docs_from).read_text()))
+        return
     if args.quick:
         args.new, args.triples = 200, 2000
     sizes = [int(s) for s in args.sizes.split(",") if s]
