@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import os
 import sys
-import time
 
 import numpy as np
 import pytest
