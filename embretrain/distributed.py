@@ -178,20 +178,9 @@ class ShardedSplitTable:
 
         # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
         # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
-        if self.n_new == 0:
-            return tf.nn.embedding_lookup(self.old, ids)
-        if self.n_old == 0:
-            return tf.nn.embedding_lookup(self.new, ids)
-        flat = tf.reshape(ids, [-1])
-        is_new = tf.cast(flat >= self.n_old, tf.int32)
-        positions = tf.range(tf.size(flat))
-        old_ids, new_ids = tf.dynamic_partition(flat, is_new, 2)
-        old_pos, new_pos = tf.dynamic_partition(positions, is_new, 2)
-        rows = tf.dynamic_stitch(
-            [old_pos, new_pos],
-            [tf.nn.embedding_lookup(self.old, old_ids), tf.nn.embedding_lookup(self.new, new_ids - self.n_old)],
-        )
-        return tf.reshape(rows, tf.concat([tf.shape(ids), [self.width]], axis=0))
+        from .tables import routed_lookup
+
+        return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.nn.embedding_lookup)
 
     def all_rows(self):
         """The whole table as one tensor ``[n_rows, width]`` on the chief (for evaluation, not training)."""

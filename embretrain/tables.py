@@ -17,7 +17,7 @@ import numpy as np
 
 from .models import glorot_limit
 
-__all__ = ["SplitTable", "glorot_rows"]
+__all__ = ["SplitTable", "glorot_rows", "routed_lookup"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,28 @@ def glorot_rows(rng: np.random.Generator, n_new: int, width: int, n_total: int) 
     """
     limit = glorot_limit(n_total, width)
     return rng.uniform(-limit, limit, size=(n_new, width)).astype(np.float32)
+
+
+def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather):
+    """Rows for ``ids`` int ``[...]`` -> ``[..., width]``: ids < n_old from ``old``, the rest from ``new``.
+
+    ``gather(params, ids)`` reads one part: ``tf.gather`` for plain variables, ``tf.nn.embedding_lookup``
+    for sharded ones (the parameter-server strategy). Routing with ``dynamic_partition``/``dynamic_stitch``
+    keeps the gradient reaching ``new`` an ``IndexedSlices`` over the touched rows.
+    """
+    import tensorflow as tf
+
+    if n_new == 0:
+        return gather(old, ids)
+    if n_old == 0:
+        return gather(new, ids)
+    flat = tf.reshape(ids, [-1])
+    is_new = tf.cast(flat >= n_old, tf.int32)
+    positions = tf.range(tf.size(flat))
+    old_ids, new_ids = tf.dynamic_partition(flat, is_new, 2)
+    old_pos, new_pos = tf.dynamic_partition(positions, is_new, 2)
+    rows = tf.dynamic_stitch([old_pos, new_pos], [gather(old, old_ids), gather(new, new_ids - n_old)])
+    return tf.reshape(rows, tf.concat([tf.shape(ids), [width]], axis=0))
 
 
 class SplitTable:
@@ -62,20 +84,7 @@ class SplitTable:
         """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable variable."""
         import tensorflow as tf
 
-        if self.n_new == 0:
-            return tf.gather(self.old, ids)
-        if self.n_old == 0:
-            return tf.gather(self.new, ids)
-        flat = tf.reshape(ids, [-1])
-        is_new = tf.cast(flat >= self.n_old, tf.int32)
-        positions = tf.range(tf.size(flat))
-        old_ids, new_ids = tf.dynamic_partition(flat, is_new, 2)
-        old_pos, new_pos = tf.dynamic_partition(positions, is_new, 2)
-        rows = tf.dynamic_stitch(
-            [old_pos, new_pos],
-            [tf.gather(self.old, old_ids), tf.gather(self.new, new_ids - self.n_old)],
-        )
-        return tf.reshape(rows, tf.concat([tf.shape(ids), [self.width]], axis=0))
+        return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.gather)
 
     def all_rows(self):
         """The whole table as one tensor ``[n_rows, width]`` (for evaluation, not training)."""
