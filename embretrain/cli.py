@@ -114,6 +114,7 @@ def training_options(func):
         click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
+        click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64]."),
         click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
         click.option("--optimizer", type=click.Choice(["adam", "adagrad", "sgd"]), help="Sparse optimizer [adam]."),
         click.option("--loss", type=click.Choice(["logistic", "margin"]), help="Loss [logistic]."),
@@ -153,7 +154,7 @@ def _load_options(opts: dict) -> dict:
     return {k: opts.get(k) for k in _LOAD_KEYS if opts.get(k) is not None}
 
 
-_SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "seed", "optimizer", "loss", "margin",
+_SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "negative_chunk", "seed", "optimizer", "loss", "margin",
                  "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied",
                  "init", "valid_fraction", "patience", "corrupt")
 

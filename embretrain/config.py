@@ -32,6 +32,9 @@ class Settings:
     batch_size: int = 1024
     lr: float = 0.01
     negatives: int = 32  # negatives per positive
+    # positives that share one draw of negatives, so their scores are one matrix product (PyTorch-BigGraph's
+    # chunked negatives); 1 = every positive draws its own. Measured in scripts/bench_throughput.py.
+    negative_chunk: int = 64
     seed: int = 0
     optimizer: str = "adam"  # sparse: adam (lazy), adagrad, sgd
     loss: str = "logistic"  # logistic | margin
@@ -111,7 +114,7 @@ def _check(values: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def _check_ranges(values: dict[str, Any], origin: str) -> None:
-    positive = ("dim", "epochs", "batch_size", "negatives")
+    positive = ("dim", "epochs", "batch_size", "negatives", "negative_chunk")
     for key in positive:
         if key in values and values[key] < (0 if key == "epochs" else 1):
             raise UsageError(f"{origin}: {key} must be {'>= 0' if key == 'epochs' else 'positive'}, got {values[key]}")
