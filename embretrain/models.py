@@ -28,11 +28,20 @@ def _tf():
 
 
 class Scorer:
-    """Base class. Subclasses set ``name``, ``kind`` and implement :meth:`score`."""
+    """Base class. Subclasses set ``name``, ``kind`` and implement :meth:`score`, :meth:`tail_query`,
+    :meth:`head_query` and :meth:`match`.
+
+    A score with one entity left open is a *query* matched against candidate rows:
+    ``score(h, r, e) == match(tail_query(h, r), e)`` and ``score(e, r, t) == match(head_query(r, t), e)``.
+    Ranking against every entity and training against shared negatives are the same call; for the bilinear
+    models (and TransE with the L2 norm) ``match`` is one matrix product.
+    """
 
     name = ""
     kind = "triple"  # "triple": (head, relation, tail) data; "pair": (a, b[, weight]) data
     param_names: tuple[str, ...] = ()
+    # ``match`` is a matrix product (no [C, N, d] intermediate); evaluation sizes its query batches by it.
+    matmul_ranking = False
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.param_names)
@@ -54,17 +63,37 @@ class Scorer:
         """Scores of broadcastable ``h [..., d]``, ``r [..., d_r]``, ``t [..., d]`` -> ``[...]``."""
         raise NotImplementedError
 
+    def tail_query(self, h, r):
+        """``h [..., d]``, ``r [..., d_r]`` -> query ``[..., d_q]`` scoring any entity as the tail."""
+        raise NotImplementedError
+
+    def head_query(self, r, t):
+        """``r [..., d_r]``, ``t [..., d]`` -> query ``[..., d_q]`` scoring any entity as the head."""
+        raise NotImplementedError
+
+    def match(self, q, entities):
+        """Queries ``q [..., C, d_q]`` against candidates ``entities [..., N, d]`` -> scores ``[..., C, N]``.
+
+        Leading dimensions are batch dimensions (equal in both, or absent in both).
+        """
+        raise NotImplementedError
+
     def score_tails(self, h, r, entities):
         """``h [B, d]``, ``r [B, d_r]``, ``entities [N, d]`` -> ``[B, N]`` scores of every entity as tail."""
-        return self.score(h[:, None, :], None if r is None else r[:, None, :], entities[None, :, :])
+        return self.match(self.tail_query(h, r), entities)
 
     def score_heads(self, r, t, entities):
         """``r [B, d_r]``, ``t [B, d]``, ``entities [N, d]`` -> ``[B, N]`` scores of every entity as head."""
-        return self.score(entities[None, :, :], None if r is None else r[:, None, :], t[:, None, :])
+        return self.match(self.head_query(r, t), entities)
 
-    # Broadcasting scorers build a [B, N, d] intermediate in score_tails; evaluation sizes its
-    # query batches with this flag so that tensor stays small.
-    matmul_ranking = False
+
+def _matmul(q, entities):
+    return _tf().matmul(q, entities, transpose_b=True)
+
+
+def _pairwise(q, entities):
+    """``q [..., C, d]``, ``entities [..., N, d]`` -> ``q_c - e_n`` as ``[..., C, N, d]`` (broadcast)."""
+    return q[..., :, None, :] - entities[..., None, :, :]
 
 
 class TransE(Scorer):
@@ -79,34 +108,32 @@ class TransE(Scorer):
         super().__init__(norm=int(norm), gamma=float(gamma))
         self.matmul_ranking = self.params["norm"] == 2
 
-    def score(self, h, r, t):
+    def _distance(self, diff):
         tf = _tf()
-        diff = h + r - t
         if self.params["norm"] == 1:
-            dist = tf.reduce_sum(tf.abs(diff), axis=-1)
-        else:
-            dist = tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1) + 1e-12)
-        return self.params["gamma"] - dist
+            return tf.reduce_sum(tf.abs(diff), axis=-1)
+        return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1) + 1e-12)
 
-    def _l2_all(self, q, entities):
-        # ||q - e||^2 = |q|^2 + |e|^2 - 2 q.e: one matrix product instead of a [B, N, d] tensor.
+    def score(self, h, r, t):
+        return self.params["gamma"] - self._distance(h + r - t)
+
+    def tail_query(self, h, r):
+        return h + r  # ||h + r - e|| = ||q - e||
+
+    def head_query(self, r, t):
+        return t - r  # ||e + r - t|| = ||e - q||
+
+    def match(self, q, entities):
         tf = _tf()
+        if self.params["norm"] == 1:
+            return self.params["gamma"] - self._distance(_pairwise(q, entities))
+        # ||q - e||^2 = |q|^2 + |e|^2 - 2 q.e: one matrix product instead of a [C, N, d] tensor.
         sq = (
-            tf.reduce_sum(q * q, -1, keepdims=True)
-            + tf.reduce_sum(entities * entities, -1)[None, :]
-            - 2.0 * tf.matmul(q, entities, transpose_b=True)
+            tf.reduce_sum(q * q, -1)[..., :, None]
+            + tf.reduce_sum(entities * entities, -1)[..., None, :]
+            - 2.0 * _matmul(q, entities)
         )
         return self.params["gamma"] - tf.sqrt(tf.maximum(sq, 0.0) + 1e-12)
-
-    def score_tails(self, h, r, entities):
-        if self.params["norm"] == 2:
-            return self._l2_all(h + r, entities)
-        return super().score_tails(h, r, entities)
-
-    def score_heads(self, r, t, entities):
-        if self.params["norm"] == 2:
-            return self._l2_all(t - r, entities)
-        return super().score_heads(r, t, entities)
 
 
 class DistMult(Scorer):
@@ -118,11 +145,14 @@ class DistMult(Scorer):
     def score(self, h, r, t):
         return _tf().reduce_sum(h * r * t, axis=-1)
 
-    def score_tails(self, h, r, entities):
-        return _tf().matmul(h * r, entities, transpose_b=True)
+    def tail_query(self, h, r):
+        return h * r
 
-    def score_heads(self, r, t, entities):
-        return _tf().matmul(r * t, entities, transpose_b=True)
+    def head_query(self, r, t):
+        return r * t
+
+    def match(self, q, entities):
+        return _matmul(q, entities)
 
 
 def _halves(x):
@@ -149,18 +179,17 @@ class ComplEx(_Complex):
         (hr, hi), (rr, ri), (tr, ti) = _halves(h), _halves(r), _halves(t)
         return tf.reduce_sum((hr * rr - hi * ri) * tr + (hr * ri + hi * rr) * ti, axis=-1)
 
-    def score_tails(self, h, r, entities):
-        tf = _tf()
+    def tail_query(self, h, r):
         (hr, hi), (rr, ri) = _halves(h), _halves(r)
-        q = tf.concat([hr * rr - hi * ri, hr * ri + hi * rr], axis=-1)  # h*r as [re | im]
-        return tf.matmul(q, entities, transpose_b=True)
+        return _tf().concat([hr * rr - hi * ri, hr * ri + hi * rr], axis=-1)  # h*r as [re | im]
 
-    def score_heads(self, r, t, entities):
-        tf = _tf()
+    def head_query(self, r, t):
+        # Re(e * a) with a = r * conj(t): e_re*a_re - e_im*a_im
         (rr, ri), (tr, ti) = _halves(r), _halves(t)
-        # Re(h * a) with a = r * conj(t): h_re*a_re - h_im*a_im
-        q = tf.concat([rr * tr + ri * ti, -(ri * tr - rr * ti)], axis=-1)
-        return tf.matmul(q, entities, transpose_b=True)
+        return _tf().concat([rr * tr + ri * ti, -(ri * tr - rr * ti)], axis=-1)
+
+    def match(self, q, entities):
+        return _matmul(q, entities)
 
 
 class RotatE(_Complex):
@@ -175,22 +204,31 @@ class RotatE(_Complex):
     def relation_width(self, dim: int) -> int:
         return dim // 2
 
+    def _distance(self, re, im):
+        return self.params["gamma"] - _tf().reduce_sum(_tf().sqrt(re * re + im * im + 1e-12), axis=-1)
+
     def score(self, h, r, t):
         tf = _tf()
         (hr, hi), (tr, ti) = _halves(h), _halves(t)
         cos, sin = tf.cos(r), tf.sin(r)
-        re = hr * cos - hi * sin - tr
-        im = hr * sin + hi * cos - ti
-        return self.params["gamma"] - tf.reduce_sum(tf.sqrt(re * re + im * im + 1e-12), axis=-1)
+        return self._distance(hr * cos - hi * sin - tr, hr * sin + hi * cos - ti)
 
-    def score_heads(self, r, t, entities):
-        # |h * e^{ir} - t| = |h - t * e^{-ir}|: rotate the tail back, then compare with every entity.
+    def tail_query(self, h, r):
+        tf = _tf()
+        (hr, hi) = _halves(h)
+        cos, sin = tf.cos(r), tf.sin(r)
+        return tf.concat([hr * cos - hi * sin, hr * sin + hi * cos], axis=-1)  # h * e^{ir}
+
+    def head_query(self, r, t):
+        # |e * e^{ir} - t| = |e - t * e^{-ir}|: rotate the tail back.
         tf = _tf()
         (tr, ti) = _halves(t)
         cos, sin = tf.cos(r), tf.sin(r)
-        q = tf.concat([tr * cos + ti * sin, ti * cos - tr * sin], axis=-1)
-        zero = tf.zeros_like(r)
-        return self.score(entities[None, :, :], zero[:, None, :], q[:, None, :])
+        return tf.concat([tr * cos + ti * sin, ti * cos - tr * sin], axis=-1)
+
+    def match(self, q, entities):
+        (qr, qi), (er, ei) = _halves(q), _halves(entities)
+        return self._distance(_pairwise(qr, er), _pairwise(qi, ei))
 
 
 class Dot(Scorer):
@@ -206,11 +244,14 @@ class Dot(Scorer):
     def score(self, h, r, t):
         return _tf().reduce_sum(h * t, axis=-1)
 
-    def score_tails(self, h, r, entities):
-        return _tf().matmul(h, entities, transpose_b=True)
+    def tail_query(self, h, r):
+        return h
 
-    def score_heads(self, r, t, entities):
-        return _tf().matmul(t, entities, transpose_b=True)
+    def head_query(self, r, t):
+        return t
+
+    def match(self, q, entities):
+        return _matmul(q, entities)
 
 
 MODELS: dict[str, type[Scorer]] = {m.name: m for m in (TransE, DistMult, ComplEx, RotatE, Dot)}

@@ -1,8 +1,10 @@
 """The compiled training step and the epoch loop.
 
-One step: sample negatives (corrupt head or tail uniformly over the whole current vocabulary),
-look up every id a batch needs through the split tables in one call per table, score positives
-``[B]`` and negatives ``[B, K]``, and apply a sparse optimizer to the trainable (new) rows only.
+One step: sample negatives uniformly over the whole current vocabulary, one draw of K per chunk of
+``negative_chunk`` positives (each positive corrupts its head or its tail), look up every id a batch
+needs through the split tables in one call per table, score positives ``[B]`` and negatives ``[B, K]``
+(a matrix product per chunk where the model allows), and apply a sparse optimizer to the trainable
+(new) rows only.
 The step is a ``tf.function`` fed by a ``tf.data`` pipeline; a tqdm bar shows triples/s and loss
 when stderr is a terminal.
 """
@@ -115,29 +117,58 @@ def _example_loss(pos, neg, settings: Settings):
     return tf.nn.softplus(-pos) + tf.reduce_sum(weights * tf.nn.softplus(neg), axis=-1)
 
 
+def _in_chunks(x, n_chunks: int, chunk: int):
+    """``[b, w]`` -> ``[n_chunks, chunk, w]``, zero rows padding the last chunk (their scores are dropped)."""
+    import tensorflow as tf
+
+    x = tf.pad(x, [[0, n_chunks * chunk - tf.shape(x)[0]], [0, 0]])
+    return tf.reshape(x, [n_chunks, chunk, tf.shape(x)[-1]])
+
+
+def _shared_negative_scores(scorer, q, negatives, chunk: int):
+    """Scores ``[b, K]`` of queries ``q [b, d_q]`` against ``negatives [n_chunks, K, d]``, one draw per chunk.
+
+    Each run of ``chunk`` positives shares its chunk's K negative rows (PyTorch-BigGraph's chunked
+    negatives): every positive still meets K negatives, but a batch looks up ``b / chunk * K`` negative
+    rows instead of ``b * K``, and the bilinear models (and TransE-L2) score a chunk with one matrix product.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(q)[0]
+    scores = scorer.match(_in_chunks(q, tf.shape(negatives)[0], chunk), negatives)  # [n_chunks, chunk, K]
+    return tf.reshape(scores, [-1, tf.shape(negatives)[1]])[:b]
+
+
+def _chunking(settings: Settings, b):
+    """(chunk, n_chunks) for a batch of ``b`` positives."""
+    chunk = max(1, min(settings.negative_chunk, settings.batch_size))
+    return chunk, (b + chunk - 1) // chunk
+
+
 def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
     import tensorflow as tf
 
     scorer, k = emb.scorer, settings.negatives
     h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
     b = tf.shape(batch)[0]
-    neg = emb.sample_negatives(rng, [b, k])
-    corrupt_head = rng.uniform([b, 1, 1]) < 0.5
+    chunk, n_chunks = _chunking(settings, b)
+    neg = emb.sample_negatives(rng, [n_chunks, k])
+    corrupt_head = rng.uniform([b]) < 0.5
     n_old = emb.entity.n_old
     if settings.corrupt == "frozen" and n_old:
         # A negative that replaces the only new entity of a triple scores frozen rows alone: no
         # gradient, wasted work. Corrupt the frozen side instead (random when both or neither are new).
-        h_new, t_new = tf.reshape(h >= n_old, [b, 1, 1]), tf.reshape(t >= n_old, [b, 1, 1])
+        h_new, t_new = h >= n_old, t >= n_old
         corrupt_head = tf.where(h_new & ~t_new, False, tf.where(t_new & ~h_new, True, corrupt_head))
     # one lookup (one partition/stitch) for every entity id the batch needs
     vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
     hv, tv = vecs[:b], vecs[b : 2 * b]
-    nv = tf.reshape(vecs[2 * b :], [b, k, emb.entity.width])
+    nv = tf.reshape(vecs[2 * b :], [n_chunks, k, emb.entity.width])
     rv = emb.relation.lookup(r)
     pos = scorer.score(hv, rv, tv)
-    neg_h = tf.where(corrupt_head, nv, hv[:, None, :])
-    neg_t = tf.where(corrupt_head, tv[:, None, :], nv)
-    negs = scorer.score(neg_h, rv[:, None, :], neg_t)
+    # the open side of each positive as a query: a corrupted head is matched against t - r (TransE), ...
+    q = tf.where(corrupt_head[:, None], scorer.head_query(rv, tv), scorer.tail_query(hv, rv))
+    negs = _shared_negative_scores(scorer, q, nv, chunk)
     loss = tf.reduce_mean(_example_loss(pos, negs, settings))
     if settings.regularization:
         loss += settings.regularization * (
@@ -152,12 +183,13 @@ def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
     k = settings.negatives
     a, c = batch[:, 0], batch[:, 1]
     b = tf.shape(batch)[0]
-    neg = emb.sample_negatives(rng, [b, k])
+    chunk, n_chunks = _chunking(settings, b)
+    neg = emb.sample_negatives(rng, [n_chunks, k])
     av = emb.entity.lookup(a)
     ctx = emb.context.lookup(tf.concat([c, tf.reshape(neg, [-1])], axis=0))
-    cv, nv = ctx[:b], tf.reshape(ctx[b:], [b, k, emb.context.width])
+    cv, nv = ctx[:b], tf.reshape(ctx[b:], [n_chunks, k, emb.context.width])
     pos = emb.scorer.score(av, None, cv)
-    negs = emb.scorer.score(av[:, None, :], None, nv)
+    negs = _shared_negative_scores(emb.scorer, emb.scorer.tail_query(av, None), nv, chunk)
     per = _example_loss(pos, negs, settings)
     loss = tf.reduce_sum(weights * per) / tf.reduce_sum(weights)
     if settings.regularization:

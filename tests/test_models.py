@@ -55,6 +55,29 @@ def test_score_tails_and_heads_match_broadcast_scoring(name, params):
     np.testing.assert_allclose(model.score_heads(r, t, ent).numpy(), want_heads, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    "name,params",
+    [("transe", {"norm": 1}), ("transe", {"norm": 2}), ("distmult", {}), ("complex", {}), ("rotate", {}), ("dot", {})],
+)
+def test_chunked_match_equals_scoring_each_negative(name, params):
+    """The training step's shared negatives: chunks [n, C] of queries against [n, K] candidates per chunk."""
+    model = get_model(name, params)
+    rng = np.random.default_rng(2)
+    n, c, k, d = 3, 4, 5, 6
+    rw = model.relation_width(d) or d
+    f = lambda *shape: tf.constant(rng.normal(size=shape).astype(np.float32))  # noqa: E731
+    h, t, negs = f(n, c, d), f(n, c, d), f(n, k, d)
+    r = None if model.kind == "pair" else f(n, c, rw)
+    r4 = None if r is None else r[:, :, None, :]
+    want_tails = model.score(h[:, :, None, :], r4, negs[:, None, :, :]).numpy()
+    want_heads = model.score(negs[:, None, :, :], r4, t[:, :, None, :]).numpy()
+    got_tails = model.match(model.tail_query(h, r), negs).numpy()
+    got_heads = model.match(model.head_query(r, t), negs).numpy()
+    assert got_tails.shape == (n, c, k)
+    np.testing.assert_allclose(got_tails, want_tails, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got_heads, want_heads, rtol=1e-3, atol=1e-3)
+
+
 def test_bad_model_and_params():
     with pytest.raises(UsageError, match="unknown model"):
         get_model("nope")
