@@ -46,6 +46,7 @@ import numpy as np
 __all__ = ["Split", "make_split", "make_chain", "run_benchmark", "render_markdown", "update_docs", "main"]
 
 logger = logging.getLogger("bench_quality")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchdocs.py
 
 DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DATASETS = {"fb15k-237": "fb15k-237", "wn18rr": "wn18rr"}
@@ -163,7 +164,6 @@ class Runner:
         else:
             env = dict(os.environ)
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
             exe = Path(sys.executable).with_name("embretrain")
             cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embretrain"]
             proc = subprocess.run([*cmd, "-q", *args], capture_output=True, text=True, env=env)
@@ -514,15 +514,9 @@ def quality_section(results: list[dict[str, Any]], notes: str = "") -> str:
 
 def update_docs(path: Path, results: list[dict[str, Any]], notes: str = "") -> None:
     """Replace the ``## Quality`` section of ``path`` (up to the next ``## `` heading); other sections stay."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n\n"
-    section = quality_section(results, notes)
-    start = text.find("## Quality\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
-    path.write_text(text, encoding="utf-8")
+    from benchdocs import replace_section
+
+    replace_section("## Quality", quality_section(results, notes), path)
 
 
 # ---------------------------------------------------------------------------------------------
