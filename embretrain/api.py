@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
+from .checkpoint.disk_rows import DiskNames, DiskRows, NameStack, RowStack, as_array
 from .config import MODEL_PARAMS, Settings, resolve_settings
 from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
 from .errors import DataError, UsageError
@@ -102,11 +103,18 @@ def _lineage_record(command: str, settings: Settings, inputs: dict[str, str], **
 
 # ---------------------------------------------------------------------------------------------
 # load / save
-def load(path, **kwargs) -> Checkpoint:
-    """Load a checkpoint (format detected from what is on disk)."""
+def load(path, *, old_rows: str = "memory", **kwargs) -> Checkpoint:
+    """Load a checkpoint (format detected from what is on disk).
+
+    ``old_rows="on-disk"`` (native ``.h5`` only) leaves the tables and names in the file, read-only:
+    :func:`extend` then reads just the rows each batch needs, and :func:`save` streams the old rows
+    from the file into the merged one, so a table bigger than memory can be grown. The file stays
+    open while the checkpoint (or one grown from it) is referenced. ``read_only=True`` returns the
+    in-memory tables read-only (what the CLI does), letting a save continue the load's sha256.
+    """
     from . import checkpoint
 
-    return checkpoint.load(path, **kwargs)
+    return checkpoint.load(path, old_rows=old_rows, **kwargs)
 
 
 def save(ckpt: Checkpoint, path, **kwargs) -> None:
@@ -134,6 +142,8 @@ def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.G
         old = ckpt_tables.get(name)
         if old is None:
             old = np.zeros((0, width), dtype=np.float32)
+        elif not isinstance(old, DiskRows):
+            old = as_array(old)  # a grown (lazy) table extended again in the same process
         new = glorot_rows(seed_rng, n_new, width, old.shape[0] + n_new)
         out[name] = make_table(old, new, name)
     return out
@@ -225,6 +235,16 @@ def _extend_levers(scorer, settings: Settings, ckpt: Checkpoint, ids: np.ndarray
         return report["stopper"]
 
     return ids, prepare
+
+
+def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[str]):
+    """Grow a vocabulary whose old names may be left on disk; the result's names carry the sha256 of
+    the old names recorded at load, so a save only hashes the added ones."""
+    old = getattr(ckpt, kind)
+    vocab, report = Vocab.partial(old, wanted | set(new_names)).grow(new_names)
+    if isinstance(vocab.names, NameStack):
+        vocab.names.prefix_digest = ckpt.digest(kind)
+    return vocab, report
 
 
 def _fresh_tables(scorer, settings: Settings) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -334,24 +354,42 @@ def extend(
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
+    on_disk = isinstance(ckpt.entities, DiskNames) or any(isinstance(t, DiskRows) for t in ckpt.tables().values())
+    if on_disk and strategy != "local":
+        raise UsageError(
+            "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
+            "(drop --old-rows or --strategy parameter-server)"
+        )
     t0 = time.perf_counter()
     ent_file, rel_file = _name_file(new_entities), _name_file(new_relations)
     _reject_repeats(ent_file, "entity")
     _reject_repeats(rel_file, "relation")
-    entities, ent_report = Vocab(ckpt.entities).grow(ent_file.names)
-    relations, rel_report = Vocab(ckpt.relations).grow(rel_file.names)
+    f = None
+    if isinstance(ckpt.entities, DiskNames) or isinstance(ckpt.relations, DiskNames):
+        # Names left on disk: index only the old names this run mentions (one pass over the file).
+        f = _pair_file(data) if scorer.kind == "pair" else _triple_file(data)
+        if scorer.kind == "pair":
+            ent_wanted, rel_wanted = {n for p in f.pairs for n in p}, set()
+        else:
+            ent_wanted = {n for h, _, t in f.triples for n in (h, t)}
+            rel_wanted = {r for _, r, _ in f.triples}
+        entities, ent_report = _grown_vocab(ckpt, "entities", ent_file.names, ent_wanted)
+        relations, rel_report = _grown_vocab(ckpt, "relations", rel_file.names, rel_wanted)
+    else:
+        entities, ent_report = Vocab(ckpt.entities).grow(ent_file.names)
+        relations, rel_report = Vocab(ckpt.relations).grow(rel_file.names)
     if scorer.kind == "pair" and rel_report.added:
         raise UsageError(f"{rel_file.path}: a pair model ({ckpt.model}) has no relations to add")
     n_old, n_new = ckpt.n_entities, len(ent_report.added)
     r_old, r_new = ckpt.n_relations, len(rel_report.added)
 
     if scorer.kind == "pair":
-        f = _pair_file(data)
+        f = f or _pair_file(data)
         ids, weights, n_unknown = map_pairs(f, entities, skip_unknown=skip_unknown)
         keep = touching(ids, n_old, PAIR_ENTITY_COLUMNS)
         weights = weights[keep]
     else:
-        f = _triple_file(data)
+        f = f or _triple_file(data)
         ids, n_unknown = map_triples(f, entities, relations, skip_unknown=skip_unknown)
         keep = touching(ids, n_old, TRIPLE_ENTITY_COLUMNS) | (ids[:, 1] >= r_old)
         weights = None
@@ -391,13 +429,15 @@ def extend(
         scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
         negative_ids=negative_ids, prepare=prepare, strategy=strategy, shards=shards,
     )
-    # Old rows come from the loaded arrays, never from TF variables: bit-identical by construction.
+    # Old rows come from the loaded arrays (or the input file), never from TF: bit-identical by
+    # construction. The merged tables are lazy (old part + new rows): a save streams them, so the old
+    # table is never copied; np.asarray builds one for a consumer that needs an array.
     grown = Checkpoint(
         model=ckpt.model,
-        entities=list(entities.names),
-        relations=list(relations.names),
-        entity_tables={k: np.concatenate([v, new_rows[k]]) for k, v in ckpt.entity_tables.items()},
-        relation_tables={k: np.concatenate([v, new_rows[k]]) for k, v in ckpt.relation_tables.items()},
+        entities=entities.names if isinstance(entities.names, NameStack) else list(entities.names),
+        relations=relations.names if isinstance(relations.names, NameStack) else list(relations.names),
+        entity_tables={k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in ckpt.entity_tables.items()},
+        relation_tables={k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in ckpt.relation_tables.items()},
         params=dict(ckpt.params),
         lineage=list(ckpt.lineage),
         extras=dict(ckpt.extras),
@@ -491,14 +531,15 @@ def evaluate(
             (test_ids[:, 2] >= added.start) & (test_ids[:, 2] < added.stop)
         )
         test_ids = test_ids[mask]
+    context = ckpt.entity_tables.get(CONTEXT_TABLE) if pair else None
     ranks = filtered_ranks(
         scorer,
-        ckpt.entity_tables[ENTITY_TABLE],
-        None if pair else ckpt.relation_tables[RELATION_TABLE],
+        as_array(ckpt.entity_tables[ENTITY_TABLE]),  # ranking scores every entity: in memory
+        None if pair else as_array(ckpt.relation_tables[RELATION_TABLE]),
         test_ids,
         known_ids,
         batch_size=batch_size,
-        context=ckpt.entity_tables.get(CONTEXT_TABLE) if pair else None,
+        context=as_array(context) if context is not None else None,
     )
     out = metrics(ranks)
     out.update(

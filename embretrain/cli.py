@@ -263,6 +263,24 @@ def _check_strategy(opts: dict) -> None:
         raise click.UsageError("--shards only applies with --strategy parameter-server")
 
 
+def _check_on_disk(opts: dict) -> None:
+    """--old-rows on-disk: fail before loading anything if it cannot apply."""
+    from .checkpoint import format_of
+    from .errors import UsageError
+
+    fmt = format_of(opts["ckpt"])
+    if fmt != "h5":
+        raise UsageError(
+            f"--old-rows on-disk reads native .h5 checkpoints only; {opts['ckpt']} is a "
+            f"{'TensorFlow' if fmt == 'tf' else 'Keras'} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
+        )
+    if opts["strategy"] != "local":
+        raise UsageError(
+            "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
+            "(drop --old-rows or --strategy parameter-server)"
+        )
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -356,6 +374,7 @@ def train(**opts):
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
 @click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
+@click.option("--old-rows", type=click.Choice(["memory", "on-disk"]), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
 @checkpoint_options
 @training_options
 @run_options
@@ -378,13 +397,16 @@ def extend(**opts):
         config=opts["config"], report=opts["report"], out_format=opts["out_format"],
     )
     _check_strategy(opts)
+    if opts["old_rows"] == "on-disk":
+        _check_on_disk(opts)
     in_place = _same_file(opts["ckpt"], opts["out"])
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
 
     def body():
         t0 = time.perf_counter()
         logger.info("loading %s", opts["ckpt"])
-        ckpt = api.load(opts["ckpt"], **_load_options(opts))
+        # read-only: frozen rows are never written to, and the save can continue the load's sha256
+        ckpt = api.load(opts["ckpt"], old_rows=opts["old_rows"], read_only=True, **_load_options(opts))
         t_load = time.perf_counter() - t0
         settings = _settings(opts, model=ckpt.model)
         if opts["epochs"] is not None:  # --epochs given here beats a preset's extend_epochs

@@ -99,17 +99,18 @@ class EarlyStopping:
         return mask
 
     def _mrr(self) -> float:
-        """Filtered MRR of the held-out triples among the candidates, head and tail pooled (realistic ties)."""
-        import tensorflow as tf
+        """Filtered MRR of the held-out triples among the candidates, head and tail pooled (realistic ties).
 
-        scorer, rel = self.emb.scorer, self.emb.relation
-        ent = self.emb.entity.all_rows()
-        cand = tf.gather(ent, self.candidates)
+        Only the rows it scores are looked up (candidates, held-out heads, tails and relations): never a
+        copy of the whole table, which may be large or left on disk.
+        """
+        scorer, ent, rel = self.emb.scorer, self.emb.entity, self.emb.relation
+        cand = ent.lookup(self.candidates)
         recip = []
         for start in range(0, len(self.held_out), _CHUNK):
             chunk = self.held_out[start : start + _CHUNK]
-            h, t = tf.gather(ent, chunk[:, 0]), tf.gather(ent, chunk[:, 2])
-            r = None if rel is None else tf.gather(rel.all_rows(), chunk[:, 1])
+            h, t = ent.lookup(chunk[:, 0]), ent.lookup(chunk[:, 2])
+            r = None if rel is None else rel.lookup(chunk[:, 1])
             true = scorer.score(h, r, t).numpy()[:, None]
             for side, scores in (("tail", scorer.score_tails(h, r, cand)), ("head", scorer.score_heads(r, t, cand))):
                 scores = scores.numpy()

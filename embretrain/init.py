@@ -16,6 +16,8 @@ centre (TransE's default distance is L1). Entities whose neighbours are all new 
 passes from their placed neighbours; an entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
 (the relation row is itself untrained). Pair models keep Glorot rows.
 Arrays: entities float32 ``[n_old, d]``, relations ``[n_rel_old, d_r]``, triples int64 ``[n, 3]``.
+Only the rows the delta touches are gathered (the old table may be on disk); statistics over all old
+rows (median norm, score level) are computed a block at a time.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import logging
 
 import numpy as np
 
+from .checkpoint.disk_rows import blocks, take
+
 __all__ = ["INIT_CHOICES", "neighbor_rows"]
 
 logger = logging.getLogger(__name__)
 
 INIT_CHOICES = ("xavier", "neighbors", "neighbors-median")
 _MAX_PASSES = 4
+_BLOCK_ROWS = 1 << 16  # old rows per block for whole-table statistics (fixed: results do not depend on where rows live)
 
 
 def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,21 +78,24 @@ def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray
     return uniq, rows
 
 
-def _calibrate(model: str, rows: np.ndarray, entities: np.ndarray, relations: np.ndarray, n_queries: int = 4096):
+def _calibrate(model: str, rows: np.ndarray, entities, relations: np.ndarray, n_queries: int = 4096):
     """Shift bilinear rows along the mean query directions so their mean scores match a typical old row's.
 
     A direction taken from the neighbours alone tends to align with what every query has in common (a
     bias all trained rows learnt to avoid): such a row then outranks old answers of old queries
     (measured on WN18RR DistMult: old-only MRR 0.39 -> 0.02). Removing the excess along the mean
     queries (as head and as tail) keeps what the neighbours say and gives the row an old entity's level.
+    ``entities``: the old table (array or on-disk rows), read a block at a time.
     """
     rng = np.random.default_rng(0)
-    e = entities.astype(np.float64)
-    h, t = rng.integers(0, len(e), n_queries), rng.integers(0, len(e), n_queries)
+    n_old = int(entities.shape[0])
+    h, t = rng.integers(0, n_old, n_queries), rng.integers(0, n_old, n_queries)
     r = relations[rng.integers(0, len(relations), n_queries)].astype(np.float64)
+    eh, et = take(entities, h).astype(np.float64), take(entities, t).astype(np.float64)
     # mean query of each role (as tail: h*r, as head: r*t); they differ for an asymmetric model (ComplEx)
-    q_bar = np.stack([_estimates(model, e[h], r, e[t], "tail").mean(0), _estimates(model, e[h], r, e[t], "head").mean(0)])
-    level = np.median(e @ q_bar.T, axis=0)  # [2]: a typical old row's mean score in each role
+    q_bar = np.stack([_estimates(model, eh, r, et, "tail").mean(0), _estimates(model, eh, r, et, "head").mean(0)])
+    scores = np.concatenate([block.astype(np.float64) @ q_bar.T for _, block in blocks(entities, _BLOCK_ROWS)])
+    level = np.median(scores, axis=0)  # [2]: a typical old row's mean score in each role
     # smallest change (within the span of the two mean queries) that puts both levels at an old row's
     return rows - (rows @ q_bar.T - level) @ np.linalg.pinv(q_bar).T
 
@@ -105,7 +113,8 @@ def neighbor_rows(
 
     Args:
         model: scorer name (transe, rotate, distmult, complex).
-        entities: float32 ``[n_old, d]`` frozen entity rows.
+        entities: float32 ``[n_old, d]`` frozen entity rows: an array, or rows left on disk
+            (:class:`~embretrain.checkpoint.disk_rows.DiskRows`); only the rows the delta touches are read.
         relations: float32 ``[n_rel_old, d_r]`` frozen relation rows (triples with a relation id beyond
             them are skipped).
         triples: int64 ``[n, 3]`` delta triples in the grown id space (new entities have ids >= n_old).
@@ -116,14 +125,29 @@ def neighbor_rows(
     Returns:
         ``(rows float32 [n_new, d], number of entities placed)``.
     """
-    n_old, d = entities.shape
+    n_old, d = (int(x) for x in entities.shape)
     n_new = start.shape[0]
     bilinear = model in ("distmult", "complex")
+    relations = np.asarray(relations)
     triples = triples[triples[:, 1] < relations.shape[0]]
-    table = np.concatenate([entities, start]).astype(np.float64)
-    placed = np.zeros(n_old + n_new, dtype=bool)
-    placed[:n_old] = True
-    target_norm = float(np.median(np.linalg.norm(entities, axis=1))) if n_old else 1.0
+    # A local table: the old neighbours the delta mentions (sorted), then the new entities.
+    ends = triples[:, [0, 2]]
+    old_ids = np.unique(ends[ends < n_old])
+    k = len(old_ids)
+
+    def local(ids: np.ndarray) -> np.ndarray:
+        return np.where(ids < n_old, np.searchsorted(old_ids, np.minimum(ids, n_old - 1) if n_old else ids), ids - n_old + k)
+
+    triples = np.stack([local(triples[:, 0]), triples[:, 1], local(triples[:, 2])], axis=1)
+    table = np.concatenate([take(entities, old_ids).reshape(k, d), start]).astype(np.float64)
+    placed = np.zeros(k + n_new, dtype=bool)
+    placed[:k] = True
+    if n_old:
+        norms = np.concatenate([np.linalg.norm(block, axis=1) for _, block in blocks(entities, _BLOCK_ROWS)])
+        target_norm = float(np.median(norms))
+        del norms
+    else:
+        target_norm = 1.0
     for _ in range(_MAX_PASSES):
         targets, estimates = [], []
         for side, col, other in (("head", 0, 2), ("tail", 2, 0)):
@@ -145,7 +169,7 @@ def neighbor_rows(
         table[fresh] = rows
         placed[fresh] = True
     if bilinear and n_old:
-        table[n_old:][placed[n_old:]] = _calibrate(model, table[n_old:][placed[n_old:]], entities, relations)
-    n_placed = int(placed[n_old:].sum())
+        table[k:][placed[k:]] = _calibrate(model, table[k:][placed[k:]], entities, relations)
+    n_placed = int(placed[k:].sum())
     logger.info("init neighbors: %d of %d new entities placed from their neighbours", n_placed, n_new)
-    return table[n_old:].astype(np.float32), n_placed
+    return table[k:].astype(np.float32), n_placed

@@ -1,12 +1,15 @@
 """The freeze: one table split into a frozen old part and a trainable new part.
 
-Rows ``[0, n_old)`` live in a non-trainable variable, rows ``[n_old, n_old + n_new)`` in a
-trainable one. :meth:`SplitTable.lookup` routes each id to the right variable with
-``dynamic_partition``/``dynamic_stitch`` (measured faster than ``tf.where`` + two gathers), so the
-gradient that reaches ``new`` is a ``tf.IndexedSlices`` over the rows a batch touched, and the old
-rows cannot move: no gradient, no optimizer slot, nothing to update. Every command that trains
-goes through this class; nothing else decides what is trainable. ``train`` from scratch is the
-case ``n_old = 0``.
+Rows ``[0, n_old)`` are frozen, rows ``[n_old, n_old + n_new)`` live in a trainable variable.
+:meth:`SplitTable.lookup` routes each id to the right part with ``dynamic_partition``/``dynamic_stitch``
+(measured faster than ``tf.where`` + two gathers), so the gradient that reaches ``new`` is a
+``tf.IndexedSlices`` over the rows a batch touched, and the old rows cannot move: no gradient, no
+optimizer slot, nothing to update. Every command that trains goes through this class; nothing
+else decides what is trainable. ``train`` from scratch is the case ``n_old = 0``.
+
+The old part is held once: an in-memory array is shared with TensorFlow without a copy (DLPack),
+and rows left on disk (:class:`~embretrain.checkpoint.disk_rows.DiskRows`, ``--old-rows on-disk``)
+are read per batch with ``tf.numpy_function``, only the ids that batch needs.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import logging
 
 import numpy as np
 
+from .checkpoint.disk_rows import DiskRows
 from .models import glorot_limit
 
 __all__ = ["SplitTable", "glorot_rows", "routed_lookup"]
 
 logger = logging.getLogger(__name__)
+
+_TF_ALIGN = 64  # EIGEN_MAX_ALIGN_BYTES: TensorFlow CHECK-fails on a less aligned CPU buffer
 
 
 def glorot_rows(rng: np.random.Generator, n_new: int, width: int, n_total: int) -> np.ndarray:
@@ -32,17 +38,19 @@ def glorot_rows(rng: np.random.Generator, n_new: int, width: int, n_total: int) 
     return rng.uniform(-limit, limit, size=(n_new, width)).astype(np.float32)
 
 
-def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather):
+def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather, gather_old=None):
     """Rows for ``ids`` int ``[...]`` -> ``[..., width]``: ids < n_old from ``old``, the rest from ``new``.
 
     ``gather(params, ids)`` reads one part: ``tf.gather`` for plain variables, ``tf.nn.embedding_lookup``
-    for sharded ones (the parameter-server strategy). Routing with ``dynamic_partition``/``dynamic_stitch``
-    keeps the gradient reaching ``new`` an ``IndexedSlices`` over the touched rows.
+    for sharded ones (the parameter-server strategy); ``gather_old`` (default ``gather``) reads the old
+    part. Routing with ``dynamic_partition``/``dynamic_stitch`` keeps the gradient reaching ``new`` an
+    ``IndexedSlices`` over the touched rows.
     """
     import tensorflow as tf
 
+    gather_old = gather_old or gather
     if n_new == 0:
-        return gather(old, ids)
+        return gather_old(old, ids)
     if n_old == 0:
         return gather(new, ids)
     flat = tf.reshape(ids, [-1])
@@ -50,21 +58,72 @@ def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather):
     positions = tf.range(tf.size(flat))
     old_ids, new_ids = tf.dynamic_partition(flat, is_new, 2)
     old_pos, new_pos = tf.dynamic_partition(positions, is_new, 2)
-    rows = tf.dynamic_stitch([old_pos, new_pos], [gather(old, old_ids), gather(new, new_ids - n_old)])
+    rows = tf.dynamic_stitch([old_pos, new_pos], [gather_old(old, old_ids), gather(new, new_ids - n_old)])
     return tf.reshape(rows, tf.concat([tf.shape(ids), [width]], axis=0))
+
+
+def _frozen_tensor(old: np.ndarray, name: str):
+    """A constant tensor over the array's own buffer (DLPack, no copy), or a copy if that is refused.
+
+    A ``tf.Variable`` (or ``tf.constant``) would copy the old rows: a second full table in memory.
+    DLPack hands TensorFlow the numpy buffer itself (the capsule keeps the array alive). numpy only
+    exports writeable arrays, so a read-only one (how ``extend`` loads it) is unlocked for the export.
+    """
+    import tensorflow as tf
+
+    if old.shape[0] == 0:
+        return tf.zeros(old.shape, dtype=tf.float32)
+    if not (old.flags.c_contiguous and old.dtype == np.float32 and old.dtype.isnative
+            and old.ctypes.data % _TF_ALIGN == 0):
+        # TF kernels abort on a buffer that is not 64-byte aligned: copy (native.load's arrays are aligned)
+        logger.debug("%s: old rows copied into TensorFlow (not a 64-byte aligned C float32 array)", name)
+        return tf.constant(np.ascontiguousarray(old, dtype=np.float32))
+    array = old
+    writeable = array.flags.writeable
+    try:
+        if not writeable:
+            array.flags.writeable = True  # for the export only; TF never writes to a constant
+        capsule = array.__dlpack__()
+    except (BufferError, ValueError, TypeError, AttributeError) as err:
+        logger.info("%s: old rows copied into TensorFlow (no zero-copy export: %s)", name, err)
+        return tf.constant(array)
+    finally:
+        if not writeable:
+            array.flags.writeable = False
+    return tf.experimental.dlpack.from_dlpack(capsule)
+
+
+def _disk_gather(rows: DiskRows, width: int):
+    """``gather(params, ids)`` for rows left on disk: a ``tf.numpy_function`` reading just those rows.
+
+    No gradient flows through it, which is right: old rows are frozen.
+    """
+    import tensorflow as tf
+
+    def gather(_params, ids):
+        ids = tf.convert_to_tensor(ids)
+        out = tf.numpy_function(rows.rows, [ids], tf.float32, name="read_old_rows")
+        return tf.ensure_shape(out, ids.shape.concatenate([width]))
+
+    return gather
 
 
 class SplitTable:
     """A ``[n_old + n_new, width]`` embedding table whose first ``n_old`` rows are frozen.
 
     Args:
-        old: float32 ``[n_old, width]``; copied into a non-trainable variable (never read back:
-            savers take old rows from the source, so they come out bit-identical).
+        old: float32 ``[n_old, width]``: an array, shared with TensorFlow without a copy (never read
+            back: savers take old rows from the source, so they come out bit-identical), or
+            :class:`~embretrain.checkpoint.disk_rows.DiskRows` left in the checkpoint file.
         new: float32 ``[n_new, width]`` initial values of the trainable rows.
         name: variable name prefix.
+
+    Attributes:
+        old: the frozen rows: a constant tensor, or the DiskRows themselves.
+        new: the trainable ``tf.Variable``.
     """
 
-    def __init__(self, old: np.ndarray, new: np.ndarray, name: str):
+    def __init__(self, old, new: np.ndarray, name: str):
         import tensorflow as tf
 
         if old.ndim != 2 or new.ndim != 2 or old.shape[1] != new.shape[1]:
@@ -73,7 +132,13 @@ class SplitTable:
         self.n_old = int(old.shape[0])
         self.n_new = int(new.shape[0])
         self.width = int(old.shape[1])
-        self.old = tf.Variable(old, trainable=False, name=f"{name}_old", dtype=tf.float32)
+        self.on_disk = isinstance(old, DiskRows)
+        if self.on_disk:
+            self.old = old
+            self._gather_old = _disk_gather(old, self.width)
+        else:
+            self.old = _frozen_tensor(old, name)
+            self._gather_old = None
         self.new = tf.Variable(new, trainable=True, name=f"{name}_new", dtype=tf.float32)
 
     @property
@@ -84,13 +149,16 @@ class SplitTable:
         """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable variable."""
         import tensorflow as tf
 
-        return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.gather)
+        return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.gather,
+                             gather_old=self._gather_old)
 
     def all_rows(self):
-        """The whole table as one tensor ``[n_rows, width]`` (for evaluation, not training)."""
+        """The whole table as one tensor ``[n_rows, width]`` (a full copy: for small tables and tests;
+        training and early stopping use :meth:`lookup`)."""
         import tensorflow as tf
 
-        return tf.concat([self.old, self.new], axis=0)
+        old = tf.constant(np.asarray(self.old)) if self.on_disk else self.old
+        return tf.concat([old, self.new], axis=0)
 
     def new_rows(self) -> np.ndarray:
         """Current values of the trainable rows, float32 ``[n_new, width]``."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .checkpoint.disk_rows import DiskNames, NameStack
 from .errors import DataError
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Vocab:
             ValueError: a name occurs twice (names the first repeated one).
         """
         self.names: list[str] = list(names)
-        self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}
+        self.index: dict[str, int] = dict(zip(self.names, range(len(self.names))))
         if len(self.index) != len(self.names):
             seen: dict[str, int] = {}
             for i, name in enumerate(self.names):
@@ -93,6 +94,27 @@ class Vocab:
                         f"duplicate name {name!r} in vocabulary (positions {seen[name]} and {i})"
                     )
                 seen[name] = i
+
+    @classmethod
+    def partial(cls, names: Sequence[str], wanted: Iterable[str]) -> Vocab:
+        """A vocab over ``names`` whose index holds only the ``wanted`` names (ids as in the full vocab).
+
+        For names left on disk (:class:`~embretrain.checkpoint.disk_rows.DiskNames`): indexing ten
+        million names would cost gigabytes, while ``extend`` only needs the ids of the names its
+        delta and its new-name files mention. ``names`` is kept as given (not copied); a name not
+        in ``wanted`` looks unknown, so map only data whose names are all in ``wanted``.
+        The old names are trusted to be unique (checked when they were loaded).
+        """
+        wanted = set(wanted)
+        index: dict[str, int] = {}
+        if isinstance(names, DiskNames):
+            for start, block in names.name_blocks():
+                hits = wanted.intersection(block)
+                if hits:
+                    index.update((name, start + i) for i, name in enumerate(block) if name in hits)
+        else:
+            index = {name: i for i, name in enumerate(names) if name in wanted}
+        return cls._trusted(names, index)
 
     @classmethod
     def _trusted(cls, names: list[str], index: dict[str, int]) -> Vocab:
@@ -131,25 +153,25 @@ class Vocab:
         """Return a new vocab: the old names in their old order, then unseen new names in input order.
 
         ``self`` is not modified. Names already present keep their ids, so growing twice with
-        the same names gives an equal vocab and an empty ``added``.
+        the same names gives an equal vocab and an empty ``added``. Names that are not a list (on
+        disk) are not copied: the result's names are a :class:`NameStack` of them and the added ones.
         """
-        names = list(self.names)
         index = dict(self.index)
-        n_old = len(names)
+        n_old = len(self.names)
         added: list[str] = []
         known_seen: set[str] = set()  # so a known name repeated in the input counts once
         duplicates = 0
         for name in new_names:
             i = index.get(name)
             if i is None:
-                index[name] = len(names)
-                names.append(name)
+                index[name] = n_old + len(added)
                 added.append(name)
             elif i >= n_old or name in known_seen:
                 duplicates += 1
             else:
                 known_seen.add(name)
-        report = GrowReport(added=added, already_known=len(known_seen), duplicates=duplicates)
+        names = self.names + added if isinstance(self.names, list) else NameStack(self.names, added)
+        report = GrowReport(added=list(added), already_known=len(known_seen), duplicates=duplicates)
         logger.debug(
             "grew vocab %d -> %d names (%d already known, %d duplicates)",
             n_old,

@@ -77,18 +77,28 @@ def load(path, **kwargs) -> Checkpoint:
     Args:
         path: native ``.h5``; TF prefix, prefix file or directory; ``.weights.h5`` or ``.keras``.
         **kwargs: ``entity_var``, ``relation_var``, ``context_var``, ``entity_vocab``,
-            ``relation_vocab``, ``model`` for TF/Keras (None = not given); ``verify`` for native.
+            ``relation_vocab``, ``model`` for TF/Keras (None = not given); ``verify`` for native;
+            ``old_rows`` (``"memory"`` or ``"on-disk"``, native only) and ``read_only`` (see
+            :func:`.native.load`).
 
     Raises:
         CheckpointError: unreadable or unusable checkpoint.
-        UsageError: TF/Keras options given for a native file (it names its own tables).
+        UsageError: TF/Keras options given for a native file (it names its own tables), or
+            ``old_rows="on-disk"`` for a TF/Keras checkpoint.
     """
     from . import keras, native, tfckpt
 
     fmt = format_of(path)
+    old_rows = kwargs.pop("old_rows", None) or "memory"
+    read_only = bool(kwargs.pop("read_only", False))
+    if fmt != "h5" and old_rows != "memory":
+        raise UsageError(
+            f"--old-rows {old_rows} reads native .h5 checkpoints only; {path} is a "
+            f"{'TensorFlow' if fmt == 'tf' else 'Keras'} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
+        )
     given, rest = _split(kwargs)
     if fmt == "h5":
-        ckpt = native.load(path, **rest)
+        ckpt = native.load(path, old_rows=old_rows, read_only=read_only, **rest)
         model = given.pop("model", None)
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)

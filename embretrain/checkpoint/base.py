@@ -37,6 +37,11 @@ class Checkpoint:
         source: path this checkpoint was loaded from, if any.
         checksums: ``"verified"``, ``"missing"`` (loaded with a warning) or ``"none"`` (never saved).
         extras: format-specific payload that must survive a round trip (e.g. other TF variables).
+        digests: sha256 states computed while loading, by table or vocabulary name:
+            ``name -> (the object as loaded, hashlib state of its bytes)``. A saver writing a table
+            that starts with that very object continues the hash instead of reading the rows again;
+            only trusted for objects that cannot change (read-only arrays, on-disk rows and names),
+            see :meth:`digest`.
     """
 
     model: str
@@ -49,6 +54,7 @@ class Checkpoint:
     source: str | None = None
     checksums: str = "none"
     extras: dict[str, Any] = field(default_factory=dict)
+    digests: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_entities(self) -> int:
@@ -71,3 +77,23 @@ class Checkpoint:
     def tables(self) -> dict[str, np.ndarray]:
         """All tables, entity-indexed first."""
         return {**self.entity_tables, **self.relation_tables}
+
+    def digest(self, name: str):
+        """A copy of the sha256 state recorded at load for table or vocabulary ``name``, or None.
+
+        None unless the checkpoint still holds the very object that was hashed and that object is
+        immutable (a read-only array, or rows/names left on disk): a writeable array may have been
+        changed in place since.
+        """
+        entry = self.digests.get(name)
+        if entry is None:
+            return None
+        obj, state = entry
+        current = {"entities": self.entities, "relations": self.relations}.get(name, self.tables().get(name))
+        if current is not obj:
+            return None
+        if isinstance(obj, np.ndarray) and obj.flags.writeable:
+            return None
+        if isinstance(obj, list):  # names kept in a list can be edited in place
+            return None
+        return state.copy()

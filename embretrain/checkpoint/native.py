@@ -17,6 +17,12 @@ attribute, no checksums) still load, with a warning.
 
 Every failure to read (missing, a directory, not HDF5, truncated, wrong shape, corrupt data)
 raises :class:`~embretrain.errors.CheckpointError` with one sentence naming the file.
+
+Tables are read and written a block of rows at a time (:data:`~.disk_rows.BLOCK_BYTES`): a load
+reads straight into one preallocated array while hashing and NaN-checking each block, and a save
+streams each table (also a lazy :class:`~.disk_rows.RowStack` of old rows + new rows) into the file,
+continuing the sha256 the load computed for the old rows. ``load(..., old_rows="on-disk")`` leaves
+tables and names in the file (:mod:`.disk_rows`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +43,19 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import CheckpointError, EmbretrainError
+from ..errors import CheckpointError, EmbretrainError, UsageError
 from .base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
+from .disk_rows import (
+    DiskNames,
+    DiskRows,
+    NameStack,
+    RowStack,
+    Source,
+    _raw_offset,
+    aligned_empty,
+    blocks,
+    read_name_block,
+)
 
 __all__ = [
     "FORMAT",
@@ -48,6 +66,7 @@ __all__ = [
     "describe",
     "table_sha256",
     "vocab_sha256",
+    "OLD_ROWS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +83,8 @@ _RESERVED_ATTRS = frozenset({"format", "format_version", "model", "dim", "params
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _HASH_CHUNK_BYTES = 1 << 24  # 16 MiB per hashlib.update: streams big tables without a full copy
 _HASH_CHUNK_NAMES = 1 << 16
+_NAME_BLOCK = 1 << 18  # names read and decoded per h5py call
+OLD_ROWS = ("memory", "on-disk")
 _STRINGS = h5py.string_dtype("utf-8")
 
 
@@ -90,12 +111,17 @@ def table_sha256(table: np.ndarray | h5py.Dataset) -> str:
 
 def vocab_sha256(names: Iterable[str]) -> str:
     """Hex sha256 of the names as UTF-8, each followed by ``"\\n"``."""
-    digest = hashlib.sha256()
-    names = list(names)
+    return _vocab_digest(names).hexdigest()
+
+
+def _vocab_digest(names: Iterable[str], digest=None):
+    """sha256 state over ``names`` (each UTF-8 + newline), continuing ``digest`` if given."""
+    digest = digest or hashlib.sha256()
+    names = names if isinstance(names, list) else list(names)
     for start in range(0, len(names), _HASH_CHUNK_NAMES):
         block = names[start : start + _HASH_CHUNK_NAMES]
         digest.update("".join(f"{name}\n" for name in block).encode("utf-8"))
-    return digest.hexdigest()
+    return digest
 
 
 # --------------------------------------------------------------------------- probing
@@ -129,26 +155,30 @@ def is_native(path: str | os.PathLike) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _open(path: Path) -> Iterator[h5py.File]:
-    """Open ``path`` read-only; turn every OS/HDF5 failure (now or while reading) into CheckpointError."""
+def _check_path(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+
+
+def _no_signature(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not an HDF5 file (no HDF5 signature); "
+        "an embretrain checkpoint is the .h5 file written by `embretrain train`"
+    )
+
+
+def _cannot_open(path: Path, err: OSError) -> CheckpointError:
+    reason = err.strerror if isinstance(err, PermissionError) else f"{err}; it is truncated or corrupt"
+    return CheckpointError(f"{path}: cannot open the checkpoint ({reason})")
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn OS/HDF5 failures while reading an open checkpoint into one CheckpointError."""
     try:
-        if not _has_hdf5_signature(path):
-            raise CheckpointError(
-                f"{path} is not an HDF5 file (no HDF5 signature); "
-                "an embretrain checkpoint is the .h5 file written by `embretrain train`"
-            )
-        f = h5py.File(path, "r")
-    except OSError as err:
-        reason = err.strerror if isinstance(err, PermissionError) else f"{err}; it is truncated or corrupt"
-        raise CheckpointError(f"{path}: cannot open the checkpoint ({reason})") from err
-    try:
-        with f:
-            yield f
+        yield
     except CheckpointError:
         raise
     except (OSError, RuntimeError, KeyError, UnicodeDecodeError) as err:
@@ -156,7 +186,29 @@ def _open(path: Path) -> Iterator[h5py.File]:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({err}); it is truncated or corrupt") from err
 
 
-# --------------------------------------------------------------------------- reading
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[h5py.File]:
+    """Open ``path`` read-only; turn every OS/HDF5 failure (now or while reading) into CheckpointError."""
+    _check_path(path)
+    try:
+        if not _has_hdf5_signature(path):
+            raise _no_signature(path)
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise _cannot_open(path, err) from err
+    with _reading(path), f:
+        yield f
+
+
+def _open_source(path: Path) -> Source:
+    """Open ``path`` to keep reading it after load (``old_rows="on-disk"``)."""
+    _check_path(path)
+    try:
+        if not _has_hdf5_signature(path):
+            raise _no_signature(path)
+        return Source(path)
+    except OSError as err:
+        raise _cannot_open(path, err) from err
 
 
 def _to_python(value: Any) -> Any:
@@ -187,8 +239,8 @@ class _Layout:
     model: str
     dim: int
     params: dict[str, Any]
-    entities: list[str]
-    relations: list[str]
+    n_entities: int
+    n_relations: int
     vocab_datasets: dict[str, h5py.Dataset]  # only those present in the file
     tables: dict[str, tuple[h5py.Dataset, str]]  # name -> (dataset, indexed_by); entity_embeddings first
     lineage: list[dict[str, Any]]
@@ -209,22 +261,98 @@ def _read_strings(f: h5py.File, name: str, path: Path) -> list[str] | None:
         raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
 
 
-def _read_vocab(f: h5py.File, name: str, path: Path) -> list[str] | None:
-    names = _read_strings(f, name, path)
-    if names is None:
+def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
+    """The 1-D string dataset ``name``, or None if absent (names are read later, a block at a time)."""
+    if name not in f:
         return None
+    dset = f[name]
+    if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
+        kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
+        raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
+    return dset
+
+
+def _decode(raw: list[bytes], path: Path, name: str) -> list[str]:
+    try:
+        return list(map(bytes.decode, raw))  # UTF-8
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
+
+
+def _duplicate(names: Iterable[str], path: Path, name: str) -> CheckpointError | None:
     first_row: dict[str, int] = {}
     for row, item in enumerate(names):
         if item in first_row:
-            raise CheckpointError(
+            return CheckpointError(
                 f"{path}: /{name} lists {item!r} twice (rows {first_row[item]} and {row}); every name must be unique"
             )
         first_row[item] = row
-    return names
+    return None
+
+
+def _read_names(dset: h5py.Dataset, path: Path, name: str) -> tuple[list[str], object]:
+    """All names of a vocabulary (decoded as UTF-8 whatever the declared charset) and their sha256 state.
+
+    Raw bytes are hashed as read (for valid UTF-8 that is exactly vocab_sha256 of the decoded names);
+    uniqueness is one set() unless a duplicate needs naming.
+    """
+    n = int(dset.shape[0])
+    names: list[str] = []
+    digest = hashlib.sha256()
+    for start in range(0, n, _NAME_BLOCK):
+        raw = read_name_block(dset, start, min(n, start + _NAME_BLOCK))
+        names.extend(_decode(raw, path, name))
+        digest.update(b"\n".join(raw))
+        digest.update(b"\n")
+    if len(set(names)) != len(names):
+        raise _duplicate(names, path, name)
+    return names, digest
+
+
+def _scan_names(dset: h5py.Dataset, path: Path, name: str) -> object:
+    """Names left on disk: decode (UTF-8 check), hash and check uniqueness a block at a time.
+
+    Uniqueness without holding every name: a 64-bit hash per name, sorted; only names whose hash
+    repeats are compared exactly, in a second pass.
+    """
+    n = int(dset.shape[0])
+    digest = hashlib.sha256()
+    hashes = np.empty(n, dtype=np.int64)
+    for start in range(0, n, _NAME_BLOCK):
+        raw = read_name_block(dset, start, min(n, start + _NAME_BLOCK))
+        names = _decode(raw, path, name)
+        digest.update(b"\n".join(raw))
+        digest.update(b"\n")
+        hashes[start : start + len(names)] = np.fromiter(map(hash, names), dtype=np.int64, count=len(names))
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if repeated.size:
+        suspects = set(repeated.tolist())
+        pick = np.flatnonzero(np.isin(hashes, repeated))
+
+        def candidates():
+            for start in range(0, n, _NAME_BLOCK):
+                stop = min(n, start + _NAME_BLOCK)
+                rows = pick[(pick >= start) & (pick < stop)]
+                if rows.size:
+                    names = _decode(read_name_block(dset, start, stop), path, name)
+                    for row in rows.tolist():
+                        if hash(names[row - start]) in suspects:
+                            yield row, names[row - start]
+
+        first_row: dict[str, int] = {}
+        for row, item in candidates():
+            if item in first_row:
+                raise CheckpointError(
+                    f"{path}: /{name} lists {item!r} twice (rows {first_row[item]} and {row}); every name must be unique"
+                )
+            first_row[item] = row
+    return digest
 
 
 def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
-    """Check structure and read the small parts (attrs, vocabularies, lineage); tables stay on disk."""
+    """Check structure and read the small parts (attrs, lineage); names and tables stay on disk."""
     fmt = _attr(f, "format")
     if fmt is None:
         if ENTITIES not in f or ENTITY_TABLE not in f:
@@ -253,13 +381,12 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
             "upgrade embretrain"
         )
 
-    entities = _read_vocab(f, ENTITIES, path)
+    entities = _vocab_dataset(f, ENTITIES, path)
     if entities is None:
         raise CheckpointError(f"{path}: missing the /{ENTITIES} dataset (entity names)")
-    relations = _read_vocab(f, RELATIONS, path)
+    relations = _vocab_dataset(f, RELATIONS, path)
     vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS) if name in f}
-    relations = relations if relations is not None else []
-    n_rows = {ENTITIES: len(entities), RELATIONS: len(relations)}
+    n_rows = {ENTITIES: int(entities.shape[0]), RELATIONS: int(relations.shape[0]) if relations is not None else 0}
 
     tables: dict[str, tuple[h5py.Dataset, str]] = {}
     for name, obj in f.items():
@@ -313,7 +440,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
 
     params = _read_params(f, path)
     lineage = _read_lineage(f, path)
-    return _Layout(fmt, version, model, dim, params, entities, relations, vocab_datasets, tables, lineage)
+    return _Layout(fmt, version, model, dim, params, n_rows[ENTITIES], n_rows[RELATIONS], vocab_datasets, tables, lineage)
 
 
 def _read_params(f: h5py.File, path: Path) -> dict[str, Any]:
@@ -348,12 +475,19 @@ def _read_lineage(f: h5py.File, path: Path) -> list[dict[str, Any]]:
     return lineage
 
 
-def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
+def load(path: str | os.PathLike, *, verify: bool = True, old_rows: str = "memory", read_only: bool = False) -> Checkpoint:
     """Read a native checkpoint.
 
     Args:
         path: the ``.h5`` file.
         verify: recompute every stored sha256 and fail on a mismatch.
+        old_rows: ``"memory"`` reads every table into one array each; ``"on-disk"`` leaves tables
+            (:class:`~.disk_rows.DiskRows`) and names (:class:`~.disk_rows.DiskNames`) in the file,
+            which stays open read-only for as long as they are referenced. Either way every table
+            is read once here to check its sha256 and that it holds no NaN/Inf.
+        read_only: return the in-memory tables as read-only arrays (what ``extend`` does: frozen
+            rows are never written to), which lets a later save of a grown table continue the
+            sha256 computed here instead of hashing the old rows again.
 
     Returns:
         A :class:`Checkpoint` with C-contiguous float32 tables and ``checksums`` set to
@@ -362,69 +496,185 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
 
     Raises:
         CheckpointError: the file is missing, not a checkpoint, malformed or fails its checksum.
+        UsageError: ``old_rows`` is not one of :data:`OLD_ROWS`.
     """
+    if old_rows not in OLD_ROWS:
+        raise UsageError(f"old_rows must be one of {', '.join(OLD_ROWS)}, got {old_rows!r}")
     path = Path(path)
+    if old_rows == "on-disk":
+        return _load_on_disk(path, verify)
     with _open(path) as f:
         layout = _read_layout(f, path)
-        entity_tables: dict[str, np.ndarray] = {}
-        relation_tables: dict[str, np.ndarray] = {}
-        missing: list[str] = []
+        digests: dict[str, tuple] = {}
+        vocabs: dict[str, list[str]] = {ENTITIES: [], RELATIONS: []}
+        # Tables are read (positional reads, hashing and NaN checks release the GIL) in a second
+        # thread while this one decodes names; both are needed before anything else can start.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embretrain-load") as pool:
+            fd = f.id.get_vfd_handle() if f.driver == "sec2" else None
+            pending = pool.submit(_read_tables, path, layout, fd, verify)
+            try:
+                for name, dset in layout.vocab_datasets.items():
+                    vocabs[name], digest = _read_names(dset, path, name)
+                    digests[name] = (vocabs[name], digest)
+            finally:
+                tables = pending.result()
+        missing = _check_stored(path, layout, {n: d for n, (_, d) in digests.items()},
+                                {n: d for n, (_, d) in tables.items()}, verify)
 
-        vocabs = {ENTITIES: layout.entities, RELATIONS: layout.relations}
-        for name, dset in layout.vocab_datasets.items():
-            stored = _attr(dset, "sha256")
-            if stored is None:
-                missing.append(name)
-            elif verify:
-                _check(path, "vocabulary", name, stored, vocab_sha256(vocabs[name]))
-
-        for name, (dset, indexed_by) in layout.tables.items():
-            table = np.ascontiguousarray(dset[()], dtype=np.float32)  # also turns big-endian into native
-            stored = _attr(dset, "sha256")
-            if stored is None:
-                missing.append(name)
-            elif verify:
-                _check(path, "table", name, stored, table_sha256(table))
-            _check_finite(path, name, table)
-            (entity_tables if indexed_by == ENTITIES else relation_tables)[name] = table
-
-    if missing:
-        status = "missing"
-        if verify:
-            warnings.warn(
-                f"{path}: no sha256 checksum on {', '.join(missing)}; loaded without verifying them",
-                stacklevel=2,
-            )
-    else:
-        status = "verified" if verify else "unverified"
-
-    logger.debug(
-        "loaded %s: model=%s, %d entities, %d relations, dim=%d, checksums %s",
-        path, layout.model, len(layout.entities), len(layout.relations), layout.dim, status,
-    )
-    return Checkpoint(
+    entity_tables: dict[str, np.ndarray] = {}
+    relation_tables: dict[str, np.ndarray] = {}
+    for name, (table, digest) in tables.items():
+        if read_only:
+            table.flags.writeable = False
+        (entity_tables if layout.tables[name][1] == ENTITIES else relation_tables)[name] = table
+        if digest is not None:
+            digests[name] = (table, digest)
+    ckpt = Checkpoint(
         model=layout.model,
-        entities=layout.entities,
-        relations=layout.relations,
+        entities=vocabs[ENTITIES],
+        relations=vocabs[RELATIONS],
         entity_tables=entity_tables,
         relation_tables=relation_tables,
         params=layout.params,
         lineage=layout.lineage,
         source=str(path),
-        checksums=status,
+        checksums=_status_of(path, missing, verify),
+        digests=digests,
     )
+    logger.debug(
+        "loaded %s: model=%s, %d entities, %d relations, dim=%d, checksums %s",
+        path, layout.model, ckpt.n_entities, ckpt.n_relations, layout.dim, ckpt.checksums,
+    )
+    return ckpt
 
 
-def _check_finite(path: Path, name: str, table: np.ndarray) -> None:
-    """Reject NaN/Inf rows: a checksum only proves the bytes are as written, not that they are sane,
-    and frozen garbage rows would be copied into every checkpoint grown from this one."""
-    finite = np.isfinite(table).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+def _read_tables(path: Path, layout: _Layout, fd: int | None, verify: bool) -> dict[str, tuple[np.ndarray, object]]:
+    """Every table read into one aligned array each: name -> (array, sha256 state or None)."""
+    out = {}
+    for name, (dset, _) in layout.tables.items():
+        table = aligned_empty(dset.shape)
+        offset = _raw_offset(dset) if fd is not None else None
+        row_bytes = max(1, table.shape[1] * 4)
+
+        def fill(block: np.ndarray, start: int, offset=offset, dset=dset, row_bytes=row_bytes) -> None:
+            if offset is not None:
+                _pread_exact(fd, block, offset + start * row_bytes, path)
+            elif len(block):
+                dset.read_direct(block, np.s_[start : start + len(block)])  # converts dtype and byte order
+
+        out[name] = (table, _scan_table(path, name, table.shape, fill, verify and "sha256" in dset.attrs, table))
+    return out
+
+
+def _pread_exact(fd: int, block: np.ndarray, offset: int, path: Path) -> None:
+    view = memoryview(block).cast("B")
+    while view.nbytes:
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise CheckpointError(f"{path}: unexpected end of file at byte {offset}; it is truncated")
+        view, offset = view[n:], offset + n
+
+
+def _scan_table(path: Path, name: str, shape, fill, want_digest: bool, into: np.ndarray | None):
+    """Read a table a block at a time (``fill(block, start)``), hashing and NaN/Inf-checking each block.
+
+    ``into``: the array to fill (in-memory load), or None to reuse one block buffer (on-disk load).
+    Returns the sha256 state (or None if not wanted).
+    """
+    n_rows, width = int(shape[0]), int(shape[1])
+    step = max(1, (_HASH_CHUNK_BYTES) // max(1, width * 4))
+    digest = hashlib.sha256() if want_digest else None
+    buffer = None if into is not None else np.empty((min(step, n_rows), width), dtype=np.float32)
+    n_bad, first_bad = 0, -1
+    for start in range(0, n_rows, step):
+        stop = min(n_rows, start + step)
+        block = into[start:stop] if into is not None else buffer[: stop - start]
+        fill(block, start)
+        if digest is not None:
+            digest.update(block)
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            first_bad = first_bad if n_bad else start + int(bad[0])
+            n_bad += len(bad)
+    if n_bad:
+        # a checksum only proves the bytes are as written, not that they are sane, and frozen garbage
+        # rows would be copied into every checkpoint grown from this one
         raise CheckpointError(
-            f"{path}: table /{name} holds NaN or Inf in {len(bad)} row(s) (first: row {int(bad[0])}); "
+            f"{path}: table /{name} holds NaN or Inf in {n_bad} row(s) (first: row {first_bad}); "
             "the checkpoint is unusable, restore an earlier version"
         )
+    return digest
+
+
+def _check_stored(path: Path, layout: _Layout, vocab_digests: dict, table_digests: dict, verify: bool) -> list[str]:
+    """Compare computed digests with the stored sha256 attributes; return the datasets that have none."""
+    missing = []
+    for kind, datasets, digests in (
+        ("vocabulary", layout.vocab_datasets, vocab_digests),
+        ("table", {n: d for n, (d, _) in layout.tables.items()}, table_digests),
+    ):
+        for name, dset in datasets.items():
+            stored = _attr(dset, "sha256")
+            if stored is None:
+                missing.append(name)
+            elif verify:
+                _check(path, kind, name, stored, digests[name].hexdigest())
+    return missing
+
+
+def _status_of(path: Path, missing: list[str], verify: bool) -> str:
+    if missing:
+        if verify:
+            warnings.warn(
+                f"{path}: no sha256 checksum on {', '.join(missing)}; loaded without verifying them",
+                stacklevel=3,
+            )
+        return "missing"
+    return "verified" if verify else "unverified"
+
+
+def _load_on_disk(path: Path, verify: bool) -> Checkpoint:
+    """``old_rows="on-disk"``: check everything now (one streaming pass), keep tables and names in the file."""
+    source = _open_source(path)
+    try:
+        with _reading(path):
+            layout = _read_layout(source.h5, path)
+            tables = {name: DiskRows(source, name) for name in layout.tables}
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embretrain-load") as pool:
+                def scan_tables():
+                    return {name: _scan_table(path, name, rows.shape, lambda b, s, r=rows: r.read(s, s + len(b), out=b),
+                                              verify and "sha256" in layout.tables[name][0].attrs, None)
+                            for name, rows in tables.items()}
+
+                pending = pool.submit(scan_tables)
+                try:
+                    vocab_digests = {name: _scan_names(dset, path, name) for name, dset in layout.vocab_datasets.items()}
+                finally:
+                    table_digests = pending.result()
+            missing = _check_stored(path, layout, vocab_digests, table_digests, verify)
+    except BaseException:
+        source.close()
+        raise
+    vocabs = {name: DiskNames(source, name) for name in layout.vocab_datasets}
+    entities = vocabs[ENTITIES]
+    relations = vocabs.get(RELATIONS, [])
+    digests = {name: (vocabs[name], d) for name, d in vocab_digests.items()}
+    digests.update({name: (tables[name], d) for name, d in table_digests.items() if d is not None})
+    logger.info("%s: old rows stay on disk (%.0f MB of tables, %d names)", path,
+                sum(t.nbytes for t in tables.values()) / 2**20, len(entities) + len(relations))
+    return Checkpoint(
+        model=layout.model,
+        entities=entities,
+        relations=relations,
+        entity_tables={n: t for n, t in tables.items() if layout.tables[n][1] == ENTITIES},
+        relation_tables={n: t for n, t in tables.items() if layout.tables[n][1] == RELATIONS},
+        params=layout.params,
+        lineage=layout.lineage,
+        source=str(path),
+        checksums=_status_of(path, missing, verify),
+        digests=digests,
+    )
 
 
 def _check(path: Path, kind: str, name: str, stored: Any, computed: str) -> None:
@@ -452,9 +702,11 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     with _open(path) as f:
         layout = _read_layout(f, path, quiet=True)
-        vocabs = {ENTITIES: layout.entities, RELATIONS: layout.relations}
+        counts = {ENTITIES: layout.n_entities, RELATIONS: layout.n_relations}
+        # names are decoded (UTF-8 and uniqueness checked) and hashed a block at a time
+        computed = {name: _scan_names(dset, path, name).hexdigest() for name, dset in layout.vocab_datasets.items()}
         vocabularies = {
-            name: {"count": len(vocabs[name]), "checksum": _status(dset, lambda n=name: vocab_sha256(vocabs[n]))}
+            name: {"count": counts[name], "checksum": _status(dset, lambda n=name: computed[n])}
             for name, dset in layout.vocab_datasets.items()
         }
         tables = {
@@ -475,7 +727,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "model": layout.model,
         "dim": layout.dim,
         "params": layout.params,
-        "counts": {ENTITIES: len(layout.entities), RELATIONS: len(layout.relations)},
+        "counts": counts,
         "tables": tables,
         "vocabularies": vocabularies,
         "checksums": overall,
@@ -505,7 +757,15 @@ def _param_value(name: str, value: Any) -> bool | int | float | str:
     return value
 
 
-def _check_names(kind: str, names: list[str]) -> None:
+def _check_names(kind: str, names) -> None:
+    """Names must be unique strings. A NameStack's old part was checked when it was loaded and its
+    new part holds only names the old part lacks (vocabulary growth), so only the new part is checked."""
+    if isinstance(names, NameStack):
+        if isinstance(names.old, list):
+            _check_names(kind, names.old)
+        names = names.new
+    if set(map(type, names)) <= {str} and len(set(names)) == len(names):
+        return
     first_row: dict[str, int] = {}
     for row, name in enumerate(names):
         if not isinstance(name, str):
@@ -515,8 +775,12 @@ def _check_names(kind: str, names: list[str]) -> None:
         first_row[name] = row
 
 
-def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[np.ndarray, str]]:
-    """Validate ``ckpt``'s tables; return name -> (C-contiguous little-endian float32 array, indexed_by)."""
+def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[Any, str]]:
+    """Validate ``ckpt``'s tables; return name -> (table, indexed_by).
+
+    In-memory tables become C-contiguous little-endian float32 arrays; lazy ones (RowStack, DiskRows)
+    are already float32 and are streamed a block at a time by :func:`_write_table`.
+    """
     if ENTITY_TABLE not in ckpt.entity_tables:
         raise CheckpointError(f"cannot save: the checkpoint has no {ENTITY_TABLE!r} table")
     if RELATION_TABLE in ckpt.entity_tables or ENTITY_TABLE in ckpt.relation_tables:
@@ -530,7 +794,7 @@ def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[np.ndarray, str]]:
         for name, table in group.items():
             if not name or "/" in name or name in _NOT_TABLES:
                 raise CheckpointError(f"cannot save: {name!r} is not a usable table name")
-            array = np.ascontiguousarray(table, dtype="<f4")
+            array = table if isinstance(table, (RowStack, DiskRows)) else np.ascontiguousarray(table, dtype="<f4")
             if array.ndim != 2:
                 raise CheckpointError(f"cannot save: table {name!r} has shape {array.shape}; tables are 2-D")
             if array.shape[0] != n_rows[indexed_by]:
@@ -540,6 +804,67 @@ def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[np.ndarray, str]]:
                 )
             prepared[name] = (array, indexed_by)
     return prepared
+
+
+def _write_names(f: h5py.File, name: str, names, digest=None) -> str:
+    """Write a vocabulary a block at a time; return its sha256 (hex).
+
+    A NameStack's on-disk old part is copied as raw bytes from the input file; ``digest`` (the sha256
+    state of the old part, recorded at load) is continued instead of hashing the old part again.
+    """
+    dset = f.create_dataset(name, shape=(len(names),), dtype=_STRINGS)
+    parts = names.parts if isinstance(names, NameStack) else [names]
+    if not isinstance(names, NameStack) or digest is None:
+        digest, skip_first = hashlib.sha256(), False
+    else:
+        skip_first = True
+    row = 0
+    for i, part in enumerate(parts):
+        if isinstance(part, DiskNames):
+            chunks = (raw for _, raw in part.raw_blocks(_NAME_BLOCK))
+        else:
+            part = part if isinstance(part, list) else list(part)
+            chunks = (part[a : a + _NAME_BLOCK] for a in range(0, len(part), _NAME_BLOCK))
+        for chunk in chunks:
+            if not chunk:
+                continue
+            raw = chunk if isinstance(part, DiskNames) else [n.encode("utf-8") for n in chunk]
+            # Fill an object array element by element: np.array(list) would guess a fixed-width dtype.
+            data = np.empty(len(raw), dtype=object)
+            data[:] = raw
+            dset[row : row + len(raw)] = data
+            row += len(raw)
+            if not (skip_first and i == 0):
+                digest.update(b"\n".join(raw))
+                digest.update(b"\n")
+    if isinstance(names, NameStack) and isinstance(names.old, DiskNames):
+        names.old.source.check_unchanged()
+    return digest.hexdigest()
+
+
+def _write_table(f: h5py.File, name: str, table, digest=None) -> h5py.Dataset:
+    """Write a table a block at a time into a contiguous, uncompressed dataset with its sha256.
+
+    ``digest``: for an ndarray, its sha256 state recorded at load (nothing is hashed); for a RowStack,
+    the state of its first part (the old rows): hashing continues with the new rows only.
+    """
+    # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
+    dset = f.create_dataset(name, shape=table.shape, dtype="<f4")
+    parts = table.parts if isinstance(table, RowStack) else [table]
+    known = digest is not None
+    digest = digest if known else hashlib.sha256()
+    row = 0
+    for i, part in enumerate(parts):
+        hash_it = not (known and i == 0)
+        for start, block in blocks(part):
+            dset.write_direct(block, dest_sel=np.s_[row + start : row + start + len(block)])
+            if hash_it:
+                digest.update(block)
+        if isinstance(part, DiskRows):
+            part.source.check_unchanged()  # the bytes we copied are the bytes we hashed at load
+        row += int(part.shape[0])
+    dset.attrs["sha256"] = digest.hexdigest()
+    return dset
 
 
 def _write_strings(f: h5py.File, name: str, items: list[str]) -> h5py.Dataset:
@@ -585,17 +910,20 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
                 f.attrs[name] = value
 
             for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
+                prefix = names.prefix_digest if isinstance(names, NameStack) else None
                 try:
-                    dset = _write_strings(f, name, names)
+                    sha = _write_names(f, name, names, prefix.copy() if prefix is not None else None)
                 except UnicodeEncodeError as err:
                     raise CheckpointError(f"cannot save: a {name[:-1]} name is not valid Unicode ({err})") from err
-                dset.attrs["sha256"] = vocab_sha256(names)
+                f[name].attrs["sha256"] = sha
 
-            for name, (array, indexed_by) in tables.items():
-                # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
-                dset = f.create_dataset(name, data=array)
+            for name, (table, indexed_by) in tables.items():
+                if isinstance(table, RowStack):
+                    known = table.prefix_digest.copy() if table.prefix_digest is not None else None
+                else:
+                    known = ckpt.digest(name) if table is ckpt.tables()[name] else None
+                dset = _write_table(f, name, table, known)
                 dset.attrs["indexed_by"] = indexed_by
-                dset.attrs["sha256"] = table_sha256(array)
 
             _write_strings(f, LINEAGE, lineage)
     except (OSError, RuntimeError) as err:
