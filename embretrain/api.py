@@ -238,9 +238,14 @@ def _extend_levers(scorer, settings: Settings, ckpt: Checkpoint, ids: np.ndarray
 
 
 def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[str]):
-    """Grow a vocabulary whose old names may be left on disk; the result's names carry the sha256 of
-    the old names recorded at load, so a save only hashes the added ones."""
+    """Grow a vocabulary (old names in a list, a read-only tuple or on disk) indexing only ``wanted``.
+
+    Old names that cannot change (a tuple, names on disk) are not copied: the result's names are a
+    NameStack carrying the sha256 of the old names recorded at load, so a save only hashes the added ones.
+    """
     old = getattr(ckpt, kind)
+    if isinstance(old, list) and len(set(old)) != len(old):
+        Vocab(old)  # raises, naming the first repeated name
     vocab, report = Vocab.partial(old, wanted | set(new_names)).grow(new_names)
     if isinstance(vocab.names, NameStack):
         vocab.names.prefix_digest = ckpt.digest(kind)
@@ -364,32 +369,26 @@ def extend(
     ent_file, rel_file = _name_file(new_entities), _name_file(new_relations)
     _reject_repeats(ent_file, "entity")
     _reject_repeats(rel_file, "relation")
-    f = None
-    if isinstance(ckpt.entities, DiskNames) or isinstance(ckpt.relations, DiskNames):
-        # Names left on disk: index only the old names this run mentions (one pass over the file).
-        f = _pair_file(data) if scorer.kind == "pair" else _triple_file(data)
-        if scorer.kind == "pair":
-            ent_wanted, rel_wanted = {n for p in f.pairs for n in p}, set()
-        else:
-            ent_wanted = {n for h, _, t in f.triples for n in (h, t)}
-            rel_wanted = {r for _, r, _ in f.triples}
-        entities, ent_report = _grown_vocab(ckpt, "entities", ent_file.names, ent_wanted)
-        relations, rel_report = _grown_vocab(ckpt, "relations", rel_file.names, rel_wanted)
+    # Index only the old names this run mentions (its delta and new names): one pass over the old
+    # names instead of a dict of all of them (which for names left on disk would not fit in memory).
+    f = _pair_file(data) if scorer.kind == "pair" else _triple_file(data)
+    if scorer.kind == "pair":
+        ent_wanted, rel_wanted = {n for p in f.pairs for n in p}, set()
     else:
-        entities, ent_report = Vocab(ckpt.entities).grow(ent_file.names)
-        relations, rel_report = Vocab(ckpt.relations).grow(rel_file.names)
+        ent_wanted = {n for h, _, t in f.triples for n in (h, t)}
+        rel_wanted = {r for _, r, _ in f.triples}
+    entities, ent_report = _grown_vocab(ckpt, "entities", ent_file.names, ent_wanted)
+    relations, rel_report = _grown_vocab(ckpt, "relations", rel_file.names, rel_wanted)
     if scorer.kind == "pair" and rel_report.added:
         raise UsageError(f"{rel_file.path}: a pair model ({ckpt.model}) has no relations to add")
     n_old, n_new = ckpt.n_entities, len(ent_report.added)
     r_old, r_new = ckpt.n_relations, len(rel_report.added)
 
     if scorer.kind == "pair":
-        f = f or _pair_file(data)
         ids, weights, n_unknown = map_pairs(f, entities, skip_unknown=skip_unknown)
         keep = touching(ids, n_old, PAIR_ENTITY_COLUMNS)
         weights = weights[keep]
     else:
-        f = f or _triple_file(data)
         ids, n_unknown = map_triples(f, entities, relations, skip_unknown=skip_unknown)
         keep = touching(ids, n_old, TRIPLE_ENTITY_COLUMNS) | (ids[:, 1] >= r_old)
         weights = None

@@ -422,7 +422,8 @@ def extend(**opts):
             strategy=opts["strategy"],
             shards=opts["shards"],
         )
-        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)
+        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)  # checkpoint + delta + vocab
+        summary["seconds"]["load_checkpoint"] = round(t_load, 3)  # reading and verifying --ckpt alone
         if summary.get("nothing_to_do"):
             message = (
                 f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "

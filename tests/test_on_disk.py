@@ -130,7 +130,7 @@ def test_streaming_save_writes_verified_checksums_and_the_concatenation(graph, t
         grown = Checkpoint(
             model=ckpt.model,
             entities=NameStack(ckpt.entities, ["x1", "x2", "x3"], ckpt.digest("entities"))
-            if mode == "on-disk" else ckpt.entities + ["x1", "x2", "x3"],
+            if mode == "on-disk" else list(ckpt.entities) + ["x1", "x2", "x3"],
             relations=list(ckpt.relations) + ["q1", "q2", "q3"],
             entity_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.entity_tables.items()},
             relation_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.relation_tables.items()},

@@ -94,6 +94,6 @@ class Checkpoint:
             return None
         if isinstance(obj, np.ndarray) and obj.flags.writeable:
             return None
-        if isinstance(obj, list):  # names kept in a list can be edited in place
+        if isinstance(obj, list):  # names kept in a list can be edited in place (a tuple cannot)
             return None
         return state.copy()

@@ -485,9 +485,9 @@ def load(path: str | os.PathLike, *, verify: bool = True, old_rows: str = "memor
             (:class:`~.disk_rows.DiskRows`) and names (:class:`~.disk_rows.DiskNames`) in the file,
             which stays open read-only for as long as they are referenced. Either way every table
             is read once here to check its sha256 and that it holds no NaN/Inf.
-        read_only: return the in-memory tables as read-only arrays (what ``extend`` does: frozen
-            rows are never written to), which lets a later save of a grown table continue the
-            sha256 computed here instead of hashing the old rows again.
+        read_only: return the in-memory tables as read-only arrays and the names as tuples (what
+            ``extend`` does: frozen rows are never written to), which lets a later save of a grown
+            table or vocabulary continue the sha256 computed here instead of hashing the old part again.
 
     Returns:
         A :class:`Checkpoint` with C-contiguous float32 tables and ``checksums`` set to
@@ -523,6 +523,10 @@ def load(path: str | os.PathLike, *, verify: bool = True, old_rows: str = "memor
 
     entity_tables: dict[str, np.ndarray] = {}
     relation_tables: dict[str, np.ndarray] = {}
+    if read_only:  # names as tuples: nothing can edit them, so their digests stay valid
+        for name in list(digests):
+            vocabs[name] = tuple(vocabs[name])
+            digests[name] = (vocabs[name], digests[name][1])
     for name, (table, digest) in tables.items():
         if read_only:
             table.flags.writeable = False
@@ -758,11 +762,12 @@ def _param_value(name: str, value: Any) -> bool | int | float | str:
 
 
 def _check_names(kind: str, names) -> None:
-    """Names must be unique strings. A NameStack's old part was checked when it was loaded and its
-    new part holds only names the old part lacks (vocabulary growth), so only the new part is checked."""
+    """Names must be unique strings. A NameStack's old part, when it is the loaded one (it carries its
+    load-time digest), was checked at load, and its new part holds only names the old part lacks
+    (vocabulary growth), so only the new part is checked."""
     if isinstance(names, NameStack):
-        if isinstance(names.old, list):
-            _check_names(kind, names.old)
+        if names.prefix_digest is None:  # not the loaded (and checked) names: check them too
+            _check_names(kind, list(names.old))
         names = names.new
     if set(map(type, names)) <= {str} and len(set(names)) == len(names):
         return
