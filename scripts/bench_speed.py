@@ -79,9 +79,26 @@ def make_delta(folder: Path, n_old: int, n_new: int, n_triples: int, n_rel: int,
     return folder / "new.tsv", folder / "delta.tsv"
 
 
+# Runs the CLI and, at exit, prints the process's own peak RSS (VmHWM). The rusage of a child from
+# os.wait4 is not enough on its own: Python spawns with vfork, and Linux folds the *parent's* high-water
+# RSS into the child's ru_maxrss at exec, so a bench parent that just generated a 10M-name checkpoint
+# made a 0.9 GB extend look like 1.2 GB. VmHWM belongs to the exec'd image alone.
+_PEAK_WRAPPER = (
+    "import atexit, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('BENCH_PEAK_RSS_KB=' + line.split()[1] + '\\n')\n"
+    "atexit.register(_peak)\n"
+    "sys.argv[0] = 'embretrain'\n"
+    "from embretrain.cli import main\n"
+    "main()\n"
+)
+
+
 def extend_once(work: Path, ckpt: Path, new: Path, delta: Path, args, old_rows: str) -> dict:
     out = work / f"merged-{old_rows}.h5"
-    argv = [sys.executable, "-m", "embretrain", "-q", "extend", "--ckpt", str(ckpt), "--new-entities", str(new),
+    argv = [sys.executable, "-c", _PEAK_WRAPPER, "-q", "extend", "--ckpt", str(ckpt), "--new-entities", str(new),
             "--data", str(delta), "--out", str(out), "--json", "--epochs", str(args.epochs),
             "--batch-size", str(args.batch_size), "--negatives", str(args.negatives), "--no-progress"]
     if old_rows != "memory":
@@ -99,6 +116,7 @@ def extend_once(work: Path, ckpt: Path, new: Path, delta: Path, args, old_rows: 
     if rc != 0:
         raise SystemExit(f"extend failed ({rc}):\n{stderr[-3000:]}")
     summary = json.loads(stdout)
+    peak_kb = [int(line.split("=")[1]) for line in stderr.splitlines() if line.startswith("BENCH_PEAK_RSS_KB=")]
     out.unlink()
     epochs = summary["epoch_seconds"]
     steady = epochs[-1] if epochs else float("nan")
@@ -112,7 +130,8 @@ def extend_once(work: Path, ckpt: Path, new: Path, delta: Path, args, old_rows: 
         "write_s": summary["seconds"]["write"],
         "wall_s": round(wall, 3),
         "triples_per_s": summary["examples_used"] / steady if steady else float("nan"),
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": peak_kb[-1] / 1024 if peak_kb else usage.ru_maxrss / 1024,
+        "rusage_maxrss_mb": usage.ru_maxrss / 1024,  # includes the bench parent's own peak (vfork), see above
         "examples": summary["examples_used"],
     }
 

@@ -318,6 +318,16 @@ class RowStack:
     def __getitem__(self, key):
         return _getitem(self, key)
 
+    # a few ndarray conveniences, each building the whole table in memory
+    def copy(self) -> np.ndarray:
+        return np.asarray(self)
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        return np.asarray(self).astype(dtype, copy=False)
+
+    def tobytes(self) -> bytes:
+        return np.asarray(self).tobytes()
+
     def __array__(self, dtype=None, copy=None):
         if copy is False:
             raise ValueError("a RowStack cannot be viewed as one array without a copy")

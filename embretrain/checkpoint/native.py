@@ -324,22 +324,18 @@ def _scan_names(dset: h5py.Dataset, path: Path, name: str) -> object:
         digest.update(b"\n".join(raw))
         digest.update(b"\n")
         hashes[start : start + len(names)] = np.fromiter(map(hash, names), dtype=np.int64, count=len(names))
-    ordered = np.sort(hashes)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    del ordered
+    hashes.sort()  # in place: one 8-byte hash per name is all this holds
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes
     if repeated.size:
         suspects = set(repeated.tolist())
-        pick = np.flatnonzero(np.isin(hashes, repeated))
 
-        def candidates():
+        def candidates():  # a second pass: only names whose hash repeats are compared exactly
             for start in range(0, n, _NAME_BLOCK):
-                stop = min(n, start + _NAME_BLOCK)
-                rows = pick[(pick >= start) & (pick < stop)]
-                if rows.size:
-                    names = _decode(read_name_block(dset, start, stop), path, name)
-                    for row in rows.tolist():
-                        if hash(names[row - start]) in suspects:
-                            yield row, names[row - start]
+                names = _decode(read_name_block(dset, start, min(n, start + _NAME_BLOCK)), path, name)
+                for i, item in enumerate(names):
+                    if hash(item) in suspects:
+                        yield start + i, item
 
         first_row: dict[str, int] = {}
         for row, item in candidates():
