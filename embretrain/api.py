@@ -159,7 +159,7 @@ def _run(
     ids: np.ndarray,
     weights: np.ndarray | None,
     progress: bool | None,
-    negative_ids: np.ndarray | None = None,
+    negative_new_ids: np.ndarray | None = None,
     prepare=None,
     strategy: str = "local",
     shards: int = 0,
@@ -190,7 +190,7 @@ def _run(
         scorer,
         _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table),
         _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table),
-        negative_ids=negative_ids,
+        negative_new_ids=negative_new_ids,
     )
     on_epoch = prepare(emb) if prepare is not None else None
     result = fit_fn(emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
@@ -399,7 +399,7 @@ def extend(
     trained_new = seen[seen >= n_old]
     n_untrained = int(n_new - len(trained_new))
     # negatives: every old entity and every new one that has data; untrained new rows must not move
-    negative_ids = None if n_untrained == 0 else np.concatenate([np.arange(n_old, dtype=np.int64), trained_new])
+    negative_new_ids = None if n_untrained == 0 else trained_new
     t_load = time.perf_counter() - t0
     if not n_new and not r_new:
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
@@ -426,7 +426,7 @@ def extend(
     ids, prepare = _extend_levers(scorer, settings, ckpt, ids, n_old, levers)
     new_rows, result = _run(
         scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
-        negative_ids=negative_ids, prepare=prepare, strategy=strategy, shards=shards,
+        negative_new_ids=negative_new_ids, prepare=prepare, strategy=strategy, shards=shards,
     )
     # Old rows come from the loaded arrays (or the input file), never from TF: bit-identical by
     # construction. The merged tables are lazy (old part + new rows): a save streams them, so the old

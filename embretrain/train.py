@@ -38,9 +38,10 @@ class Embeddings:
     scorer: Scorer
     entity_tables: dict[str, SplitTable]
     relation_tables: dict[str, SplitTable] = field(default_factory=dict)
-    # Entity ids negatives are drawn from (uniformly); None = the whole vocabulary. `extend` leaves
-    # out new entities that have no training example, so they keep their initial vector exactly.
-    negative_ids: np.ndarray | None = None
+    # Negatives are drawn uniformly from every old entity plus these new entity ids; None = the whole
+    # vocabulary. `extend` passes only the new entities that have training examples, so the others keep
+    # their initial vector exactly. (A list of the new ids only: never an array the size of the old table.)
+    negative_new_ids: np.ndarray | None = None
 
     @property
     def entity(self) -> SplitTable:
@@ -60,13 +61,17 @@ class Embeddings:
         return self.entity.n_rows
 
     def sample_negatives(self, rng, shape):
-        """Uniform entity ids ``int64 shape`` over the vocabulary (or ``negative_ids``)."""
+        """Uniform entity ids ``int64 shape`` over the vocabulary (or the old entities + ``negative_new_ids``)."""
         import tensorflow as tf
 
-        if self.negative_ids is None:
+        if self.negative_new_ids is None:
             return rng.uniform(shape, 0, self.n_entities, dtype=tf.int64)
-        pick = rng.uniform(shape, 0, len(self.negative_ids), dtype=tf.int64)
-        return tf.gather(tf.constant(self.negative_ids, dtype=tf.int64), pick)
+        n_old, extra = self.entity.n_old, len(self.negative_new_ids)
+        pick = rng.uniform(shape, 0, n_old + extra, dtype=tf.int64)
+        if extra == 0:
+            return pick
+        new_ids = tf.constant(self.negative_new_ids, dtype=tf.int64)
+        return tf.where(pick < n_old, pick, tf.gather(new_ids, tf.maximum(pick - n_old, 0)))
 
     def trainable(self) -> list:
         out = []
