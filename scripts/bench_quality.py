@@ -223,6 +223,15 @@ def _figures(ev: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # the benchmark
+def _preset_model(config: str | None) -> str | None:
+    """The model a ``--config`` preset names (what the runs used when ``--model`` is not given)."""
+    if not config:
+        return None
+    from embretrain.config import load_toml
+
+    return load_toml(config).get("model")
+
+
 def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dict[str, Any]:
     runner = runner or Runner(in_process=opts.in_process)
     out = Path(opts.out_dir)
@@ -275,8 +284,8 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
         return cached[key]
 
     result: dict[str, Any] = {
-        "dataset": opts.dataset if opts.dataset in DATASETS else str(ddir),
-        "model": opts.model,
+        "dataset": opts.dataset if opts.dataset in DATASETS else ddir.name,
+        "model": opts.model or _preset_model(opts.config),
         "seed": opts.seed,
         "fractions": fractions,
         "settings_args": common,
