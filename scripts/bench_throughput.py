@@ -69,7 +69,11 @@ def run_variant(label: str, extra: list[str], env_extra: dict[str, str], args, w
     if "PYTHONPATH" in env_extra:  # an earlier revision: its own package first on the path
         env["PYTHONPATH"] = env_extra["PYTHONPATH"] + os.pathsep + os.environ.get("PYTHONPATH", "")
     print(f"{label}: {' '.join(extra)} {env_extra or ''}", file=sys.stderr)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    # `python -m` puts the working directory first on sys.path: run an earlier revision from its own folder
+    cwd = env_extra.get("PYTHONPATH", str(ROOT))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    version = subprocess.run([sys.executable, "-c", "import embretrain; print(embretrain.__file__)"],
+                             capture_output=True, text=True, env=env, cwd=cwd).stdout.strip()
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     summary = json.loads(proc.stdout)
@@ -77,6 +81,7 @@ def run_variant(label: str, extra: list[str], env_extra: dict[str, str], args, w
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
     row = {
         "variant": label,
+        "package": version,
         "options": " ".join(extra),
         "env": {k: v for k, v in env_extra.items() if k != "PYTHONPATH"},
         "examples": summary["examples"],
