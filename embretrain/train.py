@@ -21,7 +21,7 @@ import numpy as np
 
 from .checkpoint.base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE
 from .config import Settings
-from .errors import TrainingError
+from .errors import CheckpointError, TrainingError
 from .models import Scorer
 from .optim import make_optimizer
 from .tables import SplitTable
@@ -202,6 +202,16 @@ def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
     return loss
 
 
+def _as_checkpoint_error(err):
+    """A failed read of old rows left on disk (``--old-rows on-disk``) arrives as a TF op error wrapping our
+    CheckpointError: give the user that one sentence (it names the file), not an internal error."""
+    marker = "CheckpointError: "
+    text = str(getattr(err, "message", err))
+    if marker not in text:
+        return err
+    return CheckpointError(text.split(marker, 1)[1].splitlines()[0].strip())
+
+
 def fit(
     emb: Embeddings,
     ids: np.ndarray,
@@ -264,7 +274,10 @@ def fit(
         epoch_start = time.perf_counter()
         bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="ex", disable=not show, leave=False)
         for batch, batch_weights in ds:
-            loss = float(step(batch, batch_weights))
+            try:
+                loss = float(step(batch, batch_weights))
+            except tf.errors.OpError as err:
+                raise _as_checkpoint_error(err) from err
             size = int(batch.shape[0])
             total += loss * size
             count += size

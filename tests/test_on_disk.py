@@ -242,3 +242,16 @@ def test_relation_table_on_disk_is_usable_for_neighbors_init(graph):
     a = neighbor_rows("distmult", disk.entity_tables[ENTITY_TABLE], disk.relation_tables[RELATION_TABLE], triples, start)
     b = neighbor_rows("distmult", mem.entity_tables[ENTITY_TABLE], mem.relation_tables[RELATION_TABLE], triples, start)
     assert a[1] == b[1] == 2 and a[0].tobytes() == b[0].tobytes()
+
+
+def test_on_disk_input_cut_short_during_training_is_a_checkpoint_error(graph, tmp_path):
+    """The input is read during training in on-disk mode: if it is damaged meanwhile, the error names it (exit 4 on the CLI)."""
+    base = tmp_path / "base.h5"
+    base.write_bytes((graph["dir"] / "transe.h5").read_bytes())
+    ckpt = et.load(base, old_rows="on-disk")
+    table = ckpt.entity_tables[ENTITY_TABLE]
+    with open(base, "r+b") as fh:  # cut the file inside the entity table: reads of its last rows fail
+        fh.truncate(table._offset + table.row_bytes)
+    settings = resolve_settings(overrides={"epochs": 1, "batch_size": 16, "negatives": 4, "seed": 1}, model="transe")
+    with pytest.raises(CheckpointError, match=str(base)):
+        et.extend(ckpt, graph["new"], graph["delta"], settings, progress=False)
