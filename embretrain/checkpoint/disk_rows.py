@@ -134,16 +134,33 @@ class Source:
 # --------------------------------------------------------------------------- tables
 
 
-class DiskRows:
+class _Float32Rows:
+    """What numpy-minded callers ask of a lazy float32 table: ``shape`` (set by the subclass), ``ndim``, ``dtype``,
+    ``size``, ``nbytes``, ``len``."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+    shape: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] * 4
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class DiskRows(_Float32Rows):
     """Read-only float32 rows ``[n_rows, width]`` of a 2-D dataset left in an HDF5 file.
 
     Args:
         source: the open input file.
         name: the dataset's name in the file (a table such as ``entity_embeddings``).
     """
-
-    ndim = 2
-    dtype = np.dtype(np.float32)
 
     def __init__(self, source: Source, name: str):
         self.source = source
@@ -158,17 +175,6 @@ class DiskRows:
     def raw(self) -> bool:
         """True if rows are read with positional reads of the file's bytes (contiguous little-endian float32)."""
         return self._offset is not None
-
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.row_bytes
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"DiskRows({self.source.path}:/{self.name}, shape={self.shape})"
@@ -258,7 +264,7 @@ def _raw_offset(dset) -> int | None:
     return offset
 
 
-class RowStack:
+class RowStack(_Float32Rows):
     """Lazy vertical concatenation of row blocks (``ndarray`` or :class:`DiskRows`) of equal width.
 
     Args:
@@ -266,9 +272,6 @@ class RowStack:
         prefix_digest: optional ``hashlib.sha256`` state of ``parts[0]``'s little-endian float32
             bytes, as computed when they were loaded; a saver continues it instead of re-hashing them.
     """
-
-    ndim = 2
-    dtype = np.dtype(np.float32)
 
     def __init__(self, parts: Sequence[Any], prefix_digest=None):
         parts = [p if isinstance(p, (DiskRows, RowStack)) else np.asarray(p) for p in parts]
@@ -279,17 +282,6 @@ class RowStack:
         self.prefix_digest = prefix_digest
         self.shape = (sum(int(p.shape[0]) for p in parts), widths.pop())
         self._starts = np.cumsum([0] + [int(p.shape[0]) for p in parts])
-
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.shape[1] * 4
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"RowStack({' + '.join(type(p).__name__ + str(tuple(p.shape)) for p in self.parts)})"
