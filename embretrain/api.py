@@ -160,6 +160,7 @@ def _run(
     weights: np.ndarray | None,
     progress: bool | None,
     negative_new_ids: np.ndarray | None = None,
+    replay_ids: np.ndarray | None = None,
     prepare=None,
     strategy: str = "local",
     shards: int = 0,
@@ -191,6 +192,7 @@ def _run(
         _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table),
         _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table),
         negative_new_ids=negative_new_ids,
+        replay_ids=replay_ids,
     )
     on_epoch = prepare(emb) if prepare is not None else None
     result = fit_fn(emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
@@ -338,6 +340,7 @@ def extend(
     *,
     new_relations: NameInput = None,
     skip_unknown: bool = False,
+    replay: TripleInput | None = None,
     command: str = "extend",
     progress: bool | None = None,
     strategy: str = "local",
@@ -349,6 +352,8 @@ def extend(
     ``(grown_checkpoint, summary)``; ``summary["added_entities"] == 0`` means nothing changed.
     ``strategy="parameter-server"`` trains on the ``TF_CONFIG`` cluster with tables cut into
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
+    ``replay`` (triple models): old triples (e.g. the base's training file) replayed each step with
+    negatives drawn from the new entities only; lines naming anything new or unknown are skipped.
     """
     from .models import get_model
 
@@ -377,6 +382,15 @@ def extend(
     else:
         ent_wanted = {n for h, _, t in f.triples for n in (h, t)}
         rel_wanted = {r for _, r, _ in f.triples}
+    replay_file = None
+    if replay is not None:
+        if scorer.kind == "pair":
+            raise UsageError("--replay needs a triple model, not a pair model")
+        if strategy != "local":
+            raise UsageError("--replay trains in this process; it does not run with --strategy parameter-server")
+        replay_file = _triple_file(replay)
+        ent_wanted |= {n for h, _, t in replay_file.triples for n in (h, t)}
+        rel_wanted |= {r for _, r, _ in replay_file.triples}
     entities, ent_report = _grown_vocab(ckpt, "entities", ent_file.names, ent_wanted)
     relations, rel_report = _grown_vocab(ckpt, "relations", rel_file.names, rel_wanted)
     if scorer.kind == "pair" and rel_report.added:
@@ -400,6 +414,12 @@ def extend(
     n_untrained = int(n_new - len(trained_new))
     # negatives: every old entity and every new one that has data; untrained new rows must not move
     negative_new_ids = None if n_untrained == 0 else trained_new
+    replay_ids, n_replay_skipped = None, 0
+    if replay_file is not None:
+        replay_ids, _ = map_triples(replay_file, entities, relations, skip_unknown=True)
+        old_only = (replay_ids[:, [0, 2]] < n_old).all(axis=1) & (replay_ids[:, 1] < r_old)
+        replay_ids = replay_ids[old_only]
+        n_replay_skipped = len(replay_file.triples) - len(replay_ids)
     t_load = time.perf_counter() - t0
     if not n_new and not r_new:
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
@@ -426,7 +446,7 @@ def extend(
     ids, prepare = _extend_levers(scorer, settings, ckpt, ids, n_old, levers)
     new_rows, result = _run(
         scorer, settings, ckpt.entity_tables, ckpt.relation_tables, n_new, r_new, ids, weights, progress,
-        negative_new_ids=negative_new_ids, prepare=prepare, strategy=strategy, shards=shards,
+        negative_new_ids=negative_new_ids, replay_ids=replay_ids, prepare=prepare, strategy=strategy, shards=shards,
     )
     # Old rows come from the loaded arrays (or the input file), never from TF: bit-identical by
     # construction. The merged tables are lazy (old part + new rows): a save streams them, so the old
@@ -455,10 +475,12 @@ def extend(
         "examples_skipped_unknown": int(n_unknown),
         "entities_untrained": n_untrained,
     }
+    if replay_file is not None:
+        counts.update(replay_examples=int(len(replay_ids)), replay_skipped=int(n_replay_skipped))
     if n_new or r_new:
         grown.lineage.append(
             _lineage_record(
-                command, settings, _input_hashes(ent_file, rel_file, f),
+                command, settings, _input_hashes(ent_file, rel_file, f, replay_file),
                 **counts, epochs=result.epochs, final_loss=result.final_loss,
             )
         )

@@ -373,6 +373,7 @@ def train(**opts):
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
+@click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
 @click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
 @click.option("--old-rows", type=click.Choice(["memory", "on-disk"]), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
 @checkpoint_options
@@ -393,7 +394,7 @@ def extend(**opts):
     if not opts["new_entities"] and not opts["new_relations"]:
         raise click.UsageError("give --new-entities and/or --new-relations")
     _preflight(
-        opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"]),
+        opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"], opts["replay"]),
         config=opts["config"], report=opts["report"], out_format=opts["out_format"],
     )
     _check_strategy(opts)
@@ -418,6 +419,7 @@ def extend(**opts):
             settings,
             new_relations=opts["new_relations"],
             skip_unknown=opts["skip_unknown"],
+            replay=opts["replay"],
             progress=opts["progress"],
             strategy=opts["strategy"],
             shards=opts["shards"],

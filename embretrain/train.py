@@ -42,6 +42,9 @@ class Embeddings:
     # vocabulary. `extend` passes only the new entities that have training examples, so the others keep
     # their initial vector exactly. (A list of the new ids only: never an array the size of the old table.)
     negative_new_ids: np.ndarray | None = None
+    # `extend --replay`: old triples int64 [m, 3] replayed each step with negatives drawn from the new
+    # entities only, so new rows are pushed out of old queries' answers (see _replay_loss).
+    replay_ids: np.ndarray | None = None
 
     @property
     def entity(self) -> SplitTable:
@@ -72,6 +75,12 @@ class Embeddings:
             return pick
         new_ids = tf.constant(self.negative_new_ids, dtype=tf.int64)
         return tf.where(pick < n_old, pick, tf.gather(new_ids, tf.maximum(pick - n_old, 0)))
+
+    def new_entity_pool(self) -> np.ndarray:
+        """New entity ids that may move: the trained ones when some new entity has no example, else all."""
+        if self.negative_new_ids is not None:
+            return np.asarray(self.negative_new_ids, dtype=np.int64)
+        return np.arange(self.entity.n_old, self.entity.n_rows, dtype=np.int64)
 
     def trainable(self) -> list:
         out = []
@@ -153,7 +162,7 @@ def _chunking(settings: Settings, b):
 def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
     import tensorflow as tf
 
-    scorer, k = emb.scorer, settings.negatives
+    k = settings.negatives
     h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
     b = tf.shape(batch)[0]
     chunk, n_chunks = _chunking(settings, b)
@@ -165,10 +174,19 @@ def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
         # gradient, wasted work. Corrupt the frozen side instead (random when both or neither are new).
         h_new, t_new = h >= n_old, t >= n_old
         corrupt_head = tf.where(h_new & ~t_new, False, tf.where(t_new & ~h_new, True, corrupt_head))
+    return _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk, settings)
+
+
+def _corrupted_loss(emb: Embeddings, h, r, t, neg, corrupt_head, chunk: int, settings: Settings):
+    """Mean loss of positives ``(h, r, t)`` [b] against chunked negatives ``neg`` [n_chunks, K] replacing the
+    head (``corrupt_head``) or the tail of each positive."""
+    import tensorflow as tf
+
+    scorer, k, b = emb.scorer, settings.negatives, tf.shape(h)[0]
     # one lookup (one partition/stitch) for every entity id the batch needs
     vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
     hv, tv = vecs[:b], vecs[b : 2 * b]
-    nv = tf.reshape(vecs[2 * b :], [n_chunks, k, emb.entity.width])
+    nv = tf.reshape(vecs[2 * b :], [-1, k, emb.entity.width])
     rv = emb.relation.lookup(r)
     pos = scorer.score(hv, rv, tv)
     # the open side of each positive as a query: a corrupted head is matched against t - r (TransE), ...
@@ -180,6 +198,23 @@ def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
             tf.reduce_mean(tf.reduce_sum(tf.square(vecs), -1)) + tf.reduce_mean(tf.reduce_sum(tf.square(rv), -1))
         )
     return loss
+
+
+def _replay_loss(emb: Embeddings, replay, new_pool, b, rng, settings: Settings):
+    """``b`` old triples drawn from ``replay`` [m, 3], each corrupted with new entities from ``new_pool`` only.
+
+    In a full retrain every old triple meets new entities among its negatives, which keeps new rows out of
+    old queries' answers; the delta alone never does that. Old rows are frozen, so the only gradient here
+    is the one pushing a new row down for an old query.
+    """
+    import tensorflow as tf
+
+    batch = tf.gather(replay, rng.uniform([b], 0, tf.shape(replay, out_type=tf.int64)[0], dtype=tf.int64))
+    chunk, n_chunks = _chunking(settings, b)
+    pick = rng.uniform([n_chunks, settings.negatives], 0, tf.shape(new_pool, out_type=tf.int64)[0], dtype=tf.int64)
+    corrupt_head = rng.uniform([b]) < 0.5
+    return _corrupted_loss(emb, batch[:, 0], batch[:, 1], batch[:, 2], tf.gather(new_pool, pick), corrupt_head,
+                           chunk, settings)
 
 
 def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
@@ -251,6 +286,11 @@ def fit(
     ds = ds.shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
     ds = ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
 
+    replay = new_pool = None
+    if emb.replay_ids is not None and len(emb.replay_ids) and not pair and len(emb.new_entity_pool()):
+        replay = tf.constant(emb.replay_ids, dtype=tf.int64)
+        new_pool = tf.constant(emb.new_entity_pool(), dtype=tf.int64)
+
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, ids.shape[1]], tf.int64),
@@ -263,6 +303,8 @@ def fit(
                 loss = _pair_loss(emb, batch, batch_weights, rng, settings)
             else:
                 loss = _triple_loss(emb, batch, rng, settings)
+                if replay is not None:
+                    loss += _replay_loss(emb, replay, new_pool, tf.shape(batch)[0], rng, settings)
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
         return loss
