@@ -10,6 +10,10 @@ tf = pytest.importorskip("tensorflow")
 from embretrain.errors import UsageError  # noqa: E402
 from embretrain.models import MODELS, get_model  # noqa: E402
 
+# every scorer and both TransE norms (L2 takes the matrix-product path)
+EVERY_SCORER = [("transe", {"norm": 1}), ("transe", {"norm": 2}), ("distmult", {}), ("complex", {}), ("rotate", {}),
+                ("dot", {})]
+
 
 def test_transe_known_values():
     h, r, t = (tf.constant([[1.0, 2.0]]), tf.constant([[0.5, 0.5]]), tf.constant([[1.0, 1.0]]))
@@ -35,10 +39,7 @@ def test_rotate_is_a_rotation():
     assert get_model("rotate", {"gamma": 5.0}).score(h, r, t).numpy()[0] == pytest.approx(5.0, abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    "name,params",
-    [("transe", {"norm": 1}), ("transe", {"norm": 2}), ("distmult", {}), ("complex", {}), ("rotate", {}), ("dot", {})],
-)
+@pytest.mark.parametrize("name,params", EVERY_SCORER)
 def test_score_tails_and_heads_match_broadcast_scoring(name, params):
     model = get_model(name, params)
     rng = np.random.default_rng(1)
@@ -55,10 +56,7 @@ def test_score_tails_and_heads_match_broadcast_scoring(name, params):
     np.testing.assert_allclose(model.score_heads(r, t, ent).numpy(), want_heads, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "name,params",
-    [("transe", {"norm": 1}), ("transe", {"norm": 2}), ("distmult", {}), ("complex", {}), ("rotate", {}), ("dot", {})],
-)
+@pytest.mark.parametrize("name,params", EVERY_SCORER)
 def test_chunked_match_equals_scoring_each_negative(name, params):
     """The training step's shared negatives: chunks [n, C] of queries against [n, K] candidates per chunk."""
     model = get_model(name, params)
