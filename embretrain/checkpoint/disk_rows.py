@@ -70,6 +70,17 @@ def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = _ALIGN)
 # --------------------------------------------------------------------------- the open input file
 
 
+def pread_exact(fd: int, buf: np.ndarray, offset: int, path) -> None:
+    """Fill the C-contiguous ``buf`` from ``fd`` at ``offset``; short reads are retried, end of file is a
+    CheckpointError naming ``path``. (os.preadv into the array itself: no intermediate bytes object.)"""
+    view = memoryview(buf).cast("B")
+    while view.nbytes:
+        n = os.preadv(fd, [view], offset)
+        if n <= 0:
+            raise CheckpointError(f"{path}: unexpected end of file at byte {offset}; it is truncated")
+        view, offset = view[n:], offset + n
+
+
 class Source:
     """An input checkpoint held open read-only for the rest of a run: a file descriptor for raw row
     reads and an h5py handle for names and non-raw layouts, both on the same inode.
@@ -107,12 +118,7 @@ class Source:
 
     def pread_into(self, buf: np.ndarray, offset: int) -> None:
         """Fill the C-contiguous ``buf`` with the file's bytes from ``offset`` (short reads retried)."""
-        view = memoryview(buf).cast("B")
-        while view.nbytes:
-            n = os.preadv(self.fd, [view], offset)
-            if n <= 0:
-                raise CheckpointError(f"{self.path}: unexpected end of file at byte {offset}; it is truncated")
-            view, offset = view[n:], offset + n
+        pread_exact(self.fd, buf, offset, self.path)
 
     def close(self) -> None:
         with self._lock:

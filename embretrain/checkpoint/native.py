@@ -54,6 +54,7 @@ from .disk_rows import (
     _raw_offset,
     aligned_empty,
     blocks,
+    pread_exact,
     read_name_block,
 )
 
@@ -558,21 +559,12 @@ def _read_tables(path: Path, layout: _Layout, fd: int | None, verify: bool) -> d
 
         def fill(block: np.ndarray, start: int, offset=offset, dset=dset, row_bytes=row_bytes) -> None:
             if offset is not None:
-                _pread_exact(fd, block, offset + start * row_bytes, path)
+                pread_exact(fd, block, offset + start * row_bytes, path)
             elif len(block):
                 dset.read_direct(block, np.s_[start : start + len(block)])  # converts dtype and byte order
 
         out[name] = (table, _scan_table(path, name, table.shape, fill, verify and "sha256" in dset.attrs, table))
     return out
-
-
-def _pread_exact(fd: int, block: np.ndarray, offset: int, path: Path) -> None:
-    view = memoryview(block).cast("B")
-    while view.nbytes:
-        n = os.preadv(fd, [view], offset)
-        if n <= 0:
-            raise CheckpointError(f"{path}: unexpected end of file at byte {offset}; it is truncated")
-        view, offset = view[n:], offset + n
 
 
 def _scan_table(path: Path, name: str, shape, fill, want_digest: bool, into: np.ndarray | None):
