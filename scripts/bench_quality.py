@@ -22,6 +22,10 @@ Protocol (issue 3), on a dataset of ``train``/``valid``/``test`` TSV files, with
     python scripts/bench_quality.py --from-json bench/wn-transe/results.json   # re-render the Markdown
     python scripts/bench_quality.py --update-docs docs/BENCHMARKS.md --from-json docs/quality/*.json
 
+``--diagnose`` (one step) also runs the main extend from the full retrain's old rows (a control: what
+``extend`` makes of old rows that were trained knowing the delta) and breaks new-entity MRR down by the
+new entity's number of delta triples, to tell a weak method from information the frozen rows lack.
+
 Extend runs that give no ``--init`` start from Glorot (``--init xavier``), whatever the preset says.
 ``--reuse`` keeps base/full checkpoints already in ``--out-dir`` (same split and settings) so extend
 variants can be compared without paying for the two trainings again.
@@ -38,6 +42,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -327,10 +332,9 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
     rows.append({"run": "full retrain", "wall_s": full["wall_s"], "train_s": full["train_s"], "epochs": full["epochs"],
                  "examples": full["examples"], "new": full_new, "old": full_old})
 
-    variants = [("no training (xavier)", ["--epochs", "0"])] if not opts.no_baseline else []
-    variants += parse_variants(opts)
-    for label, extra in variants:
-        prev = Path(b["ckpt"])
+    def extend_run(label: str, extra: list[str], first: Path) -> dict[str, Any]:
+        """Every night of ``extend`` with ``extra`` options from ``first``: the row of the table (and its nights)."""
+        prev = first
         wall_total = train_total = 0.0
         per_night = []
         all_identical = True
@@ -363,17 +367,96 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
                 })
             prev = ckpt
         row = {"run": label, "args": extra, "wall_s": round(wall_total, 2), "train_s": round(train_total, 3),
-               "epochs": summary["epochs"], "examples": summary["examples_used"],
+               "epochs": summary["epochs"], "examples": summary["examples_used"], "ckpt": str(prev),
                "old_rows_identical": all_identical, "new": evaluate(prev, f_new),
                "old": evaluate(prev, f_old) if not opts.skip_old_eval or label == "extend" else None}
         row["mrr_vs_full"] = row["new"]["mrr"] / full_new["mrr"] if full_new["mrr"] else None
         row["time_vs_full"] = row["wall_s"] / full["wall_s"]
-        rows.append(row)
         result["nights"] += per_night
+        return row
+
+    variants = [("no training (xavier)", ["--epochs", "0"])] if not opts.no_baseline else []
+    variants += parse_variants(opts)
+    for label, extra in variants:
+        rows.append(extend_run(label, extra, Path(b["ckpt"])))
         (out / "results.json").write_text(json.dumps(result, indent=2))
+    if opts.diagnose:
+        diagnose(result, nights, Path(b["ckpt"]), Path(full["ckpt"]), out, t_all, extend_run, evaluate)
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(render_markdown(result))
     return result
+
+
+CONTROL = "control: extend from the full retrain's old rows"
+DEGREE_BUCKETS = (("1", 1, 1), ("2", 2, 2), ("3-5", 3, 5), ("6+", 6, None))
+
+
+def restrict_checkpoint(source: Path, like: Path, dest: Path) -> Path:
+    """``source``'s rows of the entities and relations ``like`` has, in ``like``'s order, written to ``dest``.
+
+    The control of ``--diagnose``: the full retrain's checkpoint cut back to the base vocabulary is what
+    the base would have been had its old rows been trained knowing the delta.
+    """
+    from embretrain import api
+    from embretrain.checkpoint import Checkpoint
+
+    src, ref = api.load(source), api.load(like)
+    ent = {n: i for i, n in enumerate(src.entities)}
+    rel = {n: i for i, n in enumerate(src.relations)}
+    e_ids = np.array([ent[n] for n in ref.entities], dtype=np.int64)
+    r_ids = np.array([rel[n] for n in ref.relations], dtype=np.int64)
+    api.save(Checkpoint(
+        model=src.model, entities=list(ref.entities), relations=list(ref.relations),
+        entity_tables={k: np.ascontiguousarray(np.asarray(t)[e_ids]) for k, t in src.entity_tables.items()},
+        relation_tables={k: np.ascontiguousarray(np.asarray(t)[r_ids]) for k, t in src.relation_tables.items()},
+        params=dict(src.params),
+    ), dest)
+    return dest
+
+
+def degree_buckets(test: list[Triple], delta: list[Triple], new: set) -> dict[str, list[Triple]]:
+    """Test triples by how many delta triples their new entity has (the fewer of two new ones)."""
+    degree: dict[str, int] = defaultdict(int)
+    for h, _, t in delta:
+        for e in {h, t} & new:
+            degree[e] += 1
+    out: dict[str, list[Triple]] = {name: [] for name, _, _ in DEGREE_BUCKETS}
+    for tr in test:
+        d = min(degree[e] for e in (tr[0], tr[2]) if e in new)
+        for name, lo, hi in DEGREE_BUCKETS:
+            if d >= lo and (hi is None or d <= hi):
+                out[name].append(tr)
+    return out
+
+
+def diagnose(result, nights, base_ckpt: Path, full_ckpt: Path, out: Path, t_new, extend_run, evaluate) -> None:
+    """``--diagnose``: where the gap to the full retrain comes from.
+
+    1. The control: the main extend run started from the full retrain's old rows (cut to the base
+       vocabulary) instead of the base's. Same method, same delta; only what the frozen rows know differs.
+       If the control matches the full retrain while extend does not, the gap is information the base's
+       old rows never saw (the delta's links between old and new entities), which no new-row placement
+       can add while old rows stay bit-identical.
+    2. New-entity MRR by the new entity's number of delta triples, for full retrain, extend and control.
+    """
+    if len(nights) != 2:
+        logger.warning("--diagnose applies to one-step runs, not to --chain; skipped")
+        return
+    rows = result["runs"]
+    main = next(r for r in rows if r["run"] == "extend")
+    control_start = restrict_checkpoint(full_ckpt, base_ckpt, out / "full-old-rows.h5")
+    control = extend_run(CONTROL, main["args"], control_start)
+    control["control"] = True
+    rows.append(control)
+    buckets = degree_buckets(t_new, nights[-1].delta, set(nights[-1].new_entities))
+    ckpts = {"full retrain": full_ckpt, "extend": Path(main["ckpt"]), "control": Path(control["ckpt"])}
+    result["by_degree"] = []
+    for name, triples in buckets.items():
+        if not triples:
+            continue
+        f = write_tsv(out / f"test-new-degree-{name}.tsv", triples)
+        result["by_degree"].append({"delta_triples": name, "test": len(triples),
+                                    **{k: evaluate(c, f)["mrr"] for k, c in ckpts.items()}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +488,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         ratio = r.get("mrr_vs_full")
         tratio = r.get("time_vs_full")
         target = ""
-        if ratio is not None:
+        if ratio is not None and not r.get("control"):
             met = ratio >= 0.95 and tratio <= 1 / 20 and r.get("old_rows_identical") and _old_ok(r, full)
             target = " (target met)" if met else ""
         lines.append(
@@ -415,6 +498,14 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"| {'-' if tratio is None else '1/' + format(1 / tratio, '.1f')} "
             f"| {'-' if 'old_rows_identical' not in r else ('yes' if r['old_rows_identical'] else 'NO')} |"
         )
+    if result.get("by_degree"):
+        lines += ["", "New-entity MRR by the new entity's number of delta triples (`--diagnose`; the control starts "
+                      "`extend` from the full retrain's old rows, so it is not an `extend` users can run):", "",
+                  "| delta triples per new entity | test triples | full retrain | extend | control |",
+                  "|---|---:|---:|---:|---:|"]
+        for d in result["by_degree"]:
+            lines.append(f"| {d['delta_triples']} | {d['test']} | {_f(d['full retrain'])} | {_f(d['extend'])} "
+                         f"| {_f(d['control'])} |")
     if result.get("nights"):
         lines += ["", "Chain, night by night:", "",
                   "| variant | night | new entities | delta triples | wall s | MRR new tonight | MRR new so far "
@@ -467,7 +558,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
              "| target |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for res in results:
-        runs = [r for r in res["runs"] if "mrr_vs_full" in r and not r["run"].startswith("no training")]
+        runs = [r for r in res["runs"] if "mrr_vs_full" in r and not r["run"].startswith("no training")
+                and not r.get("control")]
         full = next(r for r in res["runs"] if r["run"] == "full retrain")
         fast = [r for r in runs if r["time_vs_full"] <= 1 / 20]
         eligible = [r for r in fast if _old_ok(r, full)] or fast or runs
@@ -552,6 +644,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--extend-args", help="more options for the main extend run, e.g. '--init neighbors --valid-fraction 0.1'")
     p.add_argument("--variant", action="append", help="another extend run: 'LABEL=OPTIONS' (repeatable)")
     p.add_argument("--no-baseline", action="store_true", help="skip the no-training baseline")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also run the main extend from the full retrain's old rows (the control) and break new-entity "
+                        "MRR down by the new entity's number of delta triples")
     p.add_argument("--old-sample", type=int, default=1000, help="score at most N old-only test triples (seeded sample) [1000]; 0 = all")
     p.add_argument("--skip-old-eval", action="store_true", help="score test-old only for the main extend run")
     p.add_argument("--reuse", action="store_true", help="reuse base/full checkpoints of an identical earlier run in --out-dir")

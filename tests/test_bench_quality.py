@@ -145,3 +145,44 @@ def test_update_docs_replaces_only_the_quality_section(bench, tmp_path):
     hog = {**result, "runs": [result["runs"][0], {**result["runs"][1], "old": {"mrr": 0.2}}]}
     bench.update_docs(doc, [hog])
     assert "| 0.290 / 0.300 |" not in doc.read_text() and "| 0.200 / 0.300 | yes | missed |" in doc.read_text()
+
+
+def test_diagnose_runs_the_control_from_the_full_retrains_old_rows(bench, dataset, tmp_path):
+    d, _ = dataset
+    out = tmp_path / "diag"
+    argv = ["--dataset", str(d), "--model", "transe", "--dim", "8", "--epochs", "3", "--batch-size", "64",
+            "--negatives", "4", "--fraction", "0.2", "--out-dir", str(out), "--in-process", "--no-baseline",
+            "--diagnose", "--extend-args", "--init neighbors"]
+    assert bench.main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    runs = {r["run"]: r for r in result["runs"]}
+    control = runs[bench.CONTROL]
+    assert control["control"] is True and control["args"] == runs["extend"]["args"] == ["--init", "neighbors"]
+    # the control grows the full retrain's rows of the base vocabulary, and keeps them bit-identical
+    from embretrain import api
+
+    start, base, full = (api.load(out / f) for f in ("full-old-rows.h5", "base.h5", "full.h5"))
+    assert start.entities == base.entities and start.relations == base.relations
+    row = {n: i for i, n in enumerate(full.entities)}
+    name = base.entities[3]
+    assert (start.entity_tables["entity_embeddings"][3] == full.entity_tables["entity_embeddings"][row[name]]).all()
+    assert control["old_rows_identical"] is True and control["new"]["test_examples"] == result["counts"]["test_new"]
+    # every new-entity test triple lands in one degree bucket, each scored for the three checkpoints
+    by_degree = result["by_degree"]
+    assert sum(b["test"] for b in by_degree) == result["counts"]["test_new"]
+    assert all(0 < b[k] <= 1 for b in by_degree for k in ("full retrain", "extend", "control"))
+    md = (out / "results.md").read_text()
+    assert "| control" not in md.split("| extend |")[0]  # the control comes after the runs users can make
+    assert "delta triples per new entity" in md
+    # the control is never the summary's "best extend run"
+    summary = bench.summary_table([result])
+    assert "control" not in summary
+
+
+def test_degree_buckets_use_the_rarer_new_entity(bench):
+    delta = [("n1", "r", "o1"), ("n2", "r", "o1"), ("n2", "r", "o2"), ("n2", "r", "o3")] + \
+            [("n3", "r", f"o{i}") for i in range(7)]
+    test = [("n1", "r", "o9"), ("o9", "r", "n2"), ("n3", "r", "o8"), ("n1", "r", "n3")]
+    got = bench.degree_buckets(test, delta, {"n1", "n2", "n3"})
+    assert got == {"1": [("n1", "r", "o9"), ("n1", "r", "n3")], "2": [], "3-5": [("o9", "r", "n2")],
+                   "6+": [("n3", "r", "o8")]}
