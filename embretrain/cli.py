@@ -133,7 +133,7 @@ def training_options(func):
 
 
 MODEL_CHOICE = click.Choice(["transe", "distmult", "complex", "rotate", "dot"])
-_LOAD_KEYS = ("entity_var", "relation_var", "entity_vocab", "relation_vocab", "model")
+_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model")
 
 
 def checkpoint_options(func):
@@ -141,6 +141,7 @@ def checkpoint_options(func):
     options = [
         click.option("--entity-var", help="TF/Keras: key of the entity table, e.g. 'embedding' or 'layers/embedding/vars/0' [the one 2-D float32 variable that fits]."),
         click.option("--relation-var", help="TF/Keras: key of the relation table (triple models)."),
+        click.option("--context-var", help="TF/Keras: key of the context table of an untied dot model (word2vec's second matrix), grown and frozen like the entity table."),
         click.option("--entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names, row i on line i+1 [<ckpt>.entities.tsv]."),
         click.option("--relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names [<ckpt>.relations.tsv]."),
         click.option("--model", type=MODEL_CHOICE, help="TF/Keras: the scoring model [dot for an entity table alone]."),

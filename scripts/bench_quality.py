@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -339,7 +340,7 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
         per_night = []
         all_identical = True
         for night in nights[1:]:
-            tag = f"{label}-n{night.night}".replace(" ", "_").replace("(", "").replace(")", "")
+            tag = re.sub(r"[^\w.-]+", "_", f"{label}-n{night.night}")  # a plain file name whatever the label
             ent_file = write_tsv(out / f"new-entities-{night.night}.tsv", night.new_entities)
             args = ["extend", "--ckpt", str(prev), "--new-entities", str(ent_file),
                     "--data", str(write_tsv(out / f"delta-{night.night}.tsv", night.delta)),

@@ -100,6 +100,32 @@ def test_tf1_saver_program_restores_the_grown_checkpoint(tmp_path, inputs):
     assert again.entities == OLD + NEW and again.extras["keys"] == {ENTITY_TABLE: "embedding"}
 
 
+def test_tf1_word2vec_pair_of_tables_grows_both_with_context_var(tmp_path, inputs):
+    """A skip-gram program keeps two [n, d] tables (target, context): --context-var names the second one."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        tf.compat.v1.set_random_seed(0)
+        for name in ("target", "context"):
+            tf.compat.v1.get_variable(name, [N_E, DIM])
+        tf.compat.v1.get_variable("W", [DIM, 2])
+        sess.run(tf.compat.v1.global_variables_initializer())
+        tf.compat.v1.train.Saver().save(sess, str(tmp_path / "w2v.ckpt"))
+    reader = tf.train.load_checkpoint(str(tmp_path / "w2v.ckpt"))
+    before = {k: reader.get_tensor(k) for k in ("target", "context", "W")}
+    out = tmp_path / "w2v-grown.ckpt"
+    _extend(tmp_path / "w2v.ckpt", out, inputs, "--entity-vocab", str(inputs["vocab"]), "--model", "dot",
+            "--entity-var", "target", "--context-var", "context")
+    reader = tf.train.load_checkpoint(str(out))
+    after = {k: reader.get_tensor(k) for k in ("target", "context", "W")}
+    for name in ("target", "context"):
+        assert after[name].shape == (N_E + K, DIM)
+        assert _bits(after[name][:N_E]) == _bits(before[name]), name
+        assert np.isfinite(after[name][N_E:]).all()
+    assert _bits(after["W"]) == _bits(before["W"])
+    again = load(out)
+    assert again.extras["keys"] == {ENTITY_TABLE: "target", "context_embeddings": "context"}
+    assert again.entities == OLD + NEW
+
+
 def test_tf1_candidates_are_listed_when_no_variable_fits(tmp_path):
     tf1_program(N_E, save_to=tmp_path / "model.ckpt")
     with pytest.raises(CheckpointError) as err:

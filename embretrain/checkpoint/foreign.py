@@ -231,7 +231,7 @@ def build_checkpoint(
         RELATION_TABLE: opts.relation_var or (None if opts.entity_var else meta_keys.get(RELATION_TABLE)),
         CONTEXT_TABLE: opts.context_var or (None if opts.entity_var else meta_keys.get(CONTEXT_TABLE)),
     }
-    options = {ENTITY_TABLE: "--entity-var", RELATION_TABLE: "--relation-var", CONTEXT_TABLE: "context_var"}
+    options = {ENTITY_TABLE: "--entity-var", RELATION_TABLE: "--relation-var", CONTEXT_TABLE: "--context-var"}
     keys = {name: _resolve_key(specs, key, options[name], path) for name, key in wanted.items() if key}
 
     ent_vocab_path, ent_rows = _vocab_rows(opts.entity_vocab, sidecar(sidecar_base, "entities"))
