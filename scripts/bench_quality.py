@@ -545,6 +545,14 @@ Every table below is generated from the JSON next to it (`docs/quality/*.json`) 
 """
 
 
+DIAGNOSIS_INTRO = """\
+`--diagnose` runs the same `extend` twice: from the base (what users run) and, as a control, from the full
+retrain's rows of the old entities (the full checkpoint cut back to the base vocabulary). Same method, same delta,
+same new entities; the only difference is whether the frozen old rows were trained knowing the delta's links. The
+last two columns compare full retrain and `extend` on new entities with many and with one delta triple.
+"""
+
+
 def _old_ok(run: dict[str, Any], full: dict[str, Any]) -> bool | None:
     """Old-only MRR (ranked among every entity, new ones included) at least 0.95 x the full retrain's; None: not scored."""
     if not run.get("old") or not full.get("old"):
@@ -559,6 +567,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
              "| target |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for res in results:
+        if res.get("by_degree"):  # a --diagnose run: in diagnosis_table
+            continue
         runs = [r for r in res["runs"] if "mrr_vs_full" in r and not r["run"].startswith("no training")
                 and not r.get("control")]
         full = next(r for r in res["runs"] if r["run"] == "full retrain")
@@ -577,6 +587,31 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             f"| {'met' if met else 'missed'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def diagnosis_table(results: list[dict[str, Any]]) -> str:
+    """One line per ``--diagnose`` run: extend and the control (from the full retrain's old rows) against the full retrain."""
+    lines = ["| dataset | model | seed | extend args | new MRR full | extend | extend / full | control | control / full "
+             "| full / extend, 6+ delta triples | full / extend, 1 delta triple |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for res in results:
+        if not res.get("by_degree"):
+            continue
+        full = next(r for r in res["runs"] if r["run"] == "full retrain")
+        ext = next(r for r in res["runs"] if r["run"] == "extend")
+        ctl = next(r for r in res["runs"] if r.get("control"))
+        deg = {d["delta_triples"]: d for d in res["by_degree"]}
+
+        def gap(bucket: str) -> str:
+            d = deg.get(bucket)
+            return _f(d["full retrain"] / d["extend"], 2) if d and d["extend"] else "-"
+
+        lines.append(
+            f"| {res['dataset']} | {res['model']} | {res['seed']} | `{' '.join(ext['args']) or 'defaults'}` "
+            f"| {_f(full['new']['mrr'])} | {_f(ext['new']['mrr'])} | {_f(ext['mrr_vs_full'], 2)} "
+            f"| {_f(ctl['new']['mrr'])} | {_f(ctl['mrr_vs_full'], 2)} | {gap('6+')} | {gap('1')} |"
+        )
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def merge_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -605,6 +640,9 @@ def merge_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def quality_section(results: list[dict[str, Any]], notes: str = "") -> str:
     results = merge_results(results)
     parts = ["## Quality\n", QUALITY_INTRO, "### Summary\n", summary_table(results)]
+    diagnosis = diagnosis_table(results)
+    if diagnosis:
+        parts += ["### Where the gap comes from (`--diagnose`)\n", DIAGNOSIS_INTRO, diagnosis]
     if notes:
         parts.append(notes.strip() + "\n")
     for res in results:
