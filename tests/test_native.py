@@ -466,3 +466,128 @@ def test_save_rejects_duplicate_names(tmp_path, triple_ckpt):
 def test_save_into_missing_directory_is_usage_error(tmp_path, triple_ckpt):
     with pytest.raises(UsageError, match="does not exist"):
         native.save(triple_ckpt, tmp_path / "missing" / "m.h5")
+
+
+# --------------------------------------------------------------------------- names: fast and plain paths
+
+
+@pytest.fixture(params=["string-dtype", "bytes"])
+def name_reader(request, monkeypatch):
+    """Run a test with names read into numpy's StringDType (when this numpy has it) and as Python bytes."""
+    from embretrain.checkpoint import disk_rows
+
+    if request.param == "bytes":
+        monkeypatch.setattr(disk_rows, "_STRING_DTYPE", None)
+    return request.param
+
+
+def _names_file(path, names, *, dtype=None, table_rows=None, sha=True):
+    """A minimal pair-model checkpoint whose names were written by plain h5py (``dtype``: how)."""
+    n = len(names) if table_rows is None else table_rows
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "embretrain", "format_version": 1, "model": "dot", "dim": 2, "params": "[]"})
+        if dtype == "fixed":
+            f.create_dataset("entities", data=np.array([s.encode("utf-8") for s in names], dtype="S"))
+        elif dtype == "ascii-bytes":  # h5py's default tag for bytes: ASCII, holding UTF-8 anyway
+            data = np.empty(len(names), dtype=object)
+            data[:] = [s.encode("utf-8") for s in names]
+            f.create_dataset("entities", data=data, dtype=h5py.string_dtype("ascii"))
+        else:  # str objects, the way most users write names
+            data = np.empty(len(names), dtype=object)
+            data[:] = names
+            f.create_dataset("entities", data=data, dtype=h5py.string_dtype("utf-8"))
+        if sha:
+            f["entities"].attrs["sha256"] = native.vocab_sha256(names)
+        table = f.create_dataset("entity_embeddings", data=np.ones((n, 2), np.float32))
+        table.attrs["indexed_by"] = "entities"
+        if sha:
+            table.attrs["sha256"] = native.table_sha256(np.ones((n, 2), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("mode", native.OLD_ROWS)
+@pytest.mark.parametrize("dtype", ["utf-8-str", "ascii-bytes", "fixed"])
+def test_names_written_by_plain_h5py_load_in_both_modes(tmp_path, name_reader, mode, dtype):
+    names = ENTITIES + [f"n{i}" for i in range(50)] + ["ünïcödé", "🙂 emoji", "line\nbreak"]
+    if dtype == "fixed":
+        names = [n for n in names if n]  # fixed-length strings cannot hold a trailing NUL anyway
+    path = _names_file(tmp_path / "plain.h5", names, dtype=dtype)
+    ckpt = native.load(path, old_rows=mode)
+    assert ckpt.checksums == "verified"
+    assert list(ckpt.entities) == names
+    assert native.describe(path)["vocabularies"]["entities"]["checksum"] == "ok"
+
+
+@pytest.mark.parametrize("mode", native.OLD_ROWS)
+def test_non_ascii_names_round_trip_through_the_fast_save_and_plain_h5py(tmp_path, name_reader, mode, monkeypatch):
+    monkeypatch.setattr(native, "_NAME_BLOCK", 7)  # many blocks, the last one short
+    names = ENTITIES + [f"名前{i}" for i in range(40)] + ["a\nb", "é" * 300]
+    path = _names_file(tmp_path / "in.h5", names)
+    ckpt = native.load(path, old_rows=mode, read_only=True)
+    from embretrain.checkpoint.disk_rows import NameStack, RowStack
+
+    new = ["Genève", "ß", "新"]
+    grown = Checkpoint(
+        model="dot",
+        entities=NameStack(ckpt.entities, new, ckpt.digest("entities")),
+        relations=[],
+        entity_tables={ENTITY_TABLE: RowStack([ckpt.entity_tables[ENTITY_TABLE], np.zeros((3, 2), np.float32)],
+                                              ckpt.digest(ENTITY_TABLE))},
+    )
+    native.save(grown, tmp_path / "out.h5")
+    with h5py.File(tmp_path / "out.h5") as f:
+        dset = f["entities"]
+        info = h5py.check_string_dtype(dset.dtype)
+        assert (dset.ndim, info.encoding, info.length) == (1, "utf-8", None)
+        assert dset.asstr()[:].tolist() == names + new
+        assert dset.attrs["sha256"] == native.vocab_sha256(names + new)
+        assert f.attrs["format_version"] == 1
+    assert list(native.load(tmp_path / "out.h5").entities) == names + new
+
+
+@pytest.mark.parametrize("mode", native.OLD_ROWS)
+def test_duplicate_in_a_big_vocabulary_is_caught_across_blocks(tmp_path, name_reader, mode, monkeypatch):
+    monkeypatch.setattr(native, "_NAME_BLOCK", 1000)
+    names = [f"entity/{i}" for i in range(5000)]
+    names[4321] = names[17]
+    path = _names_file(tmp_path / "dup.h5", names)
+    with pytest.raises(CheckpointError, match=r"dup\.h5: /entities lists 'entity/17' twice \(rows 17 and 4321\)"):
+        native.load(path, old_rows=mode)
+
+
+@pytest.mark.parametrize("mode", native.OLD_ROWS)
+def test_colliding_name_hashes_are_compared_exactly(tmp_path, mode, monkeypatch):
+    """Uniqueness is checked on 64-bit hashes; a collision alone must not fail a load, a real repeat must."""
+    monkeypatch.setattr(native, "_name_hashes", lambda names: np.zeros(len(names), dtype=np.int64))
+    monkeypatch.setattr(native, "hash", lambda item: 0, raising=False)
+    names = [f"x{i}" for i in range(300)]
+    assert list(native.load(_names_file(tmp_path / "ok.h5", names), old_rows=mode).entities) == names
+    names[299] = "x3"
+    with pytest.raises(CheckpointError, match=r"lists 'x3' twice \(rows 3 and 299\)"):
+        native.load(_names_file(tmp_path / "dup.h5", names), old_rows=mode)
+
+
+@pytest.mark.parametrize("mode", native.OLD_ROWS)
+@pytest.mark.parametrize("charset", ["utf-8", "ascii"])
+def test_names_that_are_not_utf8_fail_naming_the_file(tmp_path, name_reader, mode, charset):
+    path = tmp_path / "latin1.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "embretrain", "format_version": 1, "model": "dot", "dim": 2, "params": "[]"})
+        data = np.empty(3, dtype=object)
+        data[:] = [b"ok", "Z\u00fcrich".encode("latin-1"), b"x"]
+        f.create_dataset("entities", data=data, dtype=h5py.string_dtype(charset))
+        f.create_dataset("entity_embeddings", data=np.ones((3, 2), np.float32)).attrs["indexed_by"] = "entities"
+    with pytest.raises(CheckpointError, match=r"latin1\.h5: /entities holds bytes that are not UTF-8"):
+        native.load(path, old_rows=mode, verify=False)
+
+
+def test_utf8_vlen_names_are_read_into_string_dtype_when_numpy_and_h5py_can(tmp_path):
+    from embretrain.checkpoint.disk_rows import StrReader
+
+    path = _names_file(tmp_path / "fast.h5", ["a", "Zürich", "名前"])
+    with h5py.File(path) as f:
+        read = StrReader(f["entities"])
+        assert read(0, 3) == ["a", "Zürich", "名前"]
+        can = hasattr(np, "dtypes") and hasattr(np.dtypes, "StringDType") and \
+            tuple(int(x) for x in h5py.__version__.split(".")[:2]) >= (3, 14)
+        assert read.fast == can  # the fast path did not quietly fall back

@@ -44,6 +44,7 @@ __all__ = [
     "NameStack",
     "RowStack",
     "Source",
+    "StrReader",
     "aligned_empty",
     "as_array",
     "blocks",
@@ -396,19 +397,46 @@ def is_lazy(table) -> bool:
 # --------------------------------------------------------------------------- names
 
 
-def _decode(raw: list, source: str) -> list[str]:
-    try:
-        return [b.decode("utf-8") if isinstance(b, bytes) else b for b in raw]
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{source} holds bytes that are not UTF-8 ({err})") from err
-
-
 def read_name_block(dset, start: int, stop: int) -> list[bytes]:
     """Names ``[start, stop)`` of a 1-D string dataset as raw bytes (vlen or fixed-length)."""
     raw = dset[start:stop].tolist()  # h5py gives bytes for both vlen and fixed-length strings
     if raw and (type(raw[0]) is not bytes or type(raw[-1]) is not bytes):
         raw = [b if isinstance(b, bytes) else str(b).encode("utf-8") for b in raw]
     return raw
+
+
+_STRING_DTYPE = getattr(getattr(np, "dtypes", None), "StringDType", None)  # numpy >= 2
+
+
+class StrReader:
+    """Names ``[start, stop)`` of a 1-D string dataset as ``str``, decoded as UTF-8 whatever the declared charset.
+
+    A variable-length dataset tagged UTF-8 (what :func:`~.native.save` writes) is read straight into
+    numpy's variable-width ``StringDType`` (numpy >= 2, h5py >= 3.14): HDF5 hands over the strings
+    without h5py building a Python ``bytes`` per name, and ``tolist`` makes the ``str``s in C. Anything
+    else (ASCII-tagged, fixed-length, an older numpy or h5py) is read as bytes and decoded name by name.
+    Both raise ``UnicodeDecodeError`` on bytes that are not UTF-8.
+    """
+
+    def __init__(self, dset):
+        import h5py
+
+        self.dset = dset
+        info = h5py.check_string_dtype(dset.dtype)
+        self.fast = (
+            _STRING_DTYPE is not None and info is not None and info.length is None and info.encoding == "utf-8"
+        )
+
+    def __call__(self, start: int, stop: int) -> list[str]:
+        if self.fast and start < stop:
+            try:
+                return self.dset.astype(_STRING_DTYPE())[start:stop].tolist()
+            except UnicodeError:
+                raise
+            except (TypeError, ValueError, OSError) as err:  # this h5py cannot: bytes from now on
+                logger.debug("reading %s as bytes (%s)", self.dset.name, err)
+                self.fast = False
+        return [b.decode("utf-8") for b in read_name_block(self.dset, start, stop)]
 
 
 class DiskNames(Sequence):
@@ -419,6 +447,7 @@ class DiskNames(Sequence):
         self.name = name
         self._dset = source.h5[name]
         self._n = int(self._dset.shape[0])
+        self._read = StrReader(self._dset)
 
     def __len__(self) -> int:
         return self._n
@@ -431,9 +460,16 @@ class DiskNames(Sequence):
         for start in range(0, self._n, size):
             yield start, read_name_block(self._dset, start, min(self._n, start + size))
 
+    def _str_block(self, start: int, stop: int) -> list[str]:
+        try:
+            return self._read(start, stop)
+        except UnicodeDecodeError as err:
+            raise CheckpointError(f"{self.source.path}: /{self.name} holds bytes that are not UTF-8 ({err})") from err
+
     def name_blocks(self, size: int = NAME_BLOCK) -> Iterator[tuple[int, list[str]]]:
-        for start, raw in self.raw_blocks(size):
-            yield start, _decode(raw, f"{self.source.path}: /{self.name}")
+        """``(start, names)`` blocks, in order."""
+        for start in range(0, self._n, size):
+            yield start, self._str_block(start, min(self._n, start + size))
 
     def __iter__(self) -> Iterator[str]:
         for _, names in self.name_blocks():
@@ -444,11 +480,11 @@ class DiskNames(Sequence):
             start, stop, step = key.indices(self._n)
             if step != 1:
                 return list(self)[key]
-            return _decode(read_name_block(self._dset, start, stop), f"{self.source.path}: /{self.name}") if start < stop else []
+            return self._str_block(start, stop) if start < stop else []
         i = int(key) + (self._n if key < 0 else 0)
         if not 0 <= i < self._n:
             raise IndexError(f"name index {int(key)} out of range")
-        return _decode(read_name_block(self._dset, i, i + 1), f"{self.source.path}: /{self.name}")[0]
+        return self._str_block(i, i + 1)[0]
 
 
 class NameStack(Sequence):

@@ -51,11 +51,11 @@ from .disk_rows import (
     NameStack,
     RowStack,
     Source,
+    StrReader,
     _raw_offset,
     aligned_empty,
     blocks,
     pread_exact,
-    read_name_block,
 )
 
 __all__ = [
@@ -273,40 +273,62 @@ def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     return dset
 
 
-def _decode(raw: list[bytes], path: Path, name: str) -> list[str]:
-    try:
-        return list(map(bytes.decode, raw))  # UTF-8
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
+def _name_blocks(dset: h5py.Dataset, path: Path, name: str) -> Iterator[tuple[int, list[str], bytes]]:
+    """``(start, names, hashed)`` blocks of a vocabulary, in order: the names decoded as UTF-8 (whatever the
+    declared charset) and ``hashed``, their bytes in the vocab_sha256 layout (each name as UTF-8 + newline).
+
+    ``hashed`` is the decoded names encoded again, one ``join`` + ``encode`` per block: for valid UTF-8
+    (the decoder is strict) that is exactly the stored bytes.
+    """
+    n = int(dset.shape[0])
+    read = StrReader(dset)
+    for start in range(0, n, _NAME_BLOCK):
+        try:
+            names = read(start, min(n, start + _NAME_BLOCK))
+        except UnicodeDecodeError as err:
+            raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
+        names.append("")  # the join then ends with the last name's newline
+        hashed = "\n".join(names).encode("utf-8")
+        names.pop()
+        yield start, names, hashed
 
 
-def _duplicate(names: Iterable[str], path: Path, name: str) -> CheckpointError | None:
+def _name_hashes(names: list[str]) -> np.ndarray:
+    return np.fromiter(map(hash, names), dtype=np.int64, count=len(names))
+
+
+def _repeated(hashes: np.ndarray) -> set[int]:
+    """The values that occur more than once in ``hashes`` (sorted in place)."""
+    hashes.sort()
+    same = hashes[1:] == hashes[:-1]
+    return set(np.unique(hashes[1:][same]).tolist()) if same.any() else set()
+
+
+def _check_suspects(candidates: Iterable[tuple[int, str]], path: Path, name: str) -> None:
+    """Raise for the first name listed twice among ``(row, name)`` candidates (names whose hash repeats)."""
     first_row: dict[str, int] = {}
-    for row, item in enumerate(names):
+    for row, item in candidates:
         if item in first_row:
-            return CheckpointError(
+            raise CheckpointError(
                 f"{path}: /{name} lists {item!r} twice (rows {first_row[item]} and {row}); every name must be unique"
             )
         first_row[item] = row
-    return None
 
 
 def _read_names(dset: h5py.Dataset, path: Path, name: str) -> tuple[list[str], object]:
     """All names of a vocabulary (decoded as UTF-8 whatever the declared charset) and their sha256 state.
 
-    Raw bytes are hashed as read (for valid UTF-8 that is exactly vocab_sha256 of the decoded names);
-    uniqueness is one set() unless a duplicate needs naming.
+    Uniqueness: a 64-bit hash per name, sorted (cheaper than a set of a million strings); only names
+    whose hash repeats are compared exactly.
     """
-    n = int(dset.shape[0])
     names: list[str] = []
     digest = hashlib.sha256()
-    for start in range(0, n, _NAME_BLOCK):
-        raw = read_name_block(dset, start, min(n, start + _NAME_BLOCK))
-        names.extend(_decode(raw, path, name))
-        digest.update(b"\n".join(raw))
-        digest.update(b"\n")
-    if len(set(names)) != len(names):
-        raise _duplicate(names, path, name)
+    for _, block, hashed in _name_blocks(dset, path, name):
+        names.extend(block)
+        digest.update(hashed)
+    suspects = _repeated(_name_hashes(names))
+    if suspects:
+        _check_suspects(((row, item) for row, item in enumerate(names) if hash(item) in suspects), path, name)
     return names, digest
 
 
@@ -316,35 +338,19 @@ def _scan_names(dset: h5py.Dataset, path: Path, name: str) -> object:
     Uniqueness without holding every name: a 64-bit hash per name, sorted; only names whose hash
     repeats are compared exactly, in a second pass.
     """
-    n = int(dset.shape[0])
     digest = hashlib.sha256()
-    hashes = np.empty(n, dtype=np.int64)
-    for start in range(0, n, _NAME_BLOCK):
-        raw = read_name_block(dset, start, min(n, start + _NAME_BLOCK))
-        names = _decode(raw, path, name)
-        digest.update(b"\n".join(raw))
-        digest.update(b"\n")
-        hashes[start : start + len(names)] = np.fromiter(map(hash, names), dtype=np.int64, count=len(names))
-    hashes.sort()  # in place: one 8-byte hash per name is all this holds
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    hashes = np.empty(int(dset.shape[0]), dtype=np.int64)
+    for start, names, hashed in _name_blocks(dset, path, name):
+        digest.update(hashed)
+        hashes[start : start + len(names)] = _name_hashes(names)
+    suspects = _repeated(hashes)  # in place: one 8-byte hash per name is all this holds
     del hashes
-    if repeated.size:
-        suspects = set(repeated.tolist())
-
-        def candidates():  # a second pass: only names whose hash repeats are compared exactly
-            for start in range(0, n, _NAME_BLOCK):
-                names = _decode(read_name_block(dset, start, min(n, start + _NAME_BLOCK)), path, name)
-                for i, item in enumerate(names):
-                    if hash(item) in suspects:
-                        yield start + i, item
-
-        first_row: dict[str, int] = {}
-        for row, item in candidates():
-            if item in first_row:
-                raise CheckpointError(
-                    f"{path}: /{name} lists {item!r} twice (rows {first_row[item]} and {row}); every name must be unique"
-                )
-            first_row[item] = row
+    if suspects:  # a second pass: only names whose hash repeats are compared exactly
+        _check_suspects(
+            ((start + i, item) for start, names, _ in _name_blocks(dset, path, name)
+             for i, item in enumerate(names) if hash(item) in suspects),
+            path, name,
+        )
     return digest
 
 
