@@ -4,19 +4,28 @@
 # Usage: nightly.sh PUBLISHED.h5 DAY_DIR
 #   DAY_DIR holds new_entities.tsv and delta.tsv (and new_relations.tsv if relations are added).
 #
-# Steps: extend PUBLISHED.h5 in place (atomic; the previous version is kept as PUBLISHED.h5.1 ..
-# PUBLISHED.h5.$KEEP), verify the new file against the previous one (old rows bit-identical),
-# roll back if verification fails, and log everything with timestamps. Rerunning a day that
-# already succeeded is a no-op (exit 0). Output goes to the log and to stderr (cron mail).
+# Verify first, publish after, so PUBLISHED.h5 only ever holds a whole file that passed verification:
+#   1. extend PUBLISHED.h5 into PUBLISHED.h5.staging (same directory, so the final rename is atomic);
+#      nothing to do (the day was already applied): no file is written, exit 0;
+#   2. embretrain verify PUBLISHED.h5 PUBLISHED.h5.staging (same names first, every old row
+#      bit-identical); on failure the staging file is kept as PUBLISHED.h5.rejected-DATE,
+#      PUBLISHED.h5 is not touched, exit 6;
+#   3. publish: keep the previous versions as PUBLISHED.h5.1 (newest) .. PUBLISHED.h5.$KEEP and rename
+#      the verified file over PUBLISHED.h5, with embretrain's own atomic_write (the code behind
+#      `extend --keep`: hard link + rename, PUBLISHED.h5 is never absent or partial).
+# Everything is logged with timestamps, to the log and to stderr (cron mail). A staging file left by
+# a run that was killed is removed at the start.
 #
 # Environment:
-#   KEEP=7                     previous versions to keep
-#   LOG_DIR=<dir of PUBLISHED>/logs   one log (and one JSON report) per day
+#   KEEP=7                     previous versions to keep (0: none)
+#   LOG_DIR=<dir of PUBLISHED>/logs   one log (and one JSON report of the extend step) per day
 #   EMBRETRAIN=embretrain      the CLI (e.g. /opt/embretrain/venv/bin/embretrain)
+#   PYTHON=<dir of EMBRETRAIN>/python   the python that has embretrain installed (for the publish step)
 #   EXTEND_ARGS=""             extra options for `embretrain extend`, e.g. "--config /etc/embretrain.toml"
 #
 # Exit codes are embretrain's: 0 ok or nothing to do, 2 usage, 3 bad data, 4 bad checkpoint,
-# 5 locked (another run is busy), 6 internal failure (including: verification failed, rolled back).
+# 5 locked (another run is busy), 6 internal failure (including: verification failed, nothing published).
+# Native .h5 checkpoints only (a TF checkpoint is a prefix of several files, not one file to rename).
 set -uo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -30,6 +39,13 @@ EMBRETRAIN=${EMBRETRAIN:-embretrain}
 EXTEND_ARGS=${EXTEND_ARGS:-}
 LOG_DIR=${LOG_DIR:-$(dirname -- "$PUBLISHED")/logs}
 DAY=$(date +%F)
+STAGING=$PUBLISHED.staging
+REJECTED=$PUBLISHED.rejected-$DAY
+
+if [[ ! $KEEP =~ ^[0-9]+$ ]]; then
+    echo "$0: KEEP must be a whole number >= 0, not '$KEEP'" >&2
+    exit 2
+fi
 
 mkdir -p -- "$LOG_DIR" || exit 2
 LOG=$LOG_DIR/nightly-$DAY.log
@@ -37,8 +53,9 @@ REPORT=$LOG_DIR/nightly-$DAY.json
 
 log() { printf '%s nightly %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "$*" | tee -a -- "$LOG" >&2; }
 
-# One nightly at a time for this checkpoint, covering extend + verify + rollback. (The CLI's own lock,
-# PUBLISHED.lock, only covers the extend step.) flock(1) is util-linux; without it we rely on that lock.
+# One nightly at a time for this checkpoint, covering extend + verify + publish (the CLI's own locks
+# only cover one command each: STAGING.lock for extend, PUBLISHED.lock for the publish step below).
+# flock(1) is util-linux; without it two nightlies started at once are not kept apart.
 if command -v flock >/dev/null 2>&1; then
     exec 9>>"$PUBLISHED.nightly.lock"
     if ! flock -n 9; then
@@ -47,49 +64,93 @@ if command -v flock >/dev/null 2>&1; then
     fi
 fi
 
+# The publish step runs embretrain's Python (no `embretrain` command renames a file into place with
+# --keep). Find that python and check it now, before hours of training.
+if [[ -z ${PYTHON:-} ]]; then
+    PYTHON=python3
+    if cli=$(command -v -- "$EMBRETRAIN") && cli=$(readlink -f -- "$cli") && [[ -x $(dirname -- "$cli")/python ]]; then
+        PYTHON=$(dirname -- "$cli")/python
+    fi
+fi
+# (sys.path[0] == "" is the current directory, where cron or an operator may run us: not embretrain's.)
+if ! "$PYTHON" -c 'import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; import embretrain.atomic, embretrain.lock' \
+        >/dev/null 2>&1; then
+    log "FAILED: $PYTHON cannot import embretrain; set PYTHON to the python of $EMBRETRAIN's environment"
+    exit 2
+fi
+
+if [[ -e $STAGING || -L $STAGING ]]; then
+    # Only a run killed between extend and publish leaves one: it was never published, so drop it.
+    log "removing $STAGING, left by an earlier run that was killed"
+    rm -f -- "$STAGING" || { log "FAILED: cannot remove $STAGING"; exit 6; }
+fi
+
 NEW_RELATIONS=()
 if [[ -e $DAY_DIR/new_relations.tsv ]]; then
     NEW_RELATIONS=(--new-relations "$DAY_DIR/new_relations.tsv")
 fi
 
-log "start: growing $PUBLISHED from $DAY_DIR (keep $KEEP)"
+# 1. extend into the staging file (no --keep: a new file has no previous versions).
+log "start: growing $PUBLISHED from $DAY_DIR into $STAGING (keep $KEEP)"
 # shellcheck disable=SC2086  # EXTEND_ARGS is a list of options on purpose
-"$EMBRETRAIN" extend --ckpt "$PUBLISHED" --out "$PUBLISHED" \
+"$EMBRETRAIN" extend --ckpt "$PUBLISHED" --out "$STAGING" \
     --new-entities "$DAY_DIR/new_entities.tsv" "${NEW_RELATIONS[@]}" --data "$DAY_DIR/delta.tsv" \
-    --keep "$KEEP" --report "$REPORT" $EXTEND_ARGS 2>&1 | tee -a -- "$LOG" >&2
+    --report "$REPORT" $EXTEND_ARGS 2>&1 | tee -a -- "$LOG" >&2
 rc=${PIPESTATUS[0]}
 if [[ $rc -ne 0 ]]; then
+    rm -f -- "$STAGING"  # extend writes atomically, so there is none; be sure
     log "FAILED: embretrain extend exited $rc; $PUBLISHED is unchanged (see $LOG)"
     exit "$rc"
 fi
 if grep -q '"status": "nothing_to_do"' -- "$REPORT"; then
+    rm -f -- "$STAGING"  # extend writes nothing when there is nothing to do; be sure
     log "nothing to do: $DAY_DIR was already applied to $PUBLISHED"
     exit 0
 fi
-
-PREVIOUS=$PUBLISHED.1
-if "$EMBRETRAIN" verify --help >/dev/null 2>&1; then
-    "$EMBRETRAIN" verify "$PREVIOUS" "$PUBLISHED" 2>&1 | tee -a -- "$LOG" >&2
-    vrc=${PIPESTATUS[0]}
-else  # older embretrain without `verify`: the same check with h5py
-    PYTHON=$(dirname -- "$(command -v "$EMBRETRAIN")")/python
-    [[ -x $PYTHON ]] || PYTHON=python3
-    "$PYTHON" - "$PREVIOUS" "$PUBLISHED" <<'EOF' 2>&1 | tee -a -- "$LOG" >&2
-import sys
-import numpy as np
-from embretrain.checkpoint import native
-old, new = (native.load(p) for p in sys.argv[1:3])  # checks every sha256 and rejects NaN/Inf
-assert new.entities[: old.n_entities] == old.entities, "entity names changed"
-for name, table in old.tables().items():
-    assert np.array_equal(new.tables()[name][: len(table)], table), f"old rows of {name} changed"
-print(f"OK: {sys.argv[2]} extends {sys.argv[1]}")
-EOF
-    vrc=${PIPESTATUS[0]}
-fi
-if [[ $vrc -ne 0 ]]; then
-    # Put the previous version back (one atomic rename); the failed file is kept for inspection.
-    cp -p -- "$PUBLISHED" "$PUBLISHED.rejected-$DAY" && mv -f -- "$PREVIOUS" "$PUBLISHED"
-    log "FAILED: verification of $PUBLISHED failed (exit $vrc); rolled back to the previous version, rejected file kept as $PUBLISHED.rejected-$DAY"
+if [[ ! -f $STAGING ]]; then
+    log "FAILED: embretrain extend exited 0 but wrote no $STAGING (a non-.h5 --out-format in EXTEND_ARGS?); $PUBLISHED is unchanged"
     exit 6
+fi
+
+# 2. verify the staging file against the published one, which is still the previous version.
+"$EMBRETRAIN" verify "$PUBLISHED" "$STAGING" 2>&1 | tee -a -- "$LOG" >&2
+vrc=${PIPESTATUS[0]}
+if [[ $vrc -ne 0 ]]; then
+    mv -f -- "$STAGING" "$REJECTED"
+    log "FAILED: verification of $STAGING against $PUBLISHED failed (exit $vrc); nothing published, $PUBLISHED is unchanged, rejected file kept as $REJECTED"
+    exit 6
+fi
+
+# 3. publish. atomic_write(PUBLISHED, keep=KEEP) is what `extend --out PUBLISHED --keep KEEP` runs
+# after training: rotate PUBLISHED.1.. up, hard-link PUBLISHED as PUBLISHED.1, rename the new file
+# over PUBLISHED, fsync the directory. The staging file (already fsynced by extend) is renamed into
+# its temp name, in the same directory. PUBLISHED.lock is the lock `embretrain extend --out
+# PUBLISHED` holds, so a manual run on the published file is never renamed over mid-way.
+"$PYTHON" - "$PUBLISHED" "$STAGING" "$KEEP" <<'EOF' 2>&1 | tee -a -- "$LOG" >&2
+import logging
+import os
+import sys
+
+sys.path[:1] = [p for p in sys.path[:1] if p]  # not the current directory: the installed embretrain
+from embretrain.atomic import atomic_write, clean_stale_temps
+from embretrain.lock import output_lock
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+published, staging, keep = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    with output_lock(published):
+        clean_stale_temps(published)  # temps of a publish step or an in-place run that was killed
+        with atomic_write(published, keep=keep) as tmp:
+            os.replace(staging, tmp)
+except Exception as err:  # one line, embretrain's exit code (5 locked, 2 directory not writable, else 6)
+    print(f"{type(err).__name__}: {err}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 6))
+EOF
+prc=${PIPESTATUS[0]}
+if [[ $prc -ne 0 ]]; then
+    [[ $prc -eq 2 || $prc -eq 5 ]] || prc=6  # a python that crashed or was killed: internal failure
+    rm -f -- "$STAGING"
+    log "FAILED: publishing $STAGING exited $prc; nothing published, $PUBLISHED still holds the previous version (rerun the day)"
+    exit "$prc"
 fi
 log "done: $PUBLISHED verified and published; report $REPORT"

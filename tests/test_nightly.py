@@ -1,4 +1,9 @@
-"""scripts/nightly.sh, as cron runs it: grow, verify, keep versions, log; a rerun is a no-op; failures roll back."""
+"""scripts/nightly.sh, as cron runs it: extend into a staging file, verify, then publish with rotation.
+
+The published path only ever holds a whole, verified file; a rerun is a no-op that writes nothing;
+a failed verification publishes nothing. Real bash and the real CLI; where a step must fail or be
+watched, EMBRETRAIN is a small sh wrapper around the real CLI.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 import pytest
 
 from embretrain.checkpoint import Checkpoint, native
+from embretrain.lock import output_lock
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "nightly.sh"
 BIN = Path(sys.executable).parent
@@ -22,6 +28,19 @@ RELS = ["r0", "r1"]
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[str, int, int]]:
+    """Every file in ``directory`` (not the logs/ subdirectory): name -> (sha256, size, mtime_ns)."""
+    return {
+        p.name: (_sha256(p), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    }
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
 
 
 @pytest.fixture
@@ -46,11 +65,23 @@ def site(tmp_path):
 
 
 def _nightly(pub: Path, day: Path, **env):
-    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0",
+    # cwd is a scratch directory, as under cron: the script must find embretrain's python on its own
+    # (EMBRETRAIN's directory) and never import the repository's checkout from the current directory.
+    base = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    full = {**base, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0",
             "EMBRETRAIN": str(BIN / "embretrain"), "KEEP": "3",
             "EXTEND_ARGS": "--epochs 1 --batch-size 4 --negatives 2", **env}
+    cwd = pub.parent.parent / "cwd"
+    cwd.mkdir(exist_ok=True)
     return subprocess.run(["bash", str(SCRIPT), str(pub), str(day)], env=full, capture_output=True, text=True,
-                          timeout=600)
+                          cwd=cwd, timeout=600)
+
+
+def _wrapper(path: Path, body: str) -> dict[str, str]:
+    """An EMBRETRAIN that runs ``body`` (sh) and then the real CLI; env for _nightly to use it."""
+    path.write_text(f'#!/bin/sh\n{body}\nexec "{BIN / "embretrain"}" "$@"\n')
+    path.chmod(0o755)
+    return {"EMBRETRAIN": str(path), "PYTHON": sys.executable}  # no python beside the wrapper
 
 
 def _logs(pub: Path) -> tuple[str, dict]:
@@ -73,6 +104,7 @@ def test_grow_verify_then_rerun_is_a_noop(site):
     assert report["status"] == "ok" and report["entities_added"] == 3
     assert "verified and published" in log and ("OK" in log)
     assert "Traceback" not in first.stderr
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.nightly.lock"]
 
     after_first = _sha256(pub)
     second = _nightly(pub, day)
@@ -87,6 +119,20 @@ def test_grow_verify_then_rerun_is_a_noop(site):
     strict = _nightly(pub, day, EXTEND_ARGS="--strict")
     assert strict.returncode == 7, strict.stderr
     assert _sha256(pub) == after_first
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.nightly.lock"]
+
+
+def test_rerun_of_an_applied_day_writes_nothing(site):
+    pub, day = site
+    assert _nightly(pub, day).returncode == 0
+    before = _snapshot(pub.parent)
+    assert set(before) == {"published.h5", "published.h5.1", "published.h5.nightly.lock"}
+
+    again = _nightly(pub, day)
+    assert again.returncode == 0, again.stderr
+    assert "already applied" in again.stderr
+    assert _snapshot(pub.parent) == before  # same files, same bytes, same mtimes: nothing written
+    assert not pub.with_name("published.h5.staging").exists()
 
 
 def test_bad_day_fails_with_embretrains_code_and_changes_nothing(site):
@@ -97,19 +143,114 @@ def test_bad_day_fails_with_embretrains_code_and_changes_nothing(site):
     assert result.returncode == 3, result.stderr
     assert f"{day / 'delta.tsv'}:1" in result.stderr and "FAILED" in result.stderr
     assert _sha256(pub) == original
-    assert sorted(p.name for p in pub.parent.iterdir()) == ["logs", "published.h5", "published.h5.nightly.lock"]
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock"]
 
 
-def test_failed_verification_rolls_back(site, tmp_path):
+def test_failed_verification_publishes_nothing(site, tmp_path):
+    pub, day = site
+    before = _snapshot(pub.parent)
+    # the real CLI, except that `verify` says the rows differ
+    env = _wrapper(tmp_path / "embretrain-verify-fails", 'if [ "$1" = verify ]; then echo "DIFFERS: e00"; exit 1; fi')
+    result = _nightly(pub, day, **env)
+    assert result.returncode == 6, result.stderr
+    assert "nothing published" in result.stderr and "DIFFERS: e00" in result.stderr
+    assert _snapshot(pub.parent)["published.h5"] == before["published.h5"]  # byte-identical, not even touched
+    (rejected,) = pub.parent.glob("published.h5.rejected-*")
+    assert native.load(rejected).n_entities == 23  # the grown file, kept for inspection
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock", rejected.name]
+
+
+def test_published_path_never_holds_an_unverified_file(site, tmp_path):
+    """A wrapper records what the published path holds right after extend and while verify runs."""
     pub, day = site
     original = _sha256(pub)
-    fake = tmp_path / "embretrain-verify-fails"  # the real CLI, except that `verify` says the rows differ
-    fake.write_text(f'#!/bin/sh\nif [ "$1" = verify ]; then [ "$2" = --help ] && exit 0; echo "DIFFERS: e00"; exit 1; fi\n'
-                    f'exec "{BIN / "embretrain"}" "$@"\n')
-    fake.chmod(0o755)
-    result = _nightly(pub, day, EMBRETRAIN=str(fake))
-    assert result.returncode == 6, result.stderr
-    assert "rolled back" in result.stderr
-    assert _sha256(pub) == original
-    rejected = list(pub.parent.glob("published.h5.rejected-*"))
-    assert len(rejected) == 1 and native.load(rejected[0]).n_entities == 23
+    seen = tmp_path / "seen.txt"
+    env = _wrapper(tmp_path / "embretrain-watched", f'''
+if [ "$1" = extend ]; then
+    "{BIN / "embretrain"}" "$@"; rc=$?
+    echo "after-extend $(sha256sum < "{pub}" | cut -d' ' -f1)" >> "{seen}"
+    exit $rc
+fi
+if [ "$1" = verify ]; then
+    echo "verify-old $2 $(sha256sum < "$2" | cut -d' ' -f1)" >> "{seen}"
+    echo "verify-new $3 $(sha256sum < "$3" | cut -d' ' -f1)" >> "{seen}"
+    [ -e "{pub}.1" ] && echo "backup-during-verify" >> "{seen}"
+fi''')
+    result = _nightly(pub, day, **env)
+    assert result.returncode == 0, result.stderr
+
+    lines = dict((line.split(" ", 1) + [""])[:2] for line in seen.read_text().splitlines())
+    assert lines["after-extend"] == original  # extend did not touch the published path
+    assert lines["verify-old"] == f"{pub} {original}"  # verify compares against the still-published old file
+    staging, verified = lines["verify-new"].split()
+    assert staging == f"{pub}.staging"
+    assert verified == _sha256(pub)  # what is published now is exactly the file that was verified
+    assert "backup-during-verify" not in lines  # no rotation before verification
+    assert _sha256(pub.with_name("published.h5.1")) == original
+
+
+def test_keep_rotates_versions_over_two_nights(site, tmp_path):
+    pub, day = site
+    original = _sha256(pub)
+    assert _nightly(pub, day).returncode == 0
+    night1 = _sha256(pub)
+
+    day2 = tmp_path / "incoming" / "2024-05-02"
+    day2.mkdir()
+    (day2 / "new_entities.tsv").write_text("m0\nm1\n")
+    (day2 / "delta.tsv").write_text("m0\tr0\tn1\ne05\tr1\tm1\nm1\tr0\te00\n")
+    second = _nightly(pub, day2)
+    assert second.returncode == 0, second.stderr
+
+    assert native.load(pub).entities == OLD + ["n0", "n1", "n2", "m0", "m1"]
+    assert _sha256(pub.with_name("published.h5.1")) == night1  # newest previous version
+    assert _sha256(pub.with_name("published.h5.2")) == original
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.2",
+                                  "published.h5.nightly.lock"]
+
+
+def test_keep_zero_keeps_no_versions(site):
+    pub, day = site
+    result = _nightly(pub, day, KEEP="0")
+    assert result.returncode == 0, result.stderr
+    assert native.load(pub).n_entities == 23
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock"]
+
+
+def test_leftover_staging_of_a_killed_run_is_removed(site):
+    pub, day = site
+    original = _sha256(pub)
+    # a run killed between extend and publish: its staging file, and the lock file of a SIGKILLed extend
+    pub.with_name("published.h5.staging").write_bytes(b"half of an old staging file")
+    pub.with_name("published.h5.staging.lock").write_text("999999\n")
+    result = _nightly(pub, day)
+    assert result.returncode == 0, result.stderr
+    assert "left by an earlier run that was killed" in result.stderr
+    assert native.load(pub).n_entities == 23
+    assert _sha256(pub.with_name("published.h5.1")) == original
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.nightly.lock"]
+
+
+def test_publish_is_refused_while_the_published_file_is_locked(site):
+    """A manual `extend --out PUBLISHED` holds PUBLISHED.lock: the nightly publishes nothing, exit 5."""
+    pub, day = site
+    before = _snapshot(pub.parent)
+    with output_lock(pub):
+        result = _nightly(pub, day)
+    assert result.returncode == 5, result.stderr
+    assert "locked by another run" in result.stderr and "nothing published" in result.stderr
+    assert _snapshot(pub.parent)["published.h5"] == before["published.h5"]
+    assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock"]
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"KEEP": "-1"}, "KEEP must be a whole number"),
+    ({"PYTHON": "/nonexistent/python"}, "cannot import embretrain"),
+])
+def test_bad_setup_is_a_usage_error_before_anything_runs(site, env, message):
+    pub, day = site
+    before = _snapshot(pub.parent)
+    result = _nightly(pub, day, **env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert {k: v for k, v in _snapshot(pub.parent).items() if k != "published.h5.nightly.lock"} == before
