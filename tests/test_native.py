@@ -591,3 +591,29 @@ def test_utf8_vlen_names_are_read_into_string_dtype_when_numpy_and_h5py_can(tmp_
         can = hasattr(np, "dtypes") and hasattr(np.dtypes, "StringDType") and \
             tuple(int(x) for x in h5py.__version__.split(".")[:2]) >= (3, 14)
         assert read.fast == can  # the fast path did not quietly fall back
+
+
+def test_a_failed_table_write_leaves_the_target_and_no_temp_file(saved, triple_ckpt, monkeypatch):
+    import errno
+
+    from embretrain.errors import EmbretrainError
+
+    before = saved.read_bytes()
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(native, "pwrite_all", full)  # the thread streaming the tables fails
+    with pytest.raises(EmbretrainError, match=r"cannot write .*No space left on device.*is unchanged"):
+        native.save(triple_ckpt, saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
+def test_a_name_that_cannot_be_encoded_fails_while_tables_stream(saved, triple_ckpt):
+    before = saved.read_bytes()
+    triple_ckpt.entities[3] = "bad \udc80 surrogate"
+    with pytest.raises(CheckpointError, match="cannot save: an entity name is not valid Unicode"):
+        native.save(triple_ckpt, saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]

@@ -255,3 +255,44 @@ def test_on_disk_input_cut_short_during_training_is_a_checkpoint_error(graph, tm
     settings = resolve_settings(overrides={"epochs": 1, "batch_size": 16, "negatives": 4, "seed": 1}, model="transe")
     with pytest.raises(CheckpointError, match=str(base)):
         et.extend(ckpt, graph["new"], graph["delta"], settings, progress=False)
+
+
+@pytest.mark.parametrize("copy", ["copy_file_range", "refused", "absent", "through h5py"])
+def test_save_copies_old_rows_file_to_file_or_falls_back(graph, tmp_path, monkeypatch, copy):
+    """On-disk old rows go into the merged file by copy_file_range, a buffered copy where the kernel
+    refuses it (or Python lacks it), or h5py for an output layout positional writes cannot reach."""
+    import errno
+    import os
+
+    monkeypatch.setattr(disk_rows, "BLOCK_BYTES", 64)
+    fallbacks = []
+    if copy == "refused":
+        def refuse(*args):
+            fallbacks.append(args)
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    elif copy == "absent":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    elif copy == "through h5py":
+        monkeypatch.setattr(native, "_raw_offset", lambda dset: None)
+    base = graph["dir"] / "transe.h5"
+    ckpt = native.load(base, old_rows="on-disk", read_only=True)
+    rng = np.random.default_rng(5)
+    new_rows = {n: rng.standard_normal((2, t.shape[1])).astype(np.float32) for n, t in ckpt.tables().items()}
+    grown = Checkpoint(
+        model=ckpt.model,
+        entities=NameStack(ckpt.entities, ["y1", "y2"], ckpt.digest("entities")),
+        relations=NameStack(ckpt.relations, ["p1", "p2"], ckpt.digest("relations")),
+        entity_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.entity_tables.items()},
+        relation_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.relation_tables.items()},
+        params=ckpt.params,
+    )
+    out = tmp_path / "merged.h5"
+    native.save(grown, out)
+    assert native.describe(out)["checksums"] == "ok"
+    plain = native.load(base)
+    back = native.load(out)
+    assert back.entities == plain.entities + ["y1", "y2"] and back.relations == plain.relations + ["p1", "p2"]
+    for name, table in plain.tables().items():
+        assert back.tables()[name].tobytes() == np.concatenate([table, new_rows[name]]).tobytes()
+    assert bool(fallbacks) == (copy == "refused")

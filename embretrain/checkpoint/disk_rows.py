@@ -24,6 +24,7 @@ library-wide lock. Other layouts (chunked, compressed, big-endian) fall back to 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -79,6 +80,28 @@ def pread_exact(fd: int, buf: np.ndarray, offset: int, path) -> None:
         n = os.preadv(fd, [view], offset)
         if n <= 0:
             raise CheckpointError(f"{path}: unexpected end of file at byte {offset}; it is truncated")
+        view, offset = view[n:], offset + n
+
+
+# copy_file_range refused for this pair of files (not an I/O error): copy through a buffer instead
+_NO_COPY_RANGE = frozenset(
+    getattr(errno, name) for name in ("EXDEV", "ENOSYS", "EINVAL", "EOPNOTSUPP", "ENOTSUP", "EBADF", "EPERM")
+    if hasattr(errno, name)
+)
+
+
+_WRITE_BYTES = 1 << 20
+
+
+def pwrite_all(fd: int, buf, offset: int) -> None:
+    """Write all of the C-contiguous ``buf`` to ``fd`` at ``offset`` (short writes retried).
+
+    At most 1 MiB per call: a buffered write holds the file's inode lock for the whole call, and
+    another thread (h5py writing names into the same file) must not wait for 16 MiB at a time.
+    """
+    view = memoryview(buf).cast("B")
+    while view.nbytes:
+        n = os.pwrite(fd, view[:_WRITE_BYTES], offset)
         view, offset = view[n:], offset + n
 
 
@@ -204,6 +227,34 @@ class DiskRows(_Float32Rows):
             out = np.empty((n, self.shape[1]), dtype=np.float32)
         self._read_into(out, start)
         return out
+
+    def copy_into(self, fd: int, offset: int) -> bool:
+        """Copy every row's bytes into the file ``fd`` at ``offset`` inside the kernel (``copy_file_range``: no
+        copy through this process), falling back to positional reads and writes of one reused block.
+
+        Returns False (nothing written) unless the rows are raw little-endian float32 bytes in the file.
+        """
+        if self._offset is None:
+            return False
+        src, left = self._offset, self.nbytes
+        if hasattr(os, "copy_file_range"):
+            while left:
+                try:
+                    n = os.copy_file_range(self.source.fd, fd, min(left, 1 << 30), src, offset)
+                except OSError as err:
+                    if err.errno not in _NO_COPY_RANGE:
+                        raise
+                    break  # this filesystem pair cannot: copy through a buffer below
+                if n <= 0:
+                    raise CheckpointError(f"{self.source.path}: unexpected end of file at byte {src}; it is truncated")
+                src, offset, left = src + n, offset + n, left - n
+        buffer = np.empty(min(left, BLOCK_BYTES), dtype=np.uint8)
+        while left:
+            block = buffer[: min(left, len(buffer))]
+            self.source.pread_into(block, src)
+            pwrite_all(fd, block, offset)
+            src, offset, left = src + len(block), offset + len(block), left - len(block)
+        return True
 
     def rows(self, ids) -> np.ndarray:
         """Rows for int ids of any shape ``[...]`` -> float32 ``[..., width]`` (any order, repeats allowed).

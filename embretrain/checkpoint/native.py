@@ -21,8 +21,12 @@ raises :class:`~embretrain.errors.CheckpointError` with one sentence naming the 
 Tables are read and written a block of rows at a time (:data:`~.disk_rows.BLOCK_BYTES`): a load
 reads straight into one preallocated array while hashing and NaN-checking each block, and a save
 streams each table (also a lazy :class:`~.disk_rows.RowStack` of old rows + new rows) into the file,
-continuing the sha256 the load computed for the old rows. ``load(..., old_rows="on-disk")`` leaves
-tables and names in the file (:mod:`.disk_rows`).
+continuing the sha256 the load computed for the old rows. A save gives every table its file space
+first and writes the rows with positional writes from a second thread (old rows left on disk are
+copied file to file by the kernel) while h5py writes the names; a load reads names into numpy's
+``StringDType`` where it can. The layout above is unchanged (a table's creation properties now say its
+space is allocated early and never filled by HDF5). ``load(..., old_rows="on-disk")`` leaves tables and
+names in the file (:mod:`.disk_rows`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +62,7 @@ from .disk_rows import (
     aligned_empty,
     blocks,
     pread_exact,
+    pwrite_all,
 )
 
 __all__ = [
@@ -590,9 +597,8 @@ def _scan_table(path: Path, name: str, shape, fill, want_digest: bool, into: np.
         fill(block, start)
         if digest is not None:
             digest.update(block)
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
+        if not np.isfinite(block).all():  # one reduction; the rows only when some value is bad
+            bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
             first_bad = first_bad if n_bad else start + int(bad[0])
             n_bad += len(bad)
     if n_bad:
@@ -841,14 +847,16 @@ def _write_names(f: h5py.File, name: str, names, digest=None) -> str:
     return digest.hexdigest()
 
 
-def _write_table(f: h5py.File, name: str, table, digest=None) -> h5py.Dataset:
-    """Write a table a block at a time into a contiguous, uncompressed dataset with its sha256.
+def _write_table(f: h5py.File, name: str, table, digest=None, dset: h5py.Dataset | None = None) -> h5py.Dataset:
+    """Write a table a block at a time through h5py into a contiguous, uncompressed dataset with its sha256.
 
     ``digest``: for an ndarray, its sha256 state recorded at load (nothing is hashed); for a RowStack,
     the state of its first part (the old rows): hashing continues with the new rows only.
+    ``dset``: the dataset to fill (made by :func:`_create_table`), else a new one.
     """
     # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
-    dset = f.create_dataset(name, shape=table.shape, dtype="<f4")
+    if dset is None:
+        dset = f.create_dataset(name, shape=table.shape, dtype="<f4")
     parts = table.parts if isinstance(table, RowStack) else [table]
     known = digest is not None
     digest = digest if known else hashlib.sha256()
@@ -864,6 +872,43 @@ def _write_table(f: h5py.File, name: str, table, digest=None) -> h5py.Dataset:
         row += int(part.shape[0])
     dset.attrs["sha256"] = digest.hexdigest()
     return dset
+
+
+def _create_table(f: h5py.File, name: str, shape: tuple[int, int]) -> tuple[h5py.Dataset, int | None]:
+    """A contiguous, uncompressed float32 dataset whose file space is allocated now (never filled by HDF5);
+    returns it and the byte offset where its rows go, or None if they must go through h5py."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # every byte is written by _stream_table
+    dset = f.create_dataset(name, shape=shape, dtype="<f4", dcpl=dcpl)
+    offset = _raw_offset(dset) if shape[0] and shape[1] and sys.byteorder == "little" else None
+    return dset, offset
+
+
+def _stream_table(fd: int, offset: int, table, digest, cancel: threading.Event):
+    """Write a table's rows with positional writes at ``offset`` of the open output file ``fd``; return its
+    sha256 state. Runs beside the h5py calls writing the names: no h5py here, only the GIL-free system
+    calls and hashing. On-disk old rows whose digest is known are copied file to file by the kernel.
+
+    ``digest``: as for :func:`_write_table`.
+    """
+    parts = table.parts if isinstance(table, RowStack) else [table]
+    known = digest is not None
+    digest = digest if known else hashlib.sha256()
+    row_bytes = int(table.shape[1]) * 4
+    for i, part in enumerate(parts):
+        hash_it = not (known and i == 0)
+        if not (isinstance(part, DiskRows) and not hash_it and part.copy_into(fd, offset)):
+            for start, block in blocks(part):
+                if cancel.is_set():
+                    return None
+                pwrite_all(fd, block, offset + start * row_bytes)
+                if hash_it:
+                    digest.update(block)
+        if isinstance(part, DiskRows):
+            part.source.check_unchanged()  # the bytes we copied are the bytes we hashed at load
+        offset += int(part.shape[0]) * row_bytes
+    return digest
 
 
 def _write_strings(f: h5py.File, name: str, items: list[str]) -> h5py.Dataset:
@@ -908,23 +953,51 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             for name, value in params.items():
                 f.attrs[name] = value
 
-            for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
-                prefix = names.prefix_digest if isinstance(names, NameStack) else None
-                try:
-                    sha = _write_names(f, name, names, prefix.copy() if prefix is not None else None)
-                except UnicodeEncodeError as err:
-                    raise CheckpointError(f"cannot save: a {name[:-1]} name is not valid Unicode ({err})") from err
-                f[name].attrs["sha256"] = sha
-
-            for name, (table, indexed_by) in tables.items():
+            # Tables get their file space first and are written by a second thread with positional
+            # writes (the GIL-free part: copying rows, hashing new ones) while this one has h5py
+            # encode and write the names.
+            created = {name: _create_table(f, name, table.shape) for name, (table, _) in tables.items()}
+            known = {}
+            for name, (table, _) in tables.items():
                 if isinstance(table, RowStack):
-                    known = table.prefix_digest.copy() if table.prefix_digest is not None else None
+                    known[name] = table.prefix_digest.copy() if table.prefix_digest is not None else None
                 else:
-                    known = ckpt.digest(name) if table is ckpt.tables()[name] else None
-                dset = _write_table(f, name, table, known)
-                dset.attrs["indexed_by"] = indexed_by
+                    known[name] = ckpt.digest(name) if table is ckpt.tables()[name] else None
+            raw = {name: offset for name, (_, offset) in created.items() if offset is not None}
+            cancel = threading.Event()
+            fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)) if raw else None
+            try:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embretrain-save") as pool:
+                    def stream_tables():
+                        return {name: _stream_table(fd, offset, tables[name][0], known[name], cancel)
+                                for name, offset in raw.items()}
 
-            _write_strings(f, LINEAGE, lineage)
+                    pending = pool.submit(stream_tables) if raw else None
+                    try:
+                        for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
+                            prefix = names.prefix_digest if isinstance(names, NameStack) else None
+                            try:
+                                sha = _write_names(f, name, names, prefix.copy() if prefix is not None else None)
+                            except UnicodeEncodeError as err:
+                                raise CheckpointError(
+                                    f"cannot save: {'an entity' if name == ENTITIES else 'a relation'} name is not valid Unicode ({err})"
+                                ) from err
+                            f[name].attrs["sha256"] = sha
+                        _write_strings(f, LINEAGE, lineage)
+                    except BaseException:
+                        cancel.set()
+                        raise
+                    streamed = pending.result() if pending is not None else {}
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            for name, (table, indexed_by) in tables.items():
+                dset = created[name][0]
+                if name in streamed:
+                    dset.attrs["sha256"] = streamed[name].hexdigest()
+                else:  # no rows, or a layout h5py must write
+                    _write_table(f, name, table, known[name], dset)
+                dset.attrs["indexed_by"] = indexed_by
     except (OSError, RuntimeError) as err:
         # Out of disk, a file-size limit (EFBIG), an I/O error: h5py reports some of these as
         # RuntimeError from deep in HDF5. atomic_write has already removed the temp file.
