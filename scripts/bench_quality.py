@@ -637,8 +637,19 @@ def merge_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+_MODEL_ORDER = ("transe", "distmult", "complex", "rotate")
+
+
+def _doc_order(res: dict[str, Any]) -> tuple:
+    """Tables in a fixed order whatever order the JSON files came in: dataset, model, plain runs before
+    diagnoses, then seed and title."""
+    ds = list(DATASETS).index(res["dataset"]) if res["dataset"] in DATASETS else len(DATASETS)
+    model = _MODEL_ORDER.index(res["model"]) if res["model"] in _MODEL_ORDER else len(_MODEL_ORDER)
+    return (ds, res["dataset"], bool(res.get("by_degree")), model, res["seed"], res.get("title") or "")
+
+
 def quality_section(results: list[dict[str, Any]], notes: str = "") -> str:
-    results = merge_results(results)
+    results = sorted(merge_results(results), key=_doc_order)
     parts = ["## Quality\n", QUALITY_INTRO, "### Summary\n", summary_table(results)]
     diagnosis = diagnosis_table(results)
     if diagnosis:
