@@ -617,3 +617,17 @@ def test_a_name_that_cannot_be_encoded_fails_while_tables_stream(saved, triple_c
         native.save(triple_ckpt, saved)
     assert saved.read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (1 << 17, 128)])  # below and above the size mapped on its own
+def test_aligned_empty_is_aligned_writable_and_freezable(shape):
+    from embretrain.checkpoint.disk_rows import aligned_empty
+
+    table = aligned_empty(shape)
+    assert table.shape == shape and table.dtype == np.float32 and table.flags.c_contiguous
+    assert table.ctypes.data % 64 == 0
+    table[-1] = 1.5
+    assert table[-1, -1] == 1.5
+    table.flags.writeable = False  # what load(read_only=True) does
+    with pytest.raises(ValueError):
+        table[0, 0] = 0.0

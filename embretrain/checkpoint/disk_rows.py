@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import mmap
 import os
 import sys
 import threading
@@ -57,13 +58,24 @@ logger = logging.getLogger(__name__)
 BLOCK_BYTES = 1 << 24  # 16 MiB: rows read, hashed, checked or written per step when streaming a table
 NAME_BLOCK = 1 << 16  # names decoded per step
 _F4 = np.dtype("<f4")
+_MAP_BYTES = 1 << 26  # aligned_empty: from this size on, a mapping of its own
 _ALIGN = 64  # TensorFlow's CPU tensors want 64-byte aligned buffers (EIGEN_MAX_ALIGN_BYTES)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = _ALIGN) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
+    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
+
+    From 64 MiB on, an anonymous mapping of its own (page-aligned, unmapped when the array goes):
+    numpy advises the kernel to back big arrays with huge pages (``MADV_HUGEPAGE``), and where
+    transparent huge pages defragment on advice (a common default) the first write to each 2 MiB
+    then waits for the kernel to compact memory. Filling a 0.5 GB table that way took 1-1.4 s of
+    system time in a fresh process here, against ~0.4 s for a plain mapping (which still gets huge
+    pages when some are free).
+    """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes >= _MAP_BYTES and align <= mmap.PAGESIZE:
+        return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
     raw = np.empty(nbytes + align, dtype=np.uint8)
     start = (-raw.ctypes.data) % align
     return raw[start : start + nbytes].view(dtype).reshape(shape)
