@@ -127,8 +127,9 @@ def save(ckpt: Checkpoint, path, **kwargs) -> None:
 # ---------------------------------------------------------------------------------------------
 # train / extend
 def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.Generator, widths: dict[str, int],
-           make_table=None):
-    """Split tables: the given old rows frozen, ``n_new`` Glorot rows trainable (one per table).
+           make_table=None, start_rows=None):
+    """Split tables: the given old rows frozen, ``n_new`` trainable rows (one per table) from ``start_rows``
+    (``(rng, n_new, width, n_total)``; default Glorot).
 
     ``make_table(old, new, name)`` defaults to :class:`~embretrain.tables.SplitTable`; a cluster run
     passes its sharded twin, so both start from the same Glorot draws.
@@ -144,7 +145,7 @@ def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.G
             old = np.zeros((0, width), dtype=np.float32)
         elif not isinstance(old, DiskRows):
             old = as_array(old)  # a grown (lazy) table extended again in the same process
-        new = glorot_rows(seed_rng, n_new, width, old.shape[0] + n_new)
+        new = (start_rows or glorot_rows)(seed_rng, n_new, width, old.shape[0] + n_new)
         out[name] = make_table(old, new, name)
     return out
 
@@ -190,7 +191,7 @@ def _run(
     emb = Embeddings(
         scorer,
         _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table),
-        _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table),
+        _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table, scorer.relation_start),
         negative_new_ids=negative_new_ids,
         replay_ids=replay_ids,
     )

@@ -14,6 +14,8 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
+
 from .errors import CheckpointError, UsageError
 
 __all__ = ["Scorer", "TransE", "DistMult", "ComplEx", "RotatE", "Dot", "MODELS", "get_model"]
@@ -53,6 +55,8 @@ class Scorer:
     def check_dim(self, dim: int) -> None:
         if dim < 1:
             raise UsageError(f"--dim must be positive, got {dim}")
+
+    relation_start = None  # (rng, n_new, width, n_total) -> float32 [n_new, width] start of new relation rows; None: Glorot
 
     def relation_width(self, dim: int) -> int | None:
         """Width of ``relation_embeddings`` for entity width ``dim`` (None: no relation table)."""
@@ -203,6 +207,16 @@ class RotatE(_Complex):
 
     def relation_width(self, dim: int) -> int:
         return dim // 2
+
+    @staticmethod
+    def relation_start(rng, n_new: int, width: int, n_total: int):
+        """New relation phases uniform over [-pi, pi] (the RotatE paper's start).
+
+        Glorot phases are a few tenths of a radian: every relation starts as nearly the identity rotation,
+        and on WN18RR the trained model kept short rotations, so the query entity itself outscored the
+        answer in almost every test triple.
+        """
+        return rng.uniform(-math.pi, math.pi, size=(n_new, width)).astype(np.float32)
 
     def _distance(self, re, im):
         return self.params["gamma"] - _tf().reduce_sum(_tf().sqrt(re * re + im * im + 1e-12), axis=-1)

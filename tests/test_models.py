@@ -83,3 +83,20 @@ def test_bad_model_and_params():
         get_model("transe", {"norm": 3})
     with pytest.raises(UsageError, match="even"):
         MODELS["complex"]().check_dim(5)
+
+
+def test_rotate_relations_start_as_rotations_of_any_angle(toy):
+    """RotatE's relation phases start uniform over [-pi, pi] (the paper's start), not Glorot's few tenths of a radian;
+    entity rows and other models' relations keep the Glorot start."""
+    from embretrain import api
+    from embretrain.config import Settings
+
+    def start(model, dim=64):
+        ckpt, _ = api.train(toy["train"], Settings(model=model, dim=dim, epochs=0, seed=3), progress=False)
+        return np.asarray(ckpt.entity_tables["entity_embeddings"]), np.asarray(ckpt.relation_tables["relation_embeddings"])
+
+    ent, rel = start("rotate")
+    assert np.abs(rel).max() > 2.5 and np.abs(rel).max() <= np.pi
+    assert np.abs(ent).max() < 0.5
+    _, rel_transe = start("transe")
+    assert np.abs(rel_transe).max() < 0.5
