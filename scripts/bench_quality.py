@@ -567,8 +567,6 @@ def summary_table(results: list[dict[str, Any]]) -> str:
              "| target |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for res in results:
-        if res.get("by_degree"):  # a --diagnose run: in diagnosis_table
-            continue
         runs = [r for r in res["runs"] if "mrr_vs_full" in r and not r["run"].startswith("no training")
                 and not r.get("control")]
         full = next(r for r in res["runs"] if r["run"] == "full retrain")

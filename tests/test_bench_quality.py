@@ -175,7 +175,8 @@ def test_diagnose_runs_the_control_from_the_full_retrains_old_rows(bench, datase
     assert "| control" not in md.split("| extend |")[0]  # the control comes after the runs users can make
     assert "delta triples per new entity" in md
     # the control is never the summary's "best extend run"; the diagnosis table sets it beside extend
-    assert "control" not in bench.summary_table([result])
+    summary = bench.summary_table([result])
+    assert "control" not in summary and "| extend: `--init neighbors` |" in summary
     table = bench.diagnosis_table([result]).splitlines()
     assert len(table) == 3 and f"| {control['mrr_vs_full']:.2f} |" in table[2]
     assert f"| {runs['extend']['mrr_vs_full']:.2f} |" in table[2]
