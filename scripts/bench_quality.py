@@ -639,11 +639,10 @@ _MODEL_ORDER = ("transe", "distmult", "complex", "rotate")
 
 
 def _doc_order(res: dict[str, Any]) -> tuple:
-    """Tables in a fixed order whatever order the JSON files came in: dataset, model, plain runs before
-    diagnoses, then seed and title."""
+    """Tables in a fixed order whatever order the JSON files came in: dataset, model, seed, title."""
     ds = list(DATASETS).index(res["dataset"]) if res["dataset"] in DATASETS else len(DATASETS)
     model = _MODEL_ORDER.index(res["model"]) if res["model"] in _MODEL_ORDER else len(_MODEL_ORDER)
-    return (ds, res["dataset"], bool(res.get("by_degree")), model, res["seed"], res.get("title") or "")
+    return (ds, res["dataset"], model, res["model"] or "", res["seed"], res.get("title") or "")
 
 
 def quality_section(results: list[dict[str, Any]], notes: str = "") -> str:
