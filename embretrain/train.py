@@ -284,10 +284,13 @@ def fit(
     rng = tf.random.Generator.from_seed(settings.seed)
     ds = tf.data.Dataset.from_tensor_slices((ids.astype(np.int64), weights.astype(np.float32)))
     ds = ds.shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
-    # A fixed prefetch depth, not tf.data.AUTOTUNE: with AUTOTUNE the end of every epoch stalled for 1-2.4 s
-    # waiting on the pipeline (measured on 200k triples: epochs padded to ~5.1 s instead of ~2.8 s, most of a
-    # nightly run's 1-5 epochs). Two batches are enough: the step, not the pipeline, is the bottleneck.
-    ds = ds.batch(settings.batch_size).prefetch(2)
+    # tf.data's autotuning off, with a fixed prefetch depth: with it on, the last next() of an epoch stalled
+    # for 1-2.4 s (measured on 200k triples: epochs padded to ~5.1 s instead of ~2.8-3.8 s, from 10k to 10M
+    # old rows), a large share of a nightly run's few epochs. Two batches are enough: the step, not this
+    # in-memory pipeline, is the bottleneck.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = ds.batch(settings.batch_size).prefetch(2).with_options(options)
 
     replay = new_pool = None
     if emb.replay_ids is not None and len(emb.replay_ids) and not pair and len(emb.new_entity_pool()):
