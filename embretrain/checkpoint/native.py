@@ -847,30 +847,47 @@ def _write_names(f: h5py.File, name: str, names, digest=None) -> str:
     return digest.hexdigest()
 
 
-def _write_table(f: h5py.File, name: str, table, digest=None, dset: h5py.Dataset | None = None) -> h5py.Dataset:
-    """Write a table a block at a time through h5py into a contiguous, uncompressed dataset with its sha256.
+def _emit_table(table, digest, write_block, copy_part=None, cancel: threading.Event | None = None):
+    """Hand every row block of ``table`` to ``write_block(row, block)`` and return its sha256 state (None if
+    ``cancel`` was set). The one walk over a table's parts both writers share.
 
     ``digest``: for an ndarray, its sha256 state recorded at load (nothing is hashed); for a RowStack,
     the state of its first part (the old rows): hashing continues with the new rows only.
-    ``dset``: the dataset to fill (made by :func:`_create_table`), else a new one.
+    ``copy_part(part, row)``: may copy that already-hashed first part some faster way; True if it did.
     """
-    # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
-    if dset is None:
-        dset = f.create_dataset(name, shape=table.shape, dtype="<f4")
     parts = table.parts if isinstance(table, RowStack) else [table]
     known = digest is not None
     digest = digest if known else hashlib.sha256()
     row = 0
     for i, part in enumerate(parts):
         hash_it = not (known and i == 0)
-        for start, block in blocks(part):
-            dset.write_direct(block, dest_sel=np.s_[row + start : row + start + len(block)])
-            if hash_it:
-                digest.update(block)
+        if hash_it or copy_part is None or not copy_part(part, row):
+            for start, block in blocks(part):
+                if cancel is not None and cancel.is_set():
+                    return None
+                write_block(row + start, block)
+                if hash_it:
+                    digest.update(block)
         if isinstance(part, DiskRows):
             part.source.check_unchanged()  # the bytes we copied are the bytes we hashed at load
         row += int(part.shape[0])
-    dset.attrs["sha256"] = digest.hexdigest()
+    return digest
+
+
+def _write_table(f: h5py.File, name: str, table, digest=None, dset: h5py.Dataset | None = None) -> h5py.Dataset:
+    """Write a table a block at a time through h5py into a contiguous, uncompressed dataset with its sha256.
+
+    ``digest``: as for :func:`_emit_table`. ``dset``: the dataset to fill (made by :func:`_create_table`),
+    else a new one.
+    """
+    # Contiguous and uncompressed: the fastest to stream, and get_offset() finds the raw bytes.
+    if dset is None:
+        dset = f.create_dataset(name, shape=table.shape, dtype="<f4")
+
+    def write_block(row: int, block: np.ndarray) -> None:
+        dset.write_direct(block, dest_sel=np.s_[row : row + len(block)])
+
+    dset.attrs["sha256"] = _emit_table(table, digest, write_block).hexdigest()
     return dset
 
 
@@ -890,25 +907,17 @@ def _stream_table(fd: int, offset: int, table, digest, cancel: threading.Event):
     sha256 state. Runs beside the h5py calls writing the names: no h5py here, only the GIL-free system
     calls and hashing. On-disk old rows whose digest is known are copied file to file by the kernel.
 
-    ``digest``: as for :func:`_write_table`.
+    ``digest``: as for :func:`_emit_table`.
     """
-    parts = table.parts if isinstance(table, RowStack) else [table]
-    known = digest is not None
-    digest = digest if known else hashlib.sha256()
     row_bytes = int(table.shape[1]) * 4
-    for i, part in enumerate(parts):
-        hash_it = not (known and i == 0)
-        if not (isinstance(part, DiskRows) and not hash_it and part.copy_into(fd, offset)):
-            for start, block in blocks(part):
-                if cancel.is_set():
-                    return None
-                pwrite_all(fd, block, offset + start * row_bytes)
-                if hash_it:
-                    digest.update(block)
-        if isinstance(part, DiskRows):
-            part.source.check_unchanged()  # the bytes we copied are the bytes we hashed at load
-        offset += int(part.shape[0]) * row_bytes
-    return digest
+
+    def write_block(row: int, block: np.ndarray) -> None:
+        pwrite_all(fd, block, offset + row * row_bytes)
+
+    def copy_part(part, row: int) -> bool:
+        return isinstance(part, DiskRows) and part.copy_into(fd, offset + row * row_bytes)
+
+    return _emit_table(table, digest, write_block, copy_part, cancel)
 
 
 def _write_strings(f: h5py.File, name: str, items: list[str]) -> h5py.Dataset:
