@@ -288,11 +288,12 @@ def _tf_parts(listing: list[bytes], key: str) -> int:
 def _read_tf(path, options: dict[str, Any], parts_of: dict[str, int] | None) -> _View:
     """Every tensor through TF's reader; partitioned ones looked up id by id through TF's own
     ``embedding_lookup`` (``parts_of``: OLD's parts, which the program keeps when it grows)."""
-    from .checkpoint.tfckpt import OBJECT_GRAPH_KEY, object_graph, resolve_prefix
+    from .checkpoint.tfckpt import OBJECT_GRAPH_KEY, object_graph, read_index, resolve_prefix
 
     prefix = resolve_prefix(path)
     if prefix is None:
         raise CheckpointError(f"{path}: no TensorFlow checkpoint here")
+    read_index(prefix)  # names a missing or truncated data shard (TF's own message does not)
     import tensorflow as tf
 
     try:

@@ -98,6 +98,7 @@ def test_partitioned_tf1_program_reads_old_ids_after_growth(tmp_path, inputs, st
     info = _run("inspect", tmp_path / "run")
     assert info.exit_code == 0, info.output
     assert f"embedding: {parts['embedding']} parts of" in info.output and "--partition-strategy" in info.output
+    assert "run is a directory: reading its checkpoint" in info.output and "model.ckpt" in info.output
 
     args = ["--entity-var", "embedding", "--context-var", "context", "--entity-vocab", inputs["vocab"]]
     refused = _run("extend", "--ckpt", tmp_path / "run", "--new-entities", inputs["new"], "--data", inputs["pairs"],

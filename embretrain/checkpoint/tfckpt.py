@@ -51,7 +51,7 @@ from .base import Checkpoint
 from .foreign import LoadOptions, VariableGraph, build_checkpoint, grown_variables, sidecar, write_sidecars
 
 __all__ = ["is_tf", "resolve_prefix", "load", "save", "describe", "list_variables", "check_out",
-           "part_rows", "object_graph"]
+           "part_rows", "object_graph", "read_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _reader(path):
         raise CheckpointError(f"{path}: no TensorFlow checkpoint here (no {path}.index, no 'checkpoint' file)")
     if Path(path).is_dir():
         logger.info("%s is a directory: reading its checkpoint %s", path, prefix)
-    index = _read_index(prefix)
+    index = read_index(prefix)
     tf = _tf()
     try:
         return prefix, tf.train.load_checkpoint(os.fspath(prefix)), index
@@ -158,7 +158,7 @@ def _table_block(data: bytes, handle: bytes):
         pos += n_value
 
 
-def _read_index(prefix: Path) -> dict[str, Any]:
+def read_index(prefix: Path) -> dict[str, Any]:
     """What ``<prefix>.index`` says: ``slices`` (key -> [(start, length) per dim] per slice, for
     sliced variables) and ``extents`` (shard -> bytes its tensors need), after checking that every
     ``.data-*`` shard exists and is long enough.
