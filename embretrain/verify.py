@@ -229,8 +229,10 @@ def _read_native(path: Path) -> _View:
     return _View(os.fspath(path), "h5", model, entities, relations, tables)
 
 
-def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[str, Any], graph=None) -> dict[str, str]:
-    """role -> key, from the options (keys or layer names) or the sidecar; the entity table by its row count."""
+def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[str, Any], n_rows: int,
+           graph=None) -> dict[str, str]:
+    """role -> key, from the options (keys or layer names) or the sidecar; else the one entity table candidate
+    with ``n_rows`` (the vocabulary's length) rows."""
     from .checkpoint.foreign import VariableGraph, _resolve_key, table_candidates
 
     specs = {k: (tuple(np.shape(v)), np.asarray(v).dtype if not isinstance(v, bytes) else object)
@@ -242,7 +244,7 @@ def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[
     keys = {role: _resolve_key(specs, key, "--" + _OPTION_OF_ROLE.get(role, "entity_var").replace("_", "-"), path, graph)
             for role, key in wanted.items()}
     if ENTITY_TABLE not in keys:
-        fits = table_candidates(specs, exclude=graph.optimizer_keys)
+        fits = table_candidates(specs, n_rows, exclude=graph.optimizer_keys)
         if len(fits) != 1:
             raise UsageError(f"{path}: name the entity table with --entity-var (candidates: {', '.join(fits) or 'none'})")
         keys[ENTITY_TABLE] = fits[0]
@@ -252,8 +254,8 @@ def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[
 def _foreign_view(path, fmt: str, base: str, variables: dict[str, Any], options: dict[str, Any],
                   parts: dict[str, int], graph=None) -> _View:
     meta = _meta(base)
-    keys = _roles(path, variables, options, meta, graph)
     entities = _names(options.get("entity_vocab"), base, ".entities.tsv", "entity", True, path)
+    keys = _roles(path, variables, options, meta, len(entities), graph)
     relations = _names(options.get("relation_vocab"), base, ".relations.tsv", "relation", RELATION_TABLE in keys, path)
     tables = {role: np.asarray(variables[key]) for role, key in keys.items()}
     model = options.get("model") or meta.get("model")
