@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package scripts/quality and scripts/benchdocs.py
 
-from quality.benchmark import run_benchmark  # noqa: E402
-from quality.render import render_markdown, update_docs  # noqa: E402
+from quality.benchmark import run_benchmark
+from quality.render import render_markdown, update_docs
 
 __all__ = ["main", "parse_args"]
 

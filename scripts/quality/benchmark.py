@@ -24,8 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from .cache import RunCache, fingerprint
-from .protocol import (DATASETS, Split, Triple, dataset_dir, degree_buckets, make_chain, read_tsv, sample, test_sets,
-                       write_tsv)
+from .protocol import (
+    DATASETS,
+    Split,
+    Triple,
+    dataset_dir,
+    degree_buckets,
+    make_chain,
+    read_tsv,
+    sample,
+    test_sets,
+    write_tsv,
+)
 from .render import render_markdown
 from .runner import Runner, old_rows_identical, preset_model, restrict_checkpoint
 

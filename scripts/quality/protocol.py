@@ -77,7 +77,7 @@ def make_chain(train: list[Triple], fractions: list[float], seed: int) -> list[S
     names = sorted({x for h, _, t in train for x in (h, t)})
     order = np.random.default_rng(seed).permutation(len(names))
     n = len(names)
-    counts = [int(round(f * n)) for f in fractions]
+    counts = [round(f * n) for f in fractions]
     night_of: dict[str, int] = {}
     start = 0
     for i, c in enumerate(counts, 1):

@@ -154,7 +154,7 @@ def diagnosis_table(results: list[dict[str, Any]]) -> str:
         ctl = next(r for r in res["runs"] if r.get("control"))
         deg = {d["delta_triples"]: d for d in res["by_degree"]}
 
-        def gap(bucket: str) -> str:
+        def gap(bucket: str, deg: dict = deg) -> str:
             d = deg.get(bucket)
             return _f(d["full retrain"] / d["extend"], 2) if d and d["extend"] else "-"
 

@@ -52,7 +52,7 @@ class Runner:
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             exe = Path(sys.executable).with_name("embretrain")
             cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embretrain"]
-            proc = subprocess.run([*cmd, "-q", *args], capture_output=True, text=True, env=env)
+            proc = subprocess.run([*cmd, "-q", *args], check=False, capture_output=True, text=True, env=env)
             code, out, err = proc.returncode, proc.stdout, proc.stderr
         wall = time.perf_counter() - t0
         if code != 0:
