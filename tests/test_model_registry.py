@@ -21,7 +21,7 @@ from embretrain.models import MODELS, Scorer, get_model, model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
-# parts a model file must declare itself (inheriting Scorer's would mean it forgot them)
+# parts a model must declare, itself or through a family base in base.py (only Scorer's would mean it forgot them)
 OWN_PARTS = ("name", "param_names", "defaults", "preset", "estimate", "relation_width")
 
 

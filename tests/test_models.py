@@ -147,7 +147,8 @@ def test_transh_learns_a_planted_graph_far_above_an_untrained_table():
     triples = _grid(6)  # 48 entities: a random table scores MRR ~0.1
     settings = resolve_settings(None, {"model": "transh", "dim": 16, "epochs": 30, "batch_size": 16, "negatives": 8,
                                        "lr": 0.05, "seed": 0})
-    untrained, _ = api.train(triples, resolve_settings(None, {"model": "transh", "dim": 16, "epochs": 0}), progress=False)
+    untrained, _ = api.train(triples, resolve_settings(None, {"model": "transh", "dim": 16, "epochs": 0}),
+                             progress=False)
     trained, _ = api.train(triples, settings, progress=False)
     before = api.evaluate(untrained, triples, known=[triples])["mrr"]
     after = api.evaluate(trained, triples, known=[triples])["mrr"]
@@ -179,8 +180,8 @@ def test_transh_extend_keeps_old_rows_bit_identical_and_places_new_cells(tmp_pat
     for init in ("xavier", "neighbors"):
         out = tmp_path / f"{init}.h5"
         run = CliRunner().invoke(main, ["-q", "extend", "--ckpt", str(tmp_path / "base.h5"), "--new-entities",
-                                        str(files["new"]), "--data", str(files["delta"]), "--epochs", "0", "--init", init,
-                                        "--out", str(out)])
+                                        str(files["new"]), "--data", str(files["delta"]), "--epochs", "0",
+                                        "--init", init, "--out", str(out)])
         assert run.exit_code == 0, run.output
         run = CliRunner().invoke(main, ["verify", str(tmp_path / "base.h5"), str(out)])
         assert run.exit_code == 0, run.output
@@ -216,8 +217,8 @@ def test_training_gradients_are_sparse_and_touch_new_rows_only(name):
                         tf.int64)
     with tf.GradientTape() as tape:
         if scorer.kind == "pair":
-            loss = _pair_loss(emb, tf.stack([batch[:, 0], batch[:, 2]], 1), tf.ones([6]), tf.random.Generator.from_seed(1),
-                              settings)
+            pairs = tf.stack([batch[:, 0], batch[:, 2]], 1)
+            loss = _pair_loss(emb, pairs, tf.ones([6]), tf.random.Generator.from_seed(1), settings)
         else:
             loss = _triple_loss(emb, batch, tf.random.Generator.from_seed(1), settings)
     grads = tape.gradient(loss, emb.trainable())
@@ -244,7 +245,8 @@ def test_shape_contract_accepts_its_widths_and_names_the_table_it_refuses(name):
         with pytest.raises(CheckpointError, match="unexpected relation_embeddings"):
             scorer.check_widths(d, 8, None)
     else:
-        with pytest.raises(CheckpointError, match=rf"relation_embeddings has width {rel + 1}; .* width {d} needs width {rel}"):
+        wrong = rf"{name}: relation_embeddings has width {rel + 1}; .* {d} needs width {rel}"
+        with pytest.raises(CheckpointError, match=wrong):
             scorer.check_widths(d, rel + 1, None)
         with pytest.raises(CheckpointError, match="relation_embeddings is missing"):
             scorer.check_widths(d, None, None)

@@ -17,8 +17,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from ..errors import CheckpointError, UsageError
 
-__all__ = ["Scorer", "Estimate", "glorot_limit", "lazy_tf", "lp_distance", "lp_norm", "tf_halves", "np_halves", "matmul",
-           "pairwise"]
+__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "glorot_limit", "lazy_tf", "lp_distance",
+           "tf_halves", "np_halves", "matmul", "pairwise"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,39 @@ class Scorer:
         return self.match(self.head_query(r, t), entities)
 
 
+class DistanceScorer(Scorer):
+    """A model whose score is ``gamma - ||...||_p`` with p = ``norm`` (1 or 2): TransE, TransH.
+
+    With the L2 norm its ``match`` should be matrix products (``|q|^2 + |e|^2 - 2 q.e``), hence ``matmul_ranking``.
+    """
+
+    param_names = ("norm", "gamma")
+
+    def __init__(self, norm: int = 1, gamma: float = 12.0):
+        if int(norm) not in (1, 2):
+            raise UsageError(f"{self.name}: norm must be 1 or 2, got {norm}")
+        super().__init__(norm=int(norm), gamma=float(gamma))
+        self.matmul_ranking = self.params["norm"] == 2
+
+
+class BilinearScorer(Scorer):
+    """A model whose score is linear in each entity (``<q, e>`` for a query ``q``): DistMult, ComplEx.
+
+    ``match`` is one matrix product, relations are as wide as entities, and a neighbour estimate is the
+    direction that maximises the score (``estimate_is_direction``: init.py scales and calibrates it).
+    """
+
+    param_names = ()
+    matmul_ranking = True
+    estimate_is_direction = True
+
+    def relation_width(self, dim: int) -> int:
+        return dim
+
+    def match(self, q, entities):
+        return matmul(q, entities)
+
+
 # --- helpers the model files share --------------------------------------------------------------
 def matmul(q, entities):
     """``q [..., C, d]`` . ``entities [..., N, d]`` -> ``[..., C, N]``."""
@@ -155,13 +188,6 @@ def matmul(q, entities):
 def pairwise(q, entities):
     """``q [..., C, d]``, ``entities [..., N, d]`` -> ``q_c - e_n`` as ``[..., C, N, d]`` (broadcast)."""
     return q[..., :, None, :] - entities[..., None, :, :]
-
-
-def lp_norm(model: str, norm) -> int:
-    """A distance model's ``norm`` parameter: 1 or 2, else :class:`UsageError`."""
-    if int(norm) not in (1, 2):
-        raise UsageError(f"{model}: norm must be 1 or 2, got {norm}")
-    return int(norm)
 
 
 def lp_distance(diff, norm: int):

@@ -6,24 +6,18 @@ estimate. Must not import TensorFlow or numpy at module import, nor see ids or v
 
 from __future__ import annotations
 
-from .base import Scorer, lazy_tf, matmul, np_halves, tf_halves
+from .base import BilinearScorer, lazy_tf, np_halves, tf_halves
 
 __all__ = ["ComplEx"]
 
 
-class ComplEx(Scorer):
+class ComplEx(BilinearScorer):
     """``Re(<h, r, conj(t)>)``; entities ``[n, d]`` and relations ``[n_r, d]`` as ``[re | im]``, ``d`` even."""
 
     name = "complex"
-    param_names = ()
     defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6}
     preset = "complex.toml"
     complex_valued = True
-    matmul_ranking = True
-    estimate_is_direction = True
-
-    def relation_width(self, dim: int) -> int:
-        return dim
 
     @staticmethod
     def estimate(h, r, t, side: str):
@@ -49,6 +43,3 @@ class ComplEx(Scorer):
         # Re(e * a) with a = r * conj(t): e_re*a_re - e_im*a_im
         (rr, ri), (tr, ti) = tf_halves(r), tf_halves(t)
         return lazy_tf().concat([rr * tr + ri * ti, -(ri * tr - rr * ti)], axis=-1)
-
-    def match(self, q, entities):
-        return matmul(q, entities)

@@ -6,23 +6,17 @@ Must not import TensorFlow or numpy at module import, nor see ids or variables.
 
 from __future__ import annotations
 
-from .base import Scorer, lazy_tf, matmul
+from .base import BilinearScorer, lazy_tf
 
 __all__ = ["DistMult"]
 
 
-class DistMult(Scorer):
+class DistMult(BilinearScorer):
     """``<h, r, t>``; entities ``[n, d]``, relations ``[n_r, d]``."""
 
     name = "distmult"
-    param_names = ()
     defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6}
     preset = "distmult.toml"
-    matmul_ranking = True
-    estimate_is_direction = True
-
-    def relation_width(self, dim: int) -> int:
-        return dim
 
     @staticmethod
     def estimate(h, r, t, side: str):
@@ -38,6 +32,3 @@ class DistMult(Scorer):
 
     def head_query(self, r, t):
         return r * t
-
-    def match(self, q, entities):
-        return matmul(q, entities)

@@ -6,22 +6,17 @@ Must not import TensorFlow or numpy at module import, nor see ids or variables.
 
 from __future__ import annotations
 
-from .base import Scorer, lazy_tf, lp_distance, lp_norm, matmul, pairwise
+from .base import DistanceScorer, lazy_tf, lp_distance, matmul, pairwise
 
 __all__ = ["TransE"]
 
 
-class TransE(Scorer):
+class TransE(DistanceScorer):
     """``gamma - ||h + r - t||_p``; entities ``[n, d]``, relations ``[n_r, d]``."""
 
     name = "transe"
-    param_names = ("norm", "gamma")
     defaults = {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01}
     preset = "transe.toml"
-
-    def __init__(self, norm: int = 1, gamma: float = 12.0):
-        super().__init__(norm=lp_norm("transe", norm), gamma=float(gamma))
-        self.matmul_ranking = self.params["norm"] == 2
 
     def relation_width(self, dim: int) -> int:
         return dim

@@ -13,14 +13,14 @@ only adds a constant ``|w.d|`` to every candidate's distance.
 
 from __future__ import annotations
 
-from .base import Scorer, lazy_tf, lp_distance, lp_norm, matmul, pairwise
+from .base import DistanceScorer, lazy_tf, lp_distance, matmul, pairwise
 
 __all__ = ["TransH"]
 
 _EPS = 1e-12  # as tf.math.l2_normalize's default epsilon, so numpy estimates see the same normal as training
 
 
-class TransH(Scorer):
+class TransH(DistanceScorer):
     """Entities ``[n, d]``; relations ``[n_r, 2d]`` as ``[normal | translation]``.
 
     Queries carry the hyperplane with them: ``tail_query(h, r) = [h_perp + d_r | w_r]`` and
@@ -29,13 +29,8 @@ class TransH(Scorer):
     """
 
     name = "transh"
-    param_names = ("norm", "gamma")
     defaults = {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01}
     preset = "transh.toml"
-
-    def __init__(self, norm: int = 1, gamma: float = 12.0):
-        super().__init__(norm=lp_norm("transh", norm), gamma=float(gamma))
-        self.matmul_ranking = self.params["norm"] == 2
 
     def relation_width(self, dim: int) -> int:
         return 2 * dim
