@@ -27,6 +27,7 @@ from .errors import (
     EXIT_USAGE,
     EmbretrainError,
 )
+from .models import model_names
 
 logger = logging.getLogger("embretrain")
 
@@ -132,7 +133,7 @@ def training_options(func):
     return func
 
 
-MODEL_CHOICE = click.Choice(["transe", "distmult", "complex", "rotate", "dot"])
+MODEL_CHOICE = click.Choice(model_names())
 _LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model", "partition_strategy")
 
 
@@ -333,7 +334,7 @@ def _guarded_run(opts: dict, command: str, body) -> None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(), help="Training file: triples (head<TAB>relation<TAB>tail) or, for --model dot, pairs (a<TAB>b[<TAB>weight]).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.h5).")
-@click.option("--model", type=click.Choice(["transe", "distmult", "complex", "rotate", "dot"]), help="Scoring model [transe].")
+@click.option("--model", type=MODEL_CHOICE, help="Scoring model [transe].")
 @click.option("--dim", type=click.IntRange(min=1), help="Embedding width [100]; even for complex/rotate.")
 @click.option("--norm", type=click.Choice(["1", "2"]), callback=lambda c, p, v: None if v is None else int(v), help="transe: L1 or L2 distance [1].")
 @click.option("--gamma", type=float, help="transe/rotate: score = gamma - distance [12].")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .models import MODELS
 
 __all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "load_toml", "resolve_settings"]
 
@@ -57,23 +58,10 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-# Scoring parameters per model (what the checkpoint stores as root attributes).
-MODEL_PARAMS: dict[str, tuple[str, ...]] = {
-    "transe": ("norm", "gamma"),
-    "distmult": (),
-    "complex": (),
-    "rotate": ("gamma",),
-    "dot": (),
-}
-
-# Per-model starting points; configs/<model>.toml hold the measured presets.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "transe": {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01},
-    "distmult": {"loss": "logistic", "lr": 0.01, "regularization": 1e-6},
-    "complex": {"loss": "logistic", "lr": 0.01, "regularization": 1e-6},
-    "rotate": {"loss": "logistic", "gamma": 12.0, "lr": 0.01},
-    "dot": {"loss": "logistic", "lr": 0.01, "negatives": 5},
-}
+# Scoring parameters per model (what the checkpoint stores as root attributes) and per-model starting points
+# (configs/<model>.toml hold the measured presets): read from each model's file through the registry.
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {name: cls.param_names for name, cls in MODELS.items()}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODELS.items()}
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margin"),
