@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import CheckpointError, UsageError
 
-__all__ = ["Scorer", "TransE", "DistMult", "ComplEx", "RotatE", "Dot", "MODELS", "get_model"]
+__all__ = ["Scorer", "TransE", "DistMult", "ComplEx", "RotatE", "Dot", "MODELS", "get_model", "check_shapes"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,39 @@ class Scorer:
     def check_dim(self, dim: int) -> None:
         if dim < 1:
             raise UsageError(f"--dim must be positive, got {dim}")
+
+    def check_tables(self, widths: dict[str, int]) -> str | None:
+        """The shape contract of a checkpoint's tables: ``widths`` maps table name -> width (columns).
+
+        Returns None if the tables fit this scorer, else one sentence naming the tables and widths.
+        Checked at load so a file that would train into a TensorFlow shape error is refused first.
+        """
+        dim = widths.get("entity_embeddings")
+        if dim is None:
+            return "there is no entity_embeddings table"
+        try:
+            self.check_dim(dim)
+        except UsageError:
+            return f"entity_embeddings is {dim} wide; {self._dim_rule()}"
+        rel = widths.get("relation_embeddings")
+        want = self.relation_width(dim)
+        if want is None and rel is not None:
+            return f"model {self.name!r} has no relations, but the file has relation_embeddings ({rel} wide)"
+        if want is not None and rel is None:
+            return f"model {self.name!r} needs a relation_embeddings table (width {want}); the file has none"
+        if want is not None and rel != want:
+            return (f"relation_embeddings is {rel} wide but entity_embeddings is {dim} wide; "
+                    f"model {self.name!r} needs relation width {self._relation_rule()} = {want}")
+        ctx = widths.get("context_embeddings")
+        if ctx is not None and ctx != dim:
+            return f"context_embeddings is {ctx} wide but entity_embeddings is {dim} wide; they must be equal"
+        return None
+
+    def _dim_rule(self) -> str:
+        return "it must be at least 1"
+
+    def _relation_rule(self) -> str:
+        return "== entity width"
 
     relation_start = None  # (rng, n_new, width, n_total) -> float32 [n_new, width] start of new relation rows; None: Glorot
 
@@ -171,6 +204,9 @@ class _Complex(Scorer):
         if dim % 2:
             raise UsageError(f"{self.name}: --dim must be even (real and imaginary halves), got {dim}")
 
+    def _dim_rule(self) -> str:
+        return f"model {self.name!r} needs an even width (real and imaginary halves)"
+
 
 class ComplEx(_Complex):
     """ComplEx (Trouillon et al. 2016): ``Re(<h, r, conj(t)>)``; entities and relations are ``[re | im]``."""
@@ -207,6 +243,9 @@ class RotatE(_Complex):
 
     def relation_width(self, dim: int) -> int:
         return dim // 2
+
+    def _relation_rule(self) -> str:
+        return "entity width / 2 (one phase per complex coordinate)"
 
     @staticmethod
     def relation_start(rng, n_new: int, width: int, n_total: int):
@@ -273,7 +312,7 @@ MODELS: dict[str, type[Scorer]] = {m.name: m for m in (TransE, DistMult, ComplEx
 
 def get_model(name: str, params: dict[str, Any] | None = None, *, from_checkpoint: bool = False) -> Scorer:
     """Instantiate the scorer ``name`` with ``params`` (unknown keys for that model are ignored with a debug log)."""
-    cls = MODELS.get(name)
+    cls = MODELS.get(name) if isinstance(name, str) else None
     if cls is None:
         err = CheckpointError if from_checkpoint else UsageError
         raise err(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -281,7 +320,41 @@ def get_model(name: str, params: dict[str, Any] | None = None, *, from_checkpoin
     kept = {k: v for k, v in params.items() if k in cls.param_names}
     for k in set(params) - set(kept):
         logger.debug("model %s ignores parameter %s", name, k)
-    return cls(**kept)
+    if not from_checkpoint:
+        return cls(**kept)
+    # A file's parameters are data: a list, a string or an out-of-range value is a bad checkpoint.
+    bad = {k: v for k, v in kept.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if bad:
+        raise CheckpointError(f"model {name!r}: parameter(s) {bad} must be numbers")
+    try:
+        scorer = cls(**kept)
+    except (UsageError, TypeError, ValueError, OverflowError) as err:
+        raise CheckpointError(f"model {name!r}: bad parameters in the checkpoint ({err})") from None
+    bad = {k: v for k, v in scorer.params.items() if not math.isfinite(v)}
+    if bad:
+        raise CheckpointError(f"model {name!r}: parameter(s) {bad} must be finite")
+    return scorer
+
+
+def check_shapes(model: str, params: dict[str, Any] | None, widths: dict[str, int], *, where: str = "") -> Scorer:
+    """Check a checkpoint's model, parameters and table widths; return the scorer.
+
+    The one check every loader calls (native at load; TF/Keras after picking their tables):
+    ``widths`` maps our table names (``entity_embeddings``, ``relation_embeddings``,
+    ``context_embeddings``) to their widths. Imports no TensorFlow.
+
+    Raises:
+        CheckpointError: one line, prefixed with ``where`` (the file), naming the tables and widths.
+    """
+    prefix = f"{where}: " if where else ""
+    try:
+        scorer = get_model(model, params, from_checkpoint=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"{prefix}{err}") from None
+    problem = scorer.check_tables(widths)
+    if problem:
+        raise CheckpointError(f"{prefix}{problem}; the tables cannot be trained as model {model!r}")
+    return scorer
 
 
 def glorot_limit(n_rows: int, width: int) -> float:

@@ -18,6 +18,13 @@ attribute, no checksums) still load, with a warning.
 Every failure to read (missing, a directory, not HDF5, truncated, wrong shape, corrupt data)
 raises :class:`~embretrain.errors.CheckpointError` with one sentence naming the file.
 
+A checkpoint may come from anywhere, so the loader trusts nothing it declares (:func:`check_links`,
+:func:`check_storage`): a dataset the layout names must be stored in this file under that name (no
+external or soft link, no external or virtual storage: the tool never reads a file it was not given),
+its declared size must be backed by the bytes stored for it (a tiny file declaring 10^12 rows is refused
+before anything is allocated), names must round-trip through a TSV line (:func:`~embretrain.vocab.check_names`),
+and the tables must fit the model's shape contract (:func:`~embretrain.models.check_shapes`).
+
 Tables are read and written a block of rows at a time (:data:`~.disk_rows.BLOCK_BYTES`): a load
 reads straight into one preallocated array while hashing and NaN-checking each block, and a save
 streams each table (also a lazy :class:`~.disk_rows.RowStack` of old rows + new rows) into the file,
@@ -50,6 +57,8 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import CheckpointError, EmbretrainError, UsageError
+from ..models import check_shapes
+from ..vocab import check_names
 from .base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .disk_rows import (
     DiskNames,
@@ -75,6 +84,8 @@ __all__ = [
     "table_sha256",
     "vocab_sha256",
     "OLD_ROWS",
+    "check_links",
+    "check_storage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,6 +105,10 @@ _HASH_CHUNK_NAMES = 1 << 16
 _NAME_BLOCK = 1 << 18  # names read and decoded per h5py call
 OLD_ROWS = ("memory", "on-disk")
 _STRINGS = h5py.string_dtype("utf-8")
+_VLEN_BYTES = 16  # what HDF5 stores per variable-length string in the dataset itself (length + heap id)
+# Compressed data may be smaller than it declares, but not by more than this: float tables and names
+# compress 1-10x; a dataset of zeros declaring 10^12 rows compresses 1000x and is a bomb, not a table.
+MAX_FILTER_RATIO = 64
 
 
 # --------------------------------------------------------------------------- checksums
@@ -238,6 +253,81 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_links(group: h5py.Group, path: Path, names: Iterable[str] | None = None) -> None:
+    """Refuse external and soft links among ``names`` (default: every member) of ``group``.
+
+    An external link makes h5py open another file (the loader would read, and hash, a file it was not
+    given; with raw offsets, bytes of the wrong file); a soft link makes one name read another dataset.
+    ``f.get(name, getlink=True)`` says what a name is without following it.
+
+    Raises:
+        CheckpointError: naming the file, the link and where it points.
+    """
+    for name in list(group.keys()) if names is None else names:
+        link = group.get(name, getlink=True)
+        where = f"{group.name.rstrip('/')}/{name}"
+        if isinstance(link, h5py.ExternalLink):
+            raise CheckpointError(
+                f"{path}: {where} is an external link to {link.filename}:{link.path}; a checkpoint must hold its "
+                "datasets itself (embretrain never reads a file it was not given)"
+            )
+        if isinstance(link, h5py.SoftLink):
+            raise CheckpointError(
+                f"{path}: {where} is a soft link to {link.path}; each dataset of the layout must be stored under its own name"
+            )
+
+
+def _file_size(f: h5py.File) -> int:
+    try:
+        if f.driver == "sec2":
+            return os.fstat(f.id.get_vfd_handle()).st_size
+    except (OSError, ValueError):
+        pass
+    return int(f.id.get_filesize())
+
+
+def check_storage(dset: h5py.Dataset, path: Path, file_size: int | None = None) -> None:
+    """Check ``dset``'s declared size against the bytes stored for it, before anything is allocated.
+
+    Refuses: external storage (raw data in other files) and virtual datasets (mapped from other files);
+    storage larger than the file; unfiltered data with fewer stored bytes than declared (unallocated, or
+    a header declaring more rows than exist); filtered (compressed) data declaring more than
+    :data:`MAX_FILTER_RATIO` times what it stores.
+
+    Raises:
+        CheckpointError: naming the file and dataset.
+    """
+    where = f"{path}: {dset.name}"
+    if dset.is_virtual:
+        raise CheckpointError(f"{where} is a virtual dataset (mapped from other files); a checkpoint must hold its data itself")
+    if dset.external:
+        raise CheckpointError(
+            f"{where} keeps its data in external file(s) {', '.join(str(e[0]) for e in dset.external)}; "
+            "a checkpoint must hold its data itself"
+        )
+    n = int(np.prod(dset.shape, dtype=object)) if dset.shape else 1
+    info = h5py.check_string_dtype(dset.dtype)
+    per = _VLEN_BYTES if (info is not None and info.length is None) or dset.dtype.kind == "O" else dset.dtype.itemsize
+    declared = n * max(1, per)
+    stored = int(dset.id.get_storage_size())
+    size = file_size if file_size is not None else _file_size(dset.file)
+    if stored > size:
+        raise CheckpointError(f"{where} claims {stored} bytes of storage in a {size}-byte file; the file is corrupt")
+    if not n:
+        return
+    filtered = dset.id.get_create_plist().get_nfilters() > 0
+    if not filtered and stored < declared:
+        raise CheckpointError(
+            f"{where} declares shape {tuple(dset.shape)} ({declared} bytes) but stores {stored} bytes; "
+            "the file is truncated or corrupt"
+        )
+    if filtered and declared > max(stored, 1) * MAX_FILTER_RATIO:
+        raise CheckpointError(
+            f"{where} declares shape {tuple(dset.shape)} ({declared} bytes) from {stored} compressed bytes "
+            f"(over {MAX_FILTER_RATIO}x); refusing a compression bomb"
+        )
+
+
 @dataclass
 class _Layout:
     """What a checkpoint holds, validated, before any table data is read."""
@@ -262,6 +352,7 @@ def _read_strings(f: h5py.File, name: str, path: Path) -> list[str] | None:
     if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
         kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
         raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
+    check_storage(dset, path)
     try:
         # Decode as UTF-8 whatever the declared charset: h5py writes ASCII-tagged bytes by default.
         return dset.asstr("utf-8")[()].tolist()
@@ -277,6 +368,7 @@ def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
         kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
         raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
+    check_storage(dset, path)
     return dset
 
 
@@ -294,6 +386,7 @@ def _name_blocks(dset: h5py.Dataset, path: Path, name: str) -> Iterator[tuple[in
             names = read(start, min(n, start + _NAME_BLOCK))
         except UnicodeDecodeError as err:
             raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
+        check_names(names, f"{path}: /{name}", start=start)
         names.append("")  # the join then ends with the last name's newline
         hashed = "\n".join(names).encode("utf-8")
         names.pop()
@@ -363,6 +456,7 @@ def _scan_names(dset: h5py.Dataset, path: Path, name: str) -> object:
 
 def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     """Check structure and read the small parts (attrs, lineage); names and tables stay on disk."""
+    check_links(f, path)  # before any name is looked up: looking one up follows its link
     fmt = _attr(f, "format")
     if fmt is None:
         if ENTITIES not in f or ENTITY_TABLE not in f:
@@ -398,6 +492,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS) if name in f}
     n_rows = {ENTITIES: int(entities.shape[0]), RELATIONS: int(relations.shape[0]) if relations is not None else 0}
 
+    file_size = _file_size(f)
     tables: dict[str, tuple[h5py.Dataset, str]] = {}
     for name, obj in f.items():
         if name in _NOT_TABLES:
@@ -412,7 +507,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
         indexed_by = _attr(obj, "indexed_by")
         if indexed_by is None:  # hand-written file: guess from the name
             indexed_by = RELATIONS if name.startswith("relation") else ENTITIES
-        if indexed_by not in n_rows:
+        if not isinstance(indexed_by, str) or indexed_by not in n_rows:
             raise CheckpointError(
                 f"{path}: table /{name} has indexed_by={indexed_by!r}; expected 'entities' or 'relations'"
             )
@@ -420,6 +515,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
             raise CheckpointError(
                 f"{path}: table /{name} has {obj.shape[0]} rows but /{indexed_by} has {n_rows[indexed_by]} names"
             )
+        check_storage(obj, path, file_size)
         tables[name] = (obj, indexed_by)
 
     if ENTITY_TABLE not in tables:
@@ -449,6 +545,8 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
         raise CheckpointError(f"{path}: 'model' attribute is {model!r}; expected a string such as 'transe'")
 
     params = _read_params(f, path)
+    # One line naming the tables and widths now, not ten lines of TensorFlow stack after training.
+    check_shapes(model, params, {n: int(d.shape[1]) for n, (d, _) in tables.items()}, where=str(path))
     lineage = _read_lineage(f, path)
     return _Layout(fmt, version, model, dim, params, n_rows[ENTITIES], n_rows[RELATIONS], vocab_datasets, tables, lineage)
 
