@@ -49,6 +49,7 @@ __all__ = [
     "atomic_dir",
     "atomic_files",
     "scratch_file",
+    "scratch_dir",
     "check_target",
     "backup_path",
     "check_writable_dir",
@@ -181,6 +182,18 @@ def scratch_file(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A private temporary directory beside ``target`` (atomic_write's naming: a killed run's is cleaned
+    up by :func:`clean_stale_temps`), removed with its content when the block ends whatever happens."""
+    tmp = _temp_name(Path(target))
+    tmp.mkdir(mode=0o700)  # fails on any existing name, symlink included
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def backup_path(path: str | os.PathLike, k: int) -> Path:
