@@ -610,10 +610,10 @@ def test_a_failed_table_write_leaves_the_target_and_no_temp_file(saved, triple_c
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
 
 
-def test_a_name_that_cannot_be_encoded_fails_while_tables_stream(saved, triple_ckpt):
+def test_a_name_that_cannot_be_encoded_is_refused_before_anything_is_written(saved, triple_ckpt):
     before = saved.read_bytes()
     triple_ckpt.entities[3] = "bad \udc80 surrogate"
-    with pytest.raises(CheckpointError, match="cannot save: an entity name is not valid Unicode"):
+    with pytest.raises(CheckpointError, match="cannot save: entity names, row 3: .* unpaired surrogate"):
         native.save(triple_ckpt, saved)
     assert saved.read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]

@@ -867,6 +867,8 @@ def _check_names(kind: str, names) -> None:
         if names.prefix_digest is None:  # not the loaded (and checked) names: check them too
             _check_names(kind, list(names.old))
         names = names.new
+    # what load would refuse must never be written (a file that cannot be read back)
+    check_names(list(names), f"cannot save: {kind} names,")
     if set(map(type, names)) <= {str} and len(set(names)) == len(names):
         return
     first_row: dict[str, int] = {}
