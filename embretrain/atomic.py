@@ -407,7 +407,13 @@ def atomic_files(
                 saved = _temp_name(final)
                 os.link(final, saved, follow_symlinks=False)
             _warn_symlink(final)
-            os.replace(temps.pop(key), final)
+            try:
+                os.replace(temps[key], final)
+            except BaseException:
+                if saved is not None:  # final was not replaced: the saved link is just a second name
+                    saved.unlink()
+                raise
+            temps.pop(key)
             undo.append((final, saved))
     except BaseException:
         for final, saved in reversed(undo):
