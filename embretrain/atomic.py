@@ -12,6 +12,19 @@ atomic on POSIX and Windows, so the target path always holds a whole file.
 Multi-file outputs (a TF checkpoint directory, a Keras SavedModel) use :func:`atomic_dir`, which
 does the same with a temporary directory. A process killed with SIGKILL cannot clean up its temp
 file; :func:`clean_stale_temps` removes those of dead processes (the CLI calls it under the lock).
+
+Every path written here may sit in a directory others can write to, so nothing is followed:
+
+* temporary files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a name planted in advance,
+  symlink or not, makes the create fail instead of writing through it);
+* the target itself is replaced by ``rename``: a symlink at the target is replaced by the new file
+  and whatever it pointed to is left untouched (a warning says so); a target that is neither a
+  regular file nor a symlink (a directory, a FIFO, a device) is refused before anything is written;
+* backups ``OUT.1..N`` are renamed, never opened, so a symlink planted at ``OUT.k`` is moved as a
+  link; a directory or other special file there is refused before anything is written.
+
+Outputs made of several files that must change together (a TF/Keras checkpoint and its name
+sidecars) use :func:`atomic_files`.
 """
 
 from __future__ import annotations
@@ -25,7 +38,8 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import UsageError
@@ -33,6 +47,10 @@ from .errors import UsageError
 __all__ = [
     "atomic_write",
     "atomic_dir",
+    "atomic_files",
+    "scratch_file",
+    "scratch_dir",
+    "check_target",
     "backup_path",
     "check_writable_dir",
     "clean_stale_temps",
@@ -43,6 +61,30 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TMP_PID = re.compile(r"\.tmp-(\d+)-[0-9a-f]+")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def check_target(path: str | os.PathLike, *, what: str = "file") -> None:
+    """Refuse to replace ``path`` if it exists and is not a regular file or a symlink.
+
+    A rename over a directory fails half-way through a run, and one over a FIFO or a device
+    (``--out /dev/null``) would put a file where the system expects something else.
+
+    Raises:
+        UsageError: naming ``path`` and what it is.
+    """
+    target = Path(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise UsageError(f"cannot write {target}: {err.strerror}") from None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+    raise UsageError(f"cannot write the {what} {target}: it exists and is {kind}; remove it or choose another path")
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:
@@ -66,6 +108,7 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         raise UsageError(f"cannot write {target}: directory {directory} does not exist; create it first")
     if not directory.is_dir():
         raise UsageError(f"cannot write {target}: {directory} is not a directory")
+    check_target(target)
     # W_OK to create the temp file, X_OK to reach names inside the directory.
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {target}: directory {directory} is not writable")
@@ -73,7 +116,7 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     # create (and remove) a real file, the only test that cannot lie.
     probe = directory / f".{target.name}.probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
     except OSError as err:
         raise UsageError(f"cannot write {target}: directory {directory} is not writable ({err.strerror})") from None
     os.close(fd)
@@ -111,6 +154,48 @@ def _temp_name(target: Path) -> Path:
     return target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def _create_temp(target: Path) -> Path:
+    """Create a fresh, empty temporary file for ``target`` (``O_EXCL | O_NOFOLLOW``) and return its path.
+
+    Writers then open this file of ours by name (h5py, zipfile, ``write_text``): truncating it is safe.
+    """
+    for _ in range(8):
+        tmp = _temp_name(target)
+        try:
+            # 0o666 and the umask: the same mode the file would get from open() or h5py.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+        except FileExistsError:  # a planted name (or a 1-in-2^32 clash): never write through it
+            logger.warning("%s already exists (not ours); trying another temporary name", tmp)
+            continue
+        os.close(fd)
+        return tmp
+    raise UsageError(f"cannot create a temporary file beside {target}: every name tried already exists")
+
+
+@contextlib.contextmanager
+def scratch_file(target: str | os.PathLike) -> Iterator[Path]:
+    """A private temporary file beside ``target`` (same naming as atomic_write's, so a killed run's is
+    cleaned up by :func:`clean_stale_temps`), removed when the block ends whatever happens."""
+    tmp = _create_temp(Path(target))
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A private temporary directory beside ``target`` (atomic_write's naming: a killed run's is cleaned
+    up by :func:`clean_stale_temps`), removed with its content when the block ends whatever happens."""
+    tmp = _temp_name(Path(target))
+    tmp.mkdir(mode=0o700)  # fails on any existing name, symlink included
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def backup_path(path: str | os.PathLike, k: int) -> Path:
     """The k-th previous version of ``path``: ``<path>.<k>`` (1 = the most recent)."""
     p = Path(path)
@@ -125,21 +210,38 @@ def rotate_backups(target: str | os.PathLike, keep: int) -> None:
     ``target`` whole and at worst one backup missing. ``target.<keep>`` is dropped.
     """
     target = Path(target)
-    if keep <= 0 or not target.exists():
+    if keep <= 0 or not os.path.lexists(target):
         return
+    _check_backups(target, keep)
     for k in range(keep - 1, 0, -1):
         older = backup_path(target, k)
-        if older.exists():
+        if os.path.lexists(older):  # a symlink is renamed as a link, never followed
             os.replace(older, backup_path(target, k + 1))
     first = backup_path(target, 1)
     staged = _temp_name(first)
     try:
-        os.link(target, staged)  # no copy: the backup shares the old file's blocks
+        # no copy: the backup shares the old file's blocks; a symlink target is linked as a link
+        os.link(target, staged, follow_symlinks=False)
     except OSError:  # filesystems without hard links (some network mounts, FAT)
-        shutil.copy2(target, staged)
-        fsync_path(staged)
+        shutil.copy2(target, staged, follow_symlinks=False)
+        if not staged.is_symlink():
+            fsync_path(staged)
     os.replace(staged, first)
     logger.info("kept the previous %s as %s", target.name, first.name)
+
+
+def _check_backups(target: Path, keep: int) -> None:
+    """Every backup slot that rotation renames over must be a file or a symlink (checked before any rename)."""
+    for k in range(1, keep + 1):
+        check_target(backup_path(target, k), what="backup")
+
+
+def _warn_symlink(target: Path) -> None:
+    if target.is_symlink():
+        logger.warning(
+            "%s is a symbolic link (to %s): it is replaced by the new file, and what it points to is left as it was",
+            target, os.readlink(target),
+        )
 
 
 @contextlib.contextmanager
@@ -159,7 +261,9 @@ def atomic_write(path: str | os.PathLike, *, keep: int = 0) -> Iterator[Path]:
     """
     target = Path(path)
     directory = check_writable_dir(target)
-    tmp = _temp_name(target)
+    if keep > 0:
+        _check_backups(target, keep)
+    tmp = _create_temp(target)
     try:
         yield tmp
         if not tmp.exists():
@@ -168,6 +272,7 @@ def atomic_write(path: str | os.PathLike, *, keep: int = 0) -> Iterator[Path]:
         # pointing at an empty or partial file on some filesystems (ext4 delayed allocation).
         fsync_path(tmp)
         rotate_backups(target, keep)
+        _warn_symlink(target)
         os.replace(tmp, target)
     except BaseException:  # also Ctrl-C: never leave a stray temp file
         with contextlib.suppress(FileNotFoundError):
@@ -210,7 +315,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     is absent (never partial). On any exception the temporary directory is removed.
     """
     target = Path(path)
-    if target.exists() and not target.is_dir():
+    if os.path.lexists(target) and not target.is_symlink() and not target.is_dir():
         raise UsageError(f"cannot write the directory {target}: a file with that name exists")
     directory = check_writable_dir(target.parent / (target.name + ".probe"))  # the parent must be writable
     tmp = _temp_name(target)
@@ -218,20 +323,116 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_tree(tmp)
-        if not target.exists():
+        _warn_symlink(target)
+        if not os.path.lexists(target):
             os.rename(tmp, target)
         elif _exchange(tmp, target):
-            shutil.rmtree(tmp)  # tmp now holds the old version
+            _remove(tmp)  # tmp now holds the old version (a symlink: only the link goes)
         else:
             old = _temp_name(target)
             os.rename(target, old)
             os.rename(tmp, target)
-            shutil.rmtree(old)
+            _remove(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir_quietly(directory)
     logger.debug("wrote directory %s atomically", target)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a symlink (not what it points to) or a directory tree (rmtree never follows links)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_files(
+    targets: Mapping[str, str | os.PathLike],
+    *,
+    primary: str,
+    remove: Sequence[str | os.PathLike] = (),
+    keep: int = 0,
+) -> Iterator[dict[str, Path]]:
+    """Write several files that belong together (a checkpoint and its sidecars) as one unit.
+
+    Yields ``{key: temporary path}`` for every ``targets`` entry; the caller writes them all. Then every
+    temp is fsynced, and only then are they renamed into place, the ``primary`` one *last*, each
+    old file kept aside by a hard link until the unit is in place. If writing or any rename fails, the
+    renames already done are undone (old files put back, new ones removed), every temp is removed,
+    and the error re-raised: the targets hold the old unit or the new one, never a mix, never new
+    sidecars without their checkpoint. ``remove``: files of the old unit the new one does not have
+    (e.g. ``<out>.relations.tsv`` when the new model has no relations), removed with the same undo.
+
+    A SIGKILL between two renames can still leave a mix; the primary goes last so that an orphan
+    sidecar never has a new checkpoint beside it, and a reader that binds them (the meta sidecar
+    names the checkpoint's size and sha256) catches an old/new pair.
+
+    Args:
+        targets: key -> final path; all must be in writable directories.
+        primary: the key of the checkpoint itself (renamed last, with ``keep`` backups).
+        keep: backups of the primary as for :func:`atomic_write`.
+    """
+    paths = {key: Path(p) for key, p in targets.items()}
+    if primary not in paths:
+        raise ValueError(f"atomic_files: primary {primary!r} is not one of the targets")
+    for p in (*paths.values(), *map(Path, remove)):
+        check_writable_dir(p)
+    if keep > 0:
+        _check_backups(paths[primary], keep)
+    temps: dict[str, Path] = {}
+    undo: list[tuple[Path, Path | None]] = []  # (final path, saved old file or None if there was none)
+    try:
+        for key, p in paths.items():
+            temps[key] = _create_temp(p)
+        yield dict(temps)
+        for key, tmp in temps.items():
+            if not tmp.exists():
+                raise RuntimeError(f"atomic_files({paths[key]}): nothing was written to {tmp}")
+            fsync_path(tmp)
+        order = [k for k in paths if k != primary] + [primary]
+        gone = [Path(p) for p in remove if os.path.lexists(p)]
+        for final in gone:  # stale members of the old unit go first, kept aside for the undo
+            saved = _temp_name(final)
+            os.rename(final, saved)
+            undo.append((final, saved))
+        for key in order:
+            final = paths[key]
+            saved = None
+            if key == primary and keep > 0:
+                rotate_backups(final, keep)
+            if os.path.lexists(final):
+                saved = _temp_name(final)
+                os.link(final, saved, follow_symlinks=False)
+            _warn_symlink(final)
+            try:
+                os.replace(temps[key], final)
+            except BaseException:
+                if saved is not None:  # final was not replaced: the saved link is just a second name
+                    saved.unlink()
+                raise
+            temps.pop(key)
+            undo.append((final, saved))
+    except BaseException:
+        for final, saved in reversed(undo):
+            with contextlib.suppress(OSError):
+                if saved is not None:
+                    os.replace(saved, final)
+                else:
+                    final.unlink()
+        for tmp in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+    for _, saved in undo:
+        if saved is not None:
+            with contextlib.suppress(FileNotFoundError):
+                saved.unlink()
+    for directory in {p.parent for p in paths.values()}:
+        _fsync_dir_quietly(directory)
+    logger.debug("wrote %s atomically as one unit", ", ".join(map(str, paths.values())))
 
 
 def _pid_alive(pid: int) -> bool:

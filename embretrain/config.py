@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,19 +69,48 @@ _CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margi
             "init": ("xavier", "neighbors", "neighbors-median"), "corrupt": ("any", "frozen")}
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a preset is a few hundred bytes; anything this big is the wrong file
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a flat TOML preset; unknown keys or wrong types are a :class:`UsageError`."""
+    """Read a flat TOML preset; unknown keys or wrong types are a :class:`UsageError`.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read (a FIFO or device is refused at
+    open without blocking; a huge file is refused before it is read).
+    """
+    import os
+    import stat
+
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UsageError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected a TOML config file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path}: is a directory, expected a TOML config file")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: is not a regular file (a FIFO, socket or device); expected a TOML config file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise UsageError(f"{path}: {st.st_size} bytes is too big for a TOML config file (at most {MAX_CONFIG_BYTES})")
+        data = fh.read(MAX_CONFIG_BYTES + 1)
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"{path}: not valid TOML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return _check(raw, str(path))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a value, cut short: a hostile config must not turn the one-line error into megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_MAX_INT = 2**31 - 1  # every int setting is a count or a width; TensorFlow shapes are int32-safe below this
 
 
 def _check(values: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -88,14 +118,21 @@ def _check(values: dict[str, Any], origin: str) -> dict[str, Any]:
     for key, value in values.items():
         field = _FIELDS.get(key)
         if field is None:
-            raise UsageError(f"{origin}: unknown setting {key!r}; known settings: {', '.join(_FIELDS)}")
+            raise UsageError(f"{origin}: unknown setting {_short(key)}; known settings: {', '.join(_FIELDS)}")
         want = {"int": int, "float": float, "str": str, "bool": bool}[field.type]
         if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise UsageError(f"{origin}: setting {key!r} is out of range ({_short(value)})") from None
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise UsageError(f"{origin}: setting {key!r} must be {field.type}, got {value!r}")
+            raise UsageError(f"{origin}: setting {key!r} must be {field.type}, got {_short(value)}")
+        if want is int and abs(value) > _MAX_INT:
+            raise UsageError(f"{origin}: setting {key!r} is out of range ({_short(value)}; at most {_MAX_INT})")
+        if want is float and not math.isfinite(value):
+            raise UsageError(f"{origin}: setting {key!r} must be a finite number, got {_short(value)}")
         if key in _CHOICES and value not in _CHOICES[key]:
-            raise UsageError(f"{origin}: setting {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+            raise UsageError(f"{origin}: setting {key!r} must be one of {', '.join(_CHOICES[key])}, got {_short(value)}")
         out[key] = value
     _check_ranges(out, origin)
     return out

@@ -9,9 +9,14 @@ Three formats, all UTF-8, one record per line, fields separated by a single tab:
 Names are opaque strings: ``"00260881"`` stays a string with its leading zeros, and spaces
 and any unicode inside a name are kept. Blank lines are skipped, CRLF line endings are
 accepted, and ``*.gz`` files are decompressed on the fly. Anything else that looks wrong
-(a byte-order mark, invalid UTF-8, an empty field, a NUL, a huge line, no records at all)
-is a :class:`~embretrain.errors.DataError` whose message starts with ``path:line:`` so the
-user can jump straight to it.
+(a byte-order mark, invalid UTF-8, an empty field, a NUL or a carriage return inside a line,
+a huge line, no records at all) is a :class:`~embretrain.errors.DataError` whose message starts
+with ``path:line:`` so the user can jump straight to it.
+
+Inputs must be regular files (symlinks to them are followed: an input is only read). A FIFO,
+a socket or a device (``/dev/zero``, a process substitution) is refused at open without blocking:
+every input is read twice (hashed for the lineage, then parsed), and an endless stream would never
+finish; an endless regular file without newlines stops at the 1 MiB line cap.
 
 Every reader goes through :func:`iter_records`, the one place these rules live.
 """
@@ -21,7 +26,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import contextlib
 import os
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -136,17 +143,43 @@ def _open_error(path: str, err: OSError) -> DataError:
     return DataError.at(path, None, f"cannot read the file ({reason})")
 
 
-def _open_binary(path: str) -> BinaryIO:
-    # Check for a directory ourselves: on some platforms open() of a directory raises a
-    # plain PermissionError, which would give a misleading message.
-    if os.path.isdir(path):
-        raise DataError.at(path, None, "is a directory, expected a file")
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
+
+
+def _open_regular(path: str) -> BinaryIO:
+    """Open ``path`` for reading raw bytes, refusing anything but a regular file.
+
+    ``O_NONBLOCK``: opening a FIFO for reading would otherwise wait forever for a writer (a cron job
+    hung with no message); it has no effect on a regular file.
+    """
     try:
-        if path.endswith(".gz"):
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise _open_error(path, err) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise DataError.at(path, None, "is a directory, expected a file")
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise DataError.at(path, None, f"is {kind}, expected a regular file (inputs are read twice: "
+                                           "save the stream to a file first)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def _open_binary(path: str) -> Iterator[BinaryIO]:
+    """The raw file, or its decompressed stream for ``*.gz``; both closed after the block."""
+    with _open_regular(path) as raw:
+        if path.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                yield gz  # type: ignore[misc]
+        else:
+            yield raw
 
 
 def _iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -249,6 +282,10 @@ def iter_records(
         if b"\x00" in raw:
             at = raw.index(b"\x00") + 1
             raise DataError.at(path, line_no, f"line contains a NUL character (at byte {at})")
+        if b"\r" in raw:  # only a line ending's CR is removed; one inside would end up inside a name
+            at = raw.index(b"\r") + 1
+            raise DataError.at(path, line_no, f"line contains a carriage return inside it (at byte {at}); "
+                                              "names cannot hold line breaks")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -333,11 +370,9 @@ def read_all_triples(paths: Iterable[PathLike]) -> list[TripleFile]:
 def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of the raw bytes on disk (compressed bytes for ``*.gz``), for lineage."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise DataError.at(path, None, "is a directory, expected a file")
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             while chunk := f.read(chunk_bytes):
                 digest.update(chunk)
     except OSError as err:

@@ -9,8 +9,9 @@
   per line, no header, as the Embedding Projector wants for a single column).
 
 Numbers are written with 9 significant digits, which round-trips every float32 exactly.
-word2vec has no escaping, so whitespace inside a name becomes ``_`` (counted in the summary);
-TSV outputs replace tabs and line breaks inside names with a space.
+word2vec has no escaping, so whitespace (and NUL) inside a name becomes ``_`` (counted in the summary);
+TSV outputs replace tabs, line breaks and NULs inside names with a space: no field of an export ever
+holds a NUL or a line break.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("word2vec", "word2vec-binary", "tsv", "projector")
 _SUFFIX = {"word2vec": ".w2v.txt", "word2vec-binary": ".w2v.bin", "tsv": ".vectors.tsv", "projector": ".projector"}
-_WHITESPACE = re.compile(r"\s+")
-_TSV_BREAKERS = re.compile(r"[\t\r\n]+")
+_WHITESPACE = re.compile(r"[\s\x00]+")
+_TSV_BREAKERS = re.compile(r"[\t\r\n\x00]+")
 
 
 def default_out(ckpt_path: str | os.PathLike, fmt: str) -> str:

@@ -13,6 +13,13 @@ The lock file is removed on release so a successful or failed run leaves no litt
 flock'd file is racy unless the next acquirer checks that the path it locked is still the file on
 disk (another process may have unlinked it after we opened it); :func:`output_lock` does that
 check and retries, the usual pattern for removable lock files.
+
+The lock path sits in a directory other users may write to (a shared model directory, run from
+cron as root), so it is opened as hostile: never through a symlink (``O_NOFOLLOW``), never
+truncated on open, and only a regular file with one link whose content is empty or a pid is
+taken over. Anything else (a symlink planted at ``<out>.lock``, a directory, a FIFO, a hard link
+to another file, a file with other content) is refused with a :class:`UsageError` naming it, and
+left exactly as it was.
 """
 
 from __future__ import annotations
@@ -22,16 +29,20 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import LockedError
+from .errors import LockedError, UsageError
 
 __all__ = ["lock_path", "output_lock"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 20  # each retry means another process unlinked the file between our open and flock
+_MAX_LOCK_BYTES = 64  # a pid and a newline; anything longer was not written by a lock holder
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def lock_path(out: str | os.PathLike) -> Path:
@@ -48,6 +59,50 @@ def _holder(fd: int) -> str:
     return f"pid {text}" if text.isdigit() else "an unknown process"
 
 
+def _refuse(path: Path, what: str) -> UsageError:
+    return UsageError(
+        f"{path} {what}; refusing to use it as the lock file (it is left untouched): remove it, "
+        "or choose another --out"
+    )
+
+
+def _open_lock(path: Path) -> int:
+    """Open (creating if absent) the lock file without following a symlink or truncating anything.
+
+    Raises:
+        UsageError: ``path`` is a symlink, not a regular file, has other hard links, or holds
+            something that is not a pid.
+    """
+    flags = os.O_RDWR | _NOFOLLOW | _CLOEXEC
+    try:
+        # O_EXCL first: a file we create is ours to write; a nonblocking open never hangs on a FIFO.
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP or path.is_symlink():
+            raise _refuse(path, f"is a symbolic link (to {os.readlink(path)!r})") from None
+        if err.errno == errno.ENOENT:  # removed since the O_EXCL attempt: let the caller retry
+            raise
+        if err.errno == errno.EISDIR:
+            raise _refuse(path, "is a directory") from None
+        raise UsageError(f"cannot open the lock file {path}: {err.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, "is not a regular file")
+        if st.st_nlink > 1:  # a hard link to someone else's file: writing our pid would change it
+            raise _refuse(path, f"is a regular file with {st.st_nlink} hard links")
+        if st.st_size > _MAX_LOCK_BYTES or not os.pread(fd, _MAX_LOCK_BYTES, 0).strip().isdigit() and st.st_size:
+            raise _refuse(path, f"holds {st.st_size} bytes that are not a process id")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextlib.contextmanager
 def output_lock(out: str | os.PathLike) -> Iterator[Path]:
     """Hold the exclusive lock on ``out`` for the ``with`` block; yield the lock file's path.
@@ -57,7 +112,10 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
     """
     path = lock_path(out)
     for _ in range(_MAX_ATTEMPTS):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = _open_lock(path)
+        except FileNotFoundError:  # unlinked by the previous holder between our two opens
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -82,13 +140,17 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
         raise LockedError(f"{out}: could not take the lock {path} (it keeps being replaced)")
 
     try:
+        # Only a file that is ours (created above) or a dead holder's pid file (checked in _open_lock)
+        # gets here, so this truncation never touches someone else's data.
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         logger.debug("locked %s (%s)", out, path)
         yield path
     finally:
         # Unlink while still holding the lock, then close: whoever opened the old inode retries.
+        # Only if the name still is our file: never remove what someone put there meanwhile.
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                path.unlink()
         os.close(fd)
         logger.debug("released %s", path)

@@ -20,11 +20,9 @@ A file that cannot be read is a :class:`~embretrain.errors.CheckpointError` (exi
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,22 +206,26 @@ def _meta(base: str) -> dict[str, Any]:
 def _read_native(path: Path) -> _View:
     import h5py
 
+    from .checkpoint.h5guard import walk
+
     try:
         with h5py.File(path, "r") as f:
-            if "entities" not in f or ENTITY_TABLE not in f:
+            # links and storage first (the file must not make us read another one); values read here, not by the loader
+            _, datasets = walk(f, path)
+            if "entities" not in datasets or ENTITY_TABLE not in datasets:
                 raise CheckpointError(f"{path}: not an embretrain checkpoint (no /entities or /{ENTITY_TABLE})")
-            entities = [str(n) for n in f["entities"].asstr()[()]]
-            relations = [str(n) for n in f["relations"].asstr()[()]] if "relations" in f else []
+            entities = [str(n) for n in datasets["entities"].asstr()[()]]
+            relations = [str(n) for n in datasets["relations"].asstr()[()]] if "relations" in datasets else []
             tables = {
-                name: np.asarray(obj[()]) for name, obj in f.items()
-                if isinstance(obj, h5py.Dataset) and obj.ndim == 2
+                name: np.asarray(obj[()]) for name, obj in datasets.items()
+                if "/" not in name and obj.ndim == 2
                 and (obj.attrs.get("indexed_by") in ("entities", "relations")
                      or name in (ENTITY_TABLE, RELATION_TABLE, CONTEXT_TABLE))
             }
             model = f.attrs.get("model")
     except CheckpointError:
         raise
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: cannot read the HDF5 checkpoint ({err})") from err
     model = model.decode() if isinstance(model, bytes) else (str(model) if model is not None else None)
     return _View(os.fspath(path), "h5", model, entities, relations, tables)
@@ -266,17 +268,17 @@ def _foreign_view(path, fmt: str, base: str, variables: dict[str, Any], options:
 def _read_keras(path: Path, options: dict[str, Any]) -> _View:
     import h5py
 
-    variables: dict[str, Any] = {}
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                f = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
-        else:
-            f = h5py.File(path, "r")
-        with f:
-            f.visititems(lambda name, obj: variables.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"{path}: cannot read the Keras file ({err})") from err
+    from .checkpoint.h5guard import walk
+    from .checkpoint.keras import open_weights
+
+    # open_weights streams an archive's weights member to a temporary file within the zip-bomb caps;
+    # the values are then read here, with plain h5py
+    with open_weights(path) as (f, _archive, _config):
+        try:
+            _, datasets = walk(f, path)
+            variables: dict[str, Any] = {name: obj[()] for name, obj in datasets.items()}
+        except (OSError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: cannot read the Keras file ({err})") from err
     return _foreign_view(path, "keras", os.fspath(path), variables, options, {})
 
 
@@ -329,10 +331,25 @@ def _read(path, options: dict[str, Any], parts_of: dict[str, int] | None = None)
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise UsageError(f"{path} is a native checkpoint that names its own tables and vocabularies; drop {flags}")
-        return _read_native(Path(path))
-    if fmt == "keras":
-        return _read_keras(Path(path), options)
-    return _read_tf(path, options, parts_of)
+        view = _read_native(Path(path))
+    elif fmt == "keras":
+        view = _read_keras(Path(path), options)
+    else:
+        view = _read_tf(path, options, parts_of)
+    _check_usable(view)
+    return view
+
+
+def _check_usable(view: _View) -> None:
+    """A file that could not be trained or written back is not a valid checkpoint, whatever its rows:
+    names must round-trip and the tables must fit the model's shape contract (exit 4)."""
+    from .models import check_shapes
+    from .vocab import check_names
+
+    check_names(view.entities, f"{view.path}: /entities")
+    check_names(view.relations, f"{view.path}: /relations")
+    if view.model is not None and ENTITY_TABLE in view.tables:
+        check_shapes(view.model, {}, {role: int(t.shape[1]) for role, t in view.tables.items()}, where=view.path)
 
 
 # --------------------------------------------------------------------------- entry points

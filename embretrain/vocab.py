@@ -13,6 +13,7 @@ arrays, reporting unknown names at the file:line they came from.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .checkpoint.disk_rows import DiskNames, NameStack
-from .errors import DataError
+from .errors import CheckpointError, DataError
 
 if TYPE_CHECKING:
     from .data import PairFile, TripleFile
@@ -36,6 +37,8 @@ __all__ = [
     "map_triples",
     "map_pairs",
     "touching",
+    "name_problem",
+    "check_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,68 @@ TRIPLE_ENTITY_COLUMNS = (0, 2)  # head and tail; column 1 holds relation ids
 PAIR_ENTITY_COLUMNS = (0, 1)
 
 _UNKNOWN_HINT = "not in the checkpoint and not in the new {kind}"
+
+# Names must survive a line of a TSV file (delta files, sidecars, exports): a NUL ends a C string, a
+# line break splits the line. A tab splits a field, which matters where names are written one per
+# line *and* read back as fields (the TF/Keras sidecars): ``tsv=True``.
+_BREAKERS = re.compile(r"[\x00\r\n]")
+_TSV_BREAKERS = re.compile(r"[\x00\r\n\t]")
+_CHAR_NAMES = {"\x00": "a NUL character", "\r": "a carriage return", "\n": "a line break", "\t": "a tab"}
+
+
+def name_problem(name: object, *, tsv: bool = False) -> str | None:
+    """Why ``name`` cannot be stored and read back as a name, or None if it can.
+
+    Unicode-normalisation twins (NFC vs NFD spellings of the same text) are *not* a problem: names are
+    opaque code point sequences, so they are two distinct names.
+    """
+    if not isinstance(name, str):
+        return f"is {type(name).__name__}, not a string"
+    if not name:
+        return "is empty"
+    bad = (_TSV_BREAKERS if tsv else _BREAKERS).search(name)
+    if bad:
+        return f"contains {_CHAR_NAMES[bad.group()]} (at character {bad.start() + 1})"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds an unpaired surrogate (not valid Unicode)"
+    return None
+
+
+def check_names(
+    names: Sequence[object], where: str, *, tsv: bool = False, start: int = 0, error: type = CheckpointError
+) -> None:
+    """Raise ``error`` naming ``where`` and the row of the first name that cannot round-trip.
+
+    One pass over a joined copy finds whether any name is bad (a regex over one string is far cheaper
+    than a call per name for a million names); only then are rows looked at one by one.
+
+    Args:
+        names: the names (row ``start + i`` is ``names[i]``).
+        where: what to name in the message, e.g. ``"base.h5: /entities"``.
+        tsv: also refuse tabs (names bound for a one-name-per-line sidecar or a TSV export).
+        error: the exception class (CheckpointError for checkpoints, DataError for data files).
+    """
+    names = names if isinstance(names, list) else list(names)
+    if not names:
+        return
+    try:
+        joined = "\x01".join(names)  # any separator that is not itself refused
+        clean = (
+            not (_TSV_BREAKERS if tsv else _BREAKERS).search(joined)
+            and all(names)
+        )
+        if clean:
+            joined.encode("utf-8")
+            return
+    except (TypeError, UnicodeEncodeError):
+        pass
+    for i, name in enumerate(names):
+        problem = name_problem(name, tsv=tsv)
+        if problem:
+            raise error(f"{where} row {start + i}: name {name!r} {problem}; names must be non-empty UTF-8 text "
+                        f"without NUL or line breaks{' or tabs' if tsv else ''}")
 
 
 @dataclass

@@ -14,7 +14,10 @@
 #      the verified file over PUBLISHED.h5, with embretrain's own atomic_write (the code behind
 #      `extend --keep`: hard link + rename, PUBLISHED.h5 is never absent or partial).
 # Everything is logged with timestamps, to the log and to stderr (cron mail). A staging file left by
-# a run that was killed is removed at the start.
+# a run that was killed is removed at the start (a symlink planted there is removed as a link).
+# Files this script writes itself (the log, the nightly lock) must be regular files or absent: a
+# symlink or anything else at their path is refused (exit 2) and left untouched, since a shell
+# redirection would write through it. Directories on the way (e.g. LOG_DIR -> /var/log/x) may be links.
 #
 # Environment:
 #   KEEP=7                     previous versions to keep (0: none)
@@ -50,6 +53,14 @@ fi
 mkdir -p -- "$LOG_DIR" || exit 2
 LOG=$LOG_DIR/nightly-$DAY.log
 REPORT=$LOG_DIR/nightly-$DAY.json
+
+# Refuse to write through a planted symlink (or into a FIFO, a device, a directory): a redirection follows it.
+for f in "$LOG" "$PUBLISHED.nightly.lock"; do
+    if [[ -L $f ]] || { [[ -e $f ]] && [[ ! -f $f ]]; }; then
+        echo "$0: $f is a symbolic link or not a regular file; refusing to write to it (it is left untouched): remove it" >&2
+        exit 2
+    fi
+done
 
 log() { printf '%s nightly %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "$*" | tee -a -- "$LOG" >&2; }
 
@@ -116,7 +127,7 @@ fi
 "$EMBRETRAIN" verify "$PUBLISHED" "$STAGING" 2>&1 | tee -a -- "$LOG" >&2
 vrc=${PIPESTATUS[0]}
 if [[ $vrc -ne 0 ]]; then
-    mv -f -- "$STAGING" "$REJECTED"
+    mv -fT -- "$STAGING" "$REJECTED"  # -T: a directory planted at REJECTED is an error, not a destination
     log "FAILED: verification of $STAGING against $PUBLISHED failed (exit $vrc); nothing published, $PUBLISHED is unchanged, rejected file kept as $REJECTED"
     exit 6
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,83 @@ def test_clean_stale_temps_removes_dead_runs_only(tmp_path):
     removed = clean_stale_temps(other)
     assert sorted(removed) == sorted([stale, nested])
     assert live.exists() and other.read_text() == "keep"
+
+
+def test_a_name_planted_at_the_temp_path_is_never_written_through(tmp_path, monkeypatch):
+    """Temp files are created O_EXCL|O_NOFOLLOW: a symlink planted at the (predicted) name is skipped."""
+    import secrets
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    tokens = iter(["aaaaaaaa", "bbbbbbbb"])
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(tokens))
+    planted = tmp_path / f".out.bin.tmp-{os.getpid()}-aaaaaaaa"
+    planted.symlink_to(victim)
+    with atomic_write(tmp_path / "out.bin") as tmp:
+        assert tmp != planted
+        tmp.write_bytes(b"new")
+    assert victim.read_text() == "precious" and planted.is_symlink()
+    assert (tmp_path / "out.bin").read_bytes() == b"new"
+
+
+def test_backup_slots_holding_a_directory_are_refused_before_writing(tmp_path):
+    target = tmp_path / "m.h5"
+    target.write_bytes(b"v1")
+    (tmp_path / "m.h5.2").mkdir()
+    with pytest.raises(UsageError, match=r"backup .*m\.h5\.2: it exists and is a directory"):
+        with atomic_write(target, keep=3):
+            pytest.fail("the body must not run")
+    assert target.read_bytes() == b"v1" and sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "m.h5.2"]
+
+
+def test_symlinks_at_the_target_and_backups_are_moved_as_links(tmp_path):
+    """Decision: a symlink at OUT is replaced (its target untouched); backups rotate links as links."""
+    victim1, victim2 = tmp_path / "v1.txt", tmp_path / "v2.txt"
+    victim1.write_text("one")
+    victim2.write_text("two")
+    target = tmp_path / "m.h5"
+    target.symlink_to(victim1)
+    (tmp_path / "m.h5.1").symlink_to(victim2)
+    with atomic_write(target, keep=2) as tmp:
+        tmp.write_bytes(b"new")
+    assert not target.is_symlink() and target.read_bytes() == b"new"
+    assert os.readlink(tmp_path / "m.h5.1") == str(victim1) and os.readlink(tmp_path / "m.h5.2") == str(victim2)
+    assert victim1.read_text() == "one" and victim2.read_text() == "two"
+
+
+def test_atomic_files_is_all_or_nothing(tmp_path):
+    from embretrain.atomic import atomic_files
+
+    ckpt, side, stale = tmp_path / "m.bin", tmp_path / "m.bin.entities.tsv", tmp_path / "m.bin.relations.tsv"
+    for p, text in ((ckpt, "old ckpt"), (side, "old side"), (stale, "old rels")):
+        p.write_text(text)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic_files({"ckpt": ckpt, "side": side}, primary="ckpt", remove=[stale]) as tmps:
+            tmps["side"].write_text("new side")
+            raise RuntimeError("disk on fire")
+    assert [ckpt.read_text(), side.read_text(), stale.read_text()] == ["old ckpt", "old side", "old rels"]
+    # a rename failing half-way (the primary cannot replace a directory... simulated): everything undone
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == ckpt:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    import embretrain.atomic as atomic_mod
+
+    atomic_mod.os.replace = failing
+    try:
+        with pytest.raises(OSError):
+            with atomic_files({"ckpt": ckpt, "side": side}, primary="ckpt", remove=[stale]) as tmps:
+                tmps["side"].write_text("new side")
+                tmps["ckpt"].write_text("new ckpt")
+    finally:
+        atomic_mod.os.replace = real_replace
+    assert [ckpt.read_text(), side.read_text(), stale.read_text()] == ["old ckpt", "old side", "old rels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.bin.entities.tsv", "m.bin.relations.tsv"]
+    with atomic_files({"ckpt": ckpt, "side": side}, primary="ckpt", remove=[stale]) as tmps:
+        tmps["side"].write_text("new side")
+        tmps["ckpt"].write_text("new ckpt")
+    assert [ckpt.read_text(), side.read_text(), stale.exists()] == ["new ckpt", "new side", False]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.bin.entities.tsv"]

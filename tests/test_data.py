@@ -63,9 +63,10 @@ def test_crlf_line_endings(tmp_path):
 
 
 def test_only_one_trailing_cr_is_stripped(tmp_path):
-    # Only the line ending is removed; a stray second "\r" is part of the name.
+    # Only the line ending is removed; a stray second "\r" would end up inside a name: refused.
     path = write(tmp_path, "n.txt", "x\r\r\n")
-    assert read_names(path).names == ["x\r"]
+    with pytest.raises(DataError, match=r"n\.txt:1: line contains a carriage return inside it \(at byte 2\)"):
+        read_names(path)
 
 
 def test_blank_lines_skipped_and_line_numbers_kept(tmp_path):

@@ -139,3 +139,57 @@ def test_inspect_and_conversion(tmp_path):
         save(native, tmp_path / "conv.keras", format="keras")
     with pytest.raises(UsageError, match="must end in .weights.h5"):
         save(native, tmp_path / "conv.h5", format="keras")
+
+
+def _hand_archive(path):
+    """A .keras archive written with zipfile + h5py (no TensorFlow) and its entity sidecar."""
+    import h5py
+
+    h5 = path.with_name("w.h5")
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("layers/embedding/vars/0", data=np.ones((N_E, DIM), np.float32))
+    cfg = {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Embedding", "config": {"name": "embedding", "input_dim": N_E, "output_dim": DIM}}]}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(cfg))
+        z.writestr("metadata.json", "{}")
+        z.writestr("assets/big.bin", b"\1" * (3 << 20))  # an unrelated member, copied member by member
+        z.write(h5, "model.weights.h5")
+    h5.unlink()
+    path.with_name(path.name + ".entities.tsv").write_text("".join(n + "\n" for n in OLD))
+    return path
+
+
+def test_archive_save_copies_members_streamed_and_writes_the_unit_atomically(tmp_path, monkeypatch):
+    from embretrain.checkpoint import keras as keras_fmt
+
+    src = _hand_archive(tmp_path / "m.keras")
+    ckpt = load(src)
+    assert "keras_members" not in ckpt.extras  # nothing of the archive is held in memory
+    out = tmp_path / "out.keras"
+    save(ckpt, out)
+    with zipfile.ZipFile(out) as z:
+        assert z.read("assets/big.bin") == b"\1" * (3 << 20)
+        assert json.loads(z.read("config.json"))["config"]["layers"][0]["config"]["input_dim"] == N_E
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # a failure while writing the checkpoint leaves the old unit (checkpoint + sidecars), no temp file
+    monkeypatch.setattr(keras_fmt, "_write_h5", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    grown = load(src)
+    grown.entities = OLD + ["fresh"]
+    with pytest.raises(OSError):
+        save(grown, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_names_a_sidecar_cannot_hold_are_refused_before_anything_is_written(tmp_path):
+    from embretrain.errors import CheckpointError
+
+    src = _hand_archive(tmp_path / "m.keras")
+    ckpt = load(src)
+    ckpt.entities = OLD[:-1] + ["has\ttab"]
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CheckpointError, match=r"entity row 9: name 'has\\ttab' contains a tab"):
+        save(ckpt, tmp_path / "out.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing

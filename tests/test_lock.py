@@ -62,3 +62,23 @@ def test_a_leftover_lock_file_does_not_block(tmp_path):
     lock_path(out).write_text("99999999\n")  # e.g. from a run on a filesystem that lost the unlink
     with output_lock(out):
         pass
+
+
+def test_a_planted_symlink_lock_is_refused_and_its_target_untouched(tmp_path):
+    from embretrain.errors import UsageError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock_path(tmp_path / "m.h5").symlink_to(victim)
+    with pytest.raises(UsageError, match=r"m\.h5\.lock is a symbolic link"):
+        with output_lock(tmp_path / "m.h5"):
+            pytest.fail("must not lock")
+    assert victim.read_text() == "precious\n" and lock_path(tmp_path / "m.h5").is_symlink()
+
+
+def test_release_never_removes_a_file_that_replaced_the_lock(tmp_path):
+    out = tmp_path / "m.h5"
+    with output_lock(out) as path:
+        path.unlink()
+        path.write_text("someone else's\n")  # not our inode any more
+    assert path.read_text() == "someone else's\n"

@@ -319,18 +319,23 @@ def _raw_offset(dset) -> int | None:
 
     try:
         plist = dset.id.get_create_plist()
+        nbytes = int(np.prod(dset.shape, dtype=np.int64)) * 4
         raw = (
             plist.get_layout() == h5py.h5d.CONTIGUOUS
             and plist.get_nfilters() == 0
             and plist.get_external_count() == 0
+            and not dset.is_virtual
             and dset.dtype == _F4
             and sys.byteorder == "little"
+            # allocated (an unallocated dataset reports a meaningless offset) and all of it stored
+            and dset.id.get_storage_size() == nbytes
         )
         offset = dset.id.get_offset() if raw else None
+        # the bytes must lie inside this very file (positional reads go to its descriptor)
+        if offset is not None and offset + nbytes > int(dset.file.id.get_filesize()):
+            offset = None
     except Exception:  # noqa: BLE001 - any doubt: the library path is always correct
         return None
-    if offset is None and raw and dset.shape[0]:
-        return None  # storage not allocated: h5py returns the fill value
     return offset
 
 

@@ -14,27 +14,39 @@ own key with more rows, optimizer variables of the table grown with zero rows (s
 :mod:`~embretrain.checkpoint.foreign`). In an archive, the Embedding layer's ``input_dim`` in
 ``config.json`` is raised to the new row count so ``keras.models.load_model`` builds the larger layer;
 for a weights file the user rebuilds the model with the larger vocabulary and calls ``load_weights``.
-Names and model live in sidecars beside the output (``<out>.entities.tsv``, ``<out>.embretrain.json``).
+Names and model live in sidecars beside the output (``<out>.entities.tsv``, ``<out>.embretrain.json``),
+written with the checkpoint as one unit (:func:`~embretrain.atomic.atomic_files`): a failure leaves
+neither, and a success never leaves an old sidecar beside the new file.
+
+An archive is untrusted input. Its member names must be plain relative paths (no absolute path, no
+``..``, no backslash or drive letter, no duplicates); each member may inflate to at most
+:data:`MAX_RATIO` times its compressed size (and never past the size its header declares); and
+nothing is held in memory whole: ``model.weights.h5`` is streamed into a temporary file and opened
+there, and on save the other members are copied member by member from the input archive.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ..atomic import atomic_write, check_writable_dir
+from ..atomic import atomic_files, check_writable_dir, scratch_dir, scratch_file
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
-from .foreign import LoadOptions, build_checkpoint, grown_variables, read_meta, table_candidates, write_sidecars
+from .foreign import LoadOptions, build_checkpoint, grown_variables, read_meta, sidecar, table_candidates, write_sidecars
+from .h5guard import walk as _walk
 
 __all__ = ["is_keras", "load", "save", "describe", "check_out", "WEIGHTS_SUFFIX", "ARCHIVE_SUFFIX"]
 
@@ -44,6 +56,9 @@ WEIGHTS_SUFFIX = ".weights.h5"
 ARCHIVE_SUFFIX = ".keras"
 WEIGHTS_MEMBER = "model.weights.h5"
 CONFIG_MEMBER = "config.json"
+MAX_RATIO = 100  # inflated / compressed bytes per member; float weights deflate ~1.1x, a zip bomb 1000x
+MAX_CONFIG_BYTES = 64 << 20  # config.json is parsed in memory
+_COPY_BYTES = 1 << 20
 
 
 def is_keras(path: str | os.PathLike) -> bool:
@@ -62,52 +77,100 @@ def is_keras(path: str | os.PathLike) -> bool:
             return False
         with h5py.File(p, "r") as f:
             # Keras 3 writes a top-level "layers" (or "vars") group; our native file has /entities instead.
-            return "entities" not in f and any(isinstance(f.get(g), h5py.Group) for g in ("layers", "vars"))
+            return "entities" not in f and any(
+                isinstance(f.get(g, getlink=True), h5py.HardLink) and isinstance(f.get(g), h5py.Group)
+                for g in ("layers", "vars")
+            )
     except Exception:  # a probe: anything unreadable is simply "not Keras"
         return False
 
 
-def _walk(f: h5py.File) -> tuple[dict[str, dict], dict[str, h5py.Dataset]]:
-    """(group path -> attrs, in creation-friendly order; dataset path -> dataset)."""
-    groups: dict[str, dict] = {"": dict(f.attrs)}
-    datasets: dict[str, h5py.Dataset] = {}
-
-    def visit(name: str, obj) -> None:
-        if isinstance(obj, h5py.Group):
-            groups[name] = dict(obj.attrs)
-        else:
-            datasets[name] = obj
-
-    f.visititems(visit)  # parents are visited before their children
-    return groups, datasets
+def _member_problem(name: str) -> str | None:
+    """Why an archive member name is unsafe to carry into an output archive (None if it is safe)."""
+    if not name or "\x00" in name:
+        return "is empty or holds a NUL"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "is an absolute path"
+    if any(part in ("", ".", "..") for part in name.rstrip("/").split("/")):
+        return "has an empty, '.' or '..' component"
+    return None
 
 
-def _open_weights(path: Path):
-    """(h5py.File, other archive members or None, config dict or None)."""
+def _members(z: zipfile.ZipFile, path: Path) -> list[zipfile.ZipInfo]:
+    """The archive's members, checked: safe names, no duplicates, a bounded inflation ratio."""
+    seen: set[str] = set()
+    infos = z.infolist()
+    for info in infos:
+        problem = _member_problem(info.filename)
+        if problem:
+            raise CheckpointError(f"{path}: archive member {info.filename!r} {problem}; refusing the archive")
+        if info.filename in seen:
+            raise CheckpointError(f"{path}: archive member {info.filename!r} appears twice; refusing the archive")
+        seen.add(info.filename)
+        if info.file_size > max(info.compress_size, 1) * MAX_RATIO:
+            raise CheckpointError(
+                f"{path}: archive member {info.filename!r} inflates from {info.compress_size} to {info.file_size} bytes "
+                f"(over {MAX_RATIO}x); refusing a zip bomb"
+            )
+    return infos
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
+    if info.file_size > limit:
+        raise CheckpointError(f"{path}: archive member {info.filename!r} is {info.file_size} bytes; at most {limit} are read")
+    with z.open(info) as fh:  # ZipExtFile never inflates past the declared size (then checks the CRC)
+        return fh.read(limit + 1)
+
+
+@contextlib.contextmanager
+def open_weights(path: Path) -> Iterator[tuple[h5py.File, dict | None, dict | None]]:
+    """Yield (h5py.File, archive description or None, config dict or None); files are closed after.
+
+    For an archive, ``model.weights.h5`` is streamed into an anonymous temporary file (memory stays
+    bounded whatever the archive declares) and the description records the input (path, size, mtime)
+    and its member list, so :func:`save` can copy the other members from it later, one at a time.
+    """
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                members = {name: z.read(name) for name in z.namelist()}
-            if WEIGHTS_MEMBER not in members:
-                raise CheckpointError(f"{path} is a zip without {WEIGHTS_MEMBER}; not a Keras 3 .keras archive")
-            weights = members.pop(WEIGHTS_MEMBER)
-            config = json.loads(members[CONFIG_MEMBER]) if CONFIG_MEMBER in members else None
-            return h5py.File(io.BytesIO(weights), "r"), members, config
-        return h5py.File(path, "r"), None, None
+        with contextlib.ExitStack() as stack:
+            if zipfile.is_zipfile(path):
+                z = stack.enter_context(zipfile.ZipFile(path))
+                infos = _members(z, path)
+                by_name = {info.filename: info for info in infos}
+                if WEIGHTS_MEMBER not in by_name:
+                    raise CheckpointError(f"{path} is a zip without {WEIGHTS_MEMBER}; not a Keras 3 .keras archive")
+                config = None
+                if CONFIG_MEMBER in by_name:
+                    config = json.loads(_read_member(z, by_name[CONFIG_MEMBER], MAX_CONFIG_BYTES, path))
+                tmp = stack.enter_context(tempfile.TemporaryFile(prefix="embretrain-keras-", suffix=".h5"))
+                with z.open(by_name[WEIGHTS_MEMBER]) as src:
+                    shutil.copyfileobj(src, tmp, _COPY_BYTES)
+                tmp.seek(0)
+                st = os.stat(path)
+                archive = {
+                    "path": os.fspath(path),
+                    "stat": [st.st_size, st.st_mtime_ns, st.st_ino],
+                    "members": [i.filename for i in infos if i.filename not in (WEIGHTS_MEMBER, CONFIG_MEMBER)],
+                }
+                f = stack.enter_context(h5py.File(tmp, "r"))
+                yield f, archive, config
+            else:
+                f = stack.enter_context(h5py.File(path, "r"))
+                yield f, None, None
     except CheckpointError:
         raise
-    except (OSError, zipfile.BadZipFile, ValueError) as err:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, RuntimeError) as err:
         raise CheckpointError(f"{path}: cannot read the Keras file ({err})") from err
 
 
-def _read_all(path: Path):
-    f, members, config = _open_weights(path)
-    with f:
-        groups, datasets = _walk(f)
+def _read_all(path: Path, values: bool = True):
+    with open_weights(path) as (f, archive, config):
+        groups, datasets = _walk(f, path)
         specs = {k: (tuple(d.shape), d.dtype) for k, d in datasets.items()}
-        values = {k: d[()] for k, d in datasets.items()}
+        read = {k: d[()] for k, d in datasets.items()} if values else {}
         attrs = {k: dict(d.attrs) for k, d in datasets.items()}
-    return specs, values, groups, attrs, members, config
+    return specs, read, groups, attrs, archive, config
 
 
 def load(path: str | os.PathLike, **options) -> Checkpoint:
@@ -124,22 +187,27 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     """
     path = Path(path)
     opts = LoadOptions.from_kwargs(options)
-    specs, values, groups, attrs, members, config = _read_all(path)
+    specs, values, groups, attrs, archive, config = _read_all(path)
     extras = {"h5_groups": groups, "h5_attrs": attrs}
-    if members is not None:
-        extras["keras_members"] = members
-    return build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
+    if archive is not None:
+        extras["keras_archive"] = archive
+        extras["keras_config"] = config
+    ckpt = build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
+    from ..models import check_shapes
+
+    check_shapes(ckpt.model, ckpt.params, {n: int(t.shape[1]) for n, t in ckpt.tables().items()}, where=str(path))
+    return ckpt
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """What ``embretrain inspect`` shows for a Keras file: every dataset's shape and dtype."""
     path = Path(path)
-    specs, _, _, _, members, config = _read_all(path)
+    specs, _, _, _, archive, config = _read_all(path, values=False)  # shapes only: nothing big is read
     meta = read_meta(path)
     embedding_layers = sorted(_layers(config, "Embedding")) if config else []
     return {
         "path": os.fspath(path),
-        "format": "keras archive (.keras)" if members is not None else "keras weights (.weights.h5)",
+        "format": "keras archive (.keras)" if archive is not None else "keras weights (.weights.h5)",
         "model": meta.get("model"),
         "variables": {k: f"{list(shape)} {np.dtype(dtype).name}" for k, (shape, dtype) in specs.items()},
         "table_candidates": {k: list(specs[k][0]) for k in table_candidates(specs)},
@@ -212,27 +280,61 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     same_format = ckpt.extras.get("format") == "keras"
     keys = dict(ckpt.extras["keys"]) if same_format else _fresh_keys(ckpt)
     archive = path.name.endswith(ARCHIVE_SUFFIX)
-    members = ckpt.extras.get("keras_members") if same_format else None
-    if archive and members is None:
+    source = ckpt.extras.get("keras_archive") if same_format else None
+    if archive and source is None:
         raise UsageError(
             f"{path}: a .keras archive needs the model's architecture, which only a .keras input carries; "
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
-    write_sidecars(ckpt, path, keys)
-    with atomic_write(path, keep=keep) as tmp:
-        if not archive:
-            _write_h5(tmp, ckpt, keys, same_format)
-        else:
-            buffer = io.BytesIO()
-            _write_h5(buffer, ckpt, keys, same_format)
-            members = dict(members)
-            if CONFIG_MEMBER in members:
-                members[CONFIG_MEMBER] = _grow_config(members[CONFIG_MEMBER], ckpt, keys)
-            with zipfile.ZipFile(tmp, "w") as z:
-                for name, content in members.items():
-                    z.writestr(name, content)
-                z.writestr(WEIGHTS_MEMBER, buffer.getvalue())
+    from ..vocab import check_names
+
+    # one name per line in the sidecars: check before anything is written
+    check_names(list(ckpt.entities), f"cannot write {sidecar(path, 'entities')}: entity", tsv=True)
+    check_names(list(ckpt.relations), f"cannot write {sidecar(path, 'relations')}: relation", tsv=True)
+    kinds = ("entities", "relations", "meta")
+    with scratch_dir(path) as scratch:
+        # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
+        # nothing reaches the target directory until the whole unit is ready
+        base = scratch / path.name
+        write_sidecars(ckpt, base, keys)
+        made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
+        targets = {kind: sidecar(path, kind) for kind in made}
+        stale = [sidecar(path, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
+        with atomic_files({**targets, "checkpoint": path}, primary="checkpoint", remove=stale, keep=keep) as tmps:
+            for kind, written in made.items():
+                os.replace(written, tmps[kind])
+            if not archive:
+                _write_h5(tmps["checkpoint"], ckpt, keys, same_format)
+            else:
+                _write_archive(tmps["checkpoint"], source, ckpt, keys, same_format)
     logger.info("saved Keras %s %s: %d entities", "archive" if archive else "weights", path, ckpt.n_entities)
+
+
+def _write_archive(tmp: Path, source: dict, ckpt: Checkpoint, keys: dict[str, str], same_format: bool) -> None:
+    """The output archive: the input's other members copied one at a time (never held in memory whole),
+    ``config.json`` with the grown ``input_dim``, and the new weights file streamed from a scratch file."""
+    src = Path(source["path"])
+    try:
+        st = os.stat(src)
+        changed = [st.st_size, st.st_mtime_ns, st.st_ino] != list(source["stat"])
+    except OSError:
+        changed = True
+    if changed:
+        raise CheckpointError(f"{src} changed or disappeared since it was loaded; its archive members cannot be copied")
+    with scratch_file(tmp) as weights, zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w") as zout:
+        _write_h5(weights, ckpt, keys, same_format)
+        infos = {info.filename: info for info in _members(zin, src)}
+        for name in source["members"]:
+            info = infos[name]
+            out_info = zipfile.ZipInfo(name, date_time=info.date_time)
+            out_info.compress_type = info.compress_type
+            out_info.external_attr = info.external_attr
+            with zin.open(info) as fin, zout.open(out_info, "w", force_zip64=info.file_size > 1 << 31) as fout:
+                shutil.copyfileobj(fin, fout, _COPY_BYTES)
+        config = ckpt.extras.get("keras_config")
+        if config is not None:
+            zout.writestr(CONFIG_MEMBER, _grow_config(config, ckpt, keys))
+        zout.write(weights, WEIGHTS_MEMBER)
 
 
 def _snake(class_name: str) -> str:
@@ -266,9 +368,9 @@ def _layer_config(config: dict, key: str) -> dict | None:
     return node.get("config") if node is not config else None
 
 
-def _grow_config(raw: bytes, ckpt: Checkpoint, keys: dict[str, str]) -> bytes:
-    """Set ``input_dim`` of each grown table's Embedding layer to its new row count."""
-    config = json.loads(raw)
+def _grow_config(config: dict, ckpt: Checkpoint, keys: dict[str, str]) -> bytes:
+    """Set ``input_dim`` of each grown table's Embedding layer to its new row count (on a copy)."""
+    config = json.loads(json.dumps(config))
     for name, table in ckpt.tables().items():
         layer = _layer_config(config, keys[name])
         if layer is not None and "input_dim" in layer:

@@ -18,6 +18,13 @@ attribute, no checksums) still load, with a warning.
 Every failure to read (missing, a directory, not HDF5, truncated, wrong shape, corrupt data)
 raises :class:`~embretrain.errors.CheckpointError` with one sentence naming the file.
 
+A checkpoint may come from anywhere, so the loader trusts nothing it declares (:func:`~.h5guard.check_links`,
+:func:`~.h5guard.check_storage`): a dataset the layout names must be stored in this file under that name (no
+external or soft link, no external or virtual storage: the tool never reads a file it was not given),
+its declared size must be backed by the bytes stored for it (a tiny file declaring 10^12 rows is refused
+before anything is allocated), names must round-trip through a TSV line (:func:`~embretrain.vocab.check_names`),
+and the tables must fit the model's shape contract (:func:`~embretrain.models.check_shapes`).
+
 Tables are read and written a block of rows at a time (:data:`~.disk_rows.BLOCK_BYTES`): a load
 reads straight into one preallocated array while hashing and NaN-checking each block, and a save
 streams each table (also a lazy :class:`~.disk_rows.RowStack` of old rows + new rows) into the file,
@@ -50,6 +57,9 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import CheckpointError, EmbretrainError, UsageError
+from ..models import check_shapes
+from .h5guard import check_links, check_storage, file_size as _file_size
+from ..vocab import check_names
 from .base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .disk_rows import (
     DiskNames,
@@ -262,6 +272,7 @@ def _read_strings(f: h5py.File, name: str, path: Path) -> list[str] | None:
     if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
         kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
         raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
+    check_storage(dset, path)
     try:
         # Decode as UTF-8 whatever the declared charset: h5py writes ASCII-tagged bytes by default.
         return dset.asstr("utf-8")[()].tolist()
@@ -277,6 +288,7 @@ def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
         kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
         raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
+    check_storage(dset, path)
     return dset
 
 
@@ -294,6 +306,7 @@ def _name_blocks(dset: h5py.Dataset, path: Path, name: str) -> Iterator[tuple[in
             names = read(start, min(n, start + _NAME_BLOCK))
         except UnicodeDecodeError as err:
             raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
+        check_names(names, f"{path}: /{name}", start=start)
         names.append("")  # the join then ends with the last name's newline
         hashed = "\n".join(names).encode("utf-8")
         names.pop()
@@ -363,6 +376,7 @@ def _scan_names(dset: h5py.Dataset, path: Path, name: str) -> object:
 
 def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     """Check structure and read the small parts (attrs, lineage); names and tables stay on disk."""
+    check_links(f, path)  # before any name is looked up: looking one up follows its link
     fmt = _attr(f, "format")
     if fmt is None:
         if ENTITIES not in f or ENTITY_TABLE not in f:
@@ -398,6 +412,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS) if name in f}
     n_rows = {ENTITIES: int(entities.shape[0]), RELATIONS: int(relations.shape[0]) if relations is not None else 0}
 
+    file_size = _file_size(f)
     tables: dict[str, tuple[h5py.Dataset, str]] = {}
     for name, obj in f.items():
         if name in _NOT_TABLES:
@@ -412,7 +427,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
         indexed_by = _attr(obj, "indexed_by")
         if indexed_by is None:  # hand-written file: guess from the name
             indexed_by = RELATIONS if name.startswith("relation") else ENTITIES
-        if indexed_by not in n_rows:
+        if not isinstance(indexed_by, str) or indexed_by not in n_rows:
             raise CheckpointError(
                 f"{path}: table /{name} has indexed_by={indexed_by!r}; expected 'entities' or 'relations'"
             )
@@ -420,6 +435,7 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
             raise CheckpointError(
                 f"{path}: table /{name} has {obj.shape[0]} rows but /{indexed_by} has {n_rows[indexed_by]} names"
             )
+        check_storage(obj, path, file_size)
         tables[name] = (obj, indexed_by)
 
     if ENTITY_TABLE not in tables:
@@ -449,6 +465,8 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
         raise CheckpointError(f"{path}: 'model' attribute is {model!r}; expected a string such as 'transe'")
 
     params = _read_params(f, path)
+    # One line naming the tables and widths now, not ten lines of TensorFlow stack after training.
+    check_shapes(model, params, {n: int(d.shape[1]) for n, (d, _) in tables.items()}, where=str(path))
     lineage = _read_lineage(f, path)
     return _Layout(fmt, version, model, dim, params, n_rows[ENTITIES], n_rows[RELATIONS], vocab_datasets, tables, lineage)
 
@@ -769,6 +787,8 @@ def _check_names(kind: str, names) -> None:
         if names.prefix_digest is None:  # not the loaded (and checked) names: check them too
             _check_names(kind, list(names.old))
         names = names.new
+    # what load would refuse must never be written (a file that cannot be read back)
+    check_names(list(names), f"cannot save: {kind} names,")
     if set(map(type, names)) <= {str} and len(set(names)) == len(names):
         return
     first_row: dict[str, int] = {}
