@@ -36,7 +36,7 @@ _SCORE_BUDGET = 1 << 23  # float32 scores held per block ([queries, block rows])
 _QUERY_CHUNK = 8192  # queries per pass over the table in sanity(): bounds the top-k state
 
 Ids = np.ndarray  # int64 [n] entity ids
-ScoreBlock = Callable[[np.ndarray], np.ndarray]  # rows [b, dim] -> scores [q, b], higher is better
+ScoreBlock = Callable[[np.ndarray], np.ndarray]  # rows [b, dim] -> scores [b, q], higher is better
 
 
 # --------------------------------------------------------------------------- streaming top-k
@@ -77,7 +77,9 @@ def top_scores(
 
     Args:
         table: ``[n, dim]`` float32 rows (ndarray, or a table left on disk).
-        score_block: rows ``[b, dim]`` -> float32 scores ``[n_queries, b]`` (higher is better).
+        score_block: rows ``[b, dim]`` -> float32 scores ``[b, n_queries]`` (higher is better). Rows first:
+            ``block @ queries.T`` runs ~3x faster than ``queries @ block.T`` for a few queries (BLAS walks
+            the block once, in memory order).
         self_ids: int64 ``[n_queries]``; row ``self_ids[j]`` is never a result of query j.
         skip: rows that are never results (e.g. the entities added by the last run).
         block_rows: rows per block (default: 16 MiB blocks, fewer rows when there are many queries).
@@ -95,15 +97,15 @@ def top_scores(
         s = np.asarray(score_block(block), dtype=np.float32)
         lo, hi = max(skip.start, start), min(skip.stop, stop)
         if lo < hi:
-            s[:, lo - start : hi - start] = -np.inf
+            s[lo - start : hi - start] = -np.inf
         if self_ids is not None:
             mine = np.flatnonzero((self_ids >= start) & (self_ids < stop))
-            s[mine, self_ids[mine] - start] = -np.inf
-        if s.shape[1] > k:
-            part = np.argpartition(s, -k, axis=1)[:, -k:]
-            cand_s, cand_i = np.take_along_axis(s, part, axis=1), part + start
+            s[self_ids[mine] - start, mine] = -np.inf
+        if len(s) > k:
+            part = np.argpartition(s, -k, axis=0)[-k:]
+            cand_s, cand_i = np.take_along_axis(s, part, axis=0).T, part.T + start
         else:
-            cand_s, cand_i = s, np.broadcast_to(np.arange(start, stop, dtype=np.int64), s.shape)
+            cand_s, cand_i = s.T, np.broadcast_to(np.arange(start, stop, dtype=np.int64), s.T.shape)
         best_s = np.concatenate([best_s, cand_s], axis=1)
         best_i = np.concatenate([best_i, cand_i], axis=1)
         if best_s.shape[1] > k:
@@ -127,13 +129,13 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 def _cosine_block(queries: np.ndarray) -> ScoreBlock:
-    qn = _unit(queries)
+    qn_t = np.ascontiguousarray(_unit(queries).T)  # [dim, q]
 
     def score(block: np.ndarray) -> np.ndarray:
-        # divide the [q, b] product by the block's norms rather than normalising the block: no copy of it
+        # divide the [b, q] product by the block's norms rather than normalising the block: no copy of it
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-        s = qn @ block.T
-        s /= np.maximum(norms, _TINY)
+        s = block @ qn_t
+        s /= np.maximum(norms, _TINY)[:, None]
         return s
 
     return score
@@ -188,28 +190,30 @@ def _query(model: str, e: np.ndarray, r: np.ndarray, side: str) -> np.ndarray:
 
 
 def _match_block(model: str, params: dict[str, Any], queries: np.ndarray) -> ScoreBlock:
-    """Scores ``[c, b]`` of queries ``[c, d]`` against a block of entity rows (the model's ``match``)."""
+    """Scores ``[b, c]`` of a block of entity rows ``[b, d]`` against queries ``[c, d]`` (the model's ``match``)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
+    q_t = np.ascontiguousarray(q.T)
     gamma = np.float32(params.get("gamma", 12.0))
     if model in ("distmult", "complex"):
-        return lambda block: q @ block.T
+        return lambda block: block @ q_t
     if model == "transe" and int(params.get("norm", 1)) == 2:
-        qq = np.einsum("ij,ij->i", q, q)[:, None]
+        qq = np.einsum("ij,ij->i", q, q)[None, :]
 
         def l2(block):
-            sq = qq + np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * (q @ block.T)
+            sq = np.einsum("ij,ij->i", block, block)[:, None] + qq - 2.0 * (block @ q_t)
             return gamma - np.sqrt(np.maximum(sq, 0.0) + np.float32(1e-12))
 
         return l2
-    if model == "transe":
-        return lambda block: gamma - np.stack([np.abs(block - row).sum(axis=1) for row in q])
+    if model == "transe":  # L1: no matrix product; one pass over the block per query
+        return lambda block: gamma - np.stack([np.abs(block - row).sum(axis=1) for row in q], axis=1)
     if model == "rotate":
         qr, qi = _halves(q)
 
         def rotate(block):
             br, bi = _halves(block)
             return gamma - np.stack(
-                [np.sqrt(np.square(br - a) + np.square(bi - b) + np.float32(1e-12)).sum(axis=1) for a, b in zip(qr, qi)]
+                [np.sqrt(np.square(br - a) + np.square(bi - b) + np.float32(1e-12)).sum(axis=1) for a, b in zip(qr, qi)],
+                axis=1,
             )
 
         return rotate

@@ -223,7 +223,7 @@ def test_blocked_top_k_equals_a_full_sort(block_rows):
 
 def test_fewer_rows_than_k_are_padded():
     table = np.eye(3, dtype=np.float32)
-    ids, scores = top_scores(table, lambda b: b[:1] @ b.T * 0 + b[:, 0][None, :], 1, 5)
+    ids, scores = top_scores(table, lambda b: b[:, :1].copy(), 1, 5)  # scores [b, 1]: row 0 first, ties by id
     assert ids.tolist() == [[0, 1, 2, -1, -1]]
     assert np.isneginf(scores[0, 3:]).all()
 
@@ -245,8 +245,8 @@ def test_numpy_queries_match_the_tensorflow_scorers(model, params):
     heads = _match_block(model, params, _query(model, e, r, "head"))(ent)
     want_tails = np.asarray(scorer.score(e[:, None, :], r[:, None, :], ent[None, :, :]))
     want_heads = np.asarray(scorer.score(ent[None, :, :], r[:, None, :], e[:, None, :]))
-    np.testing.assert_allclose(tails, want_tails, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(heads, want_heads, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tails.T, want_tails, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(heads.T, want_heads, rtol=1e-4, atol=1e-4)
 
 
 def test_no_tensorflow_on_a_native_file(planted, tmp_path):
@@ -308,3 +308,17 @@ def test_sanity_pairs_and_nothing_to_say(planted):
     assert empty["least_like_neighbours"] == []
     with pytest.raises(ValueError, match=r"\[n, 3\] or \[n, 2\]"):
         sanity(ckpt, np.zeros((2, 4), dtype=np.int64), [64])
+
+
+def test_only_new_without_lineage_reports_nothing(tmp_path):
+    ckpt = _planted()
+    ckpt.lineage = []
+    path = tmp_path / "bare.h5"
+    api.save(ckpt, path)
+    text = _run(path, "--only-new")
+    assert text.exit_code == 0, text.output
+    assert text.stdout == "no entities to report (the lineage records no run that added entities)\n"
+    as_json = _run(path, "--only-new", "--json")
+    assert json.loads(as_json.stdout)["entities"] == []
+    among_old = _run(path, "n0", "--among", "old", "--k", "5", "--json")  # nothing is new: old = every entity
+    assert {nb["name"] for nb in json.loads(among_old.stdout)["entities"][0]["neighbors"]} >= {"c0_0", "c0_1", "c0_2", "c0_3"}
