@@ -85,7 +85,7 @@ def top_scores(
         block_rows: rows per block (default: 16 MiB blocks, fewer rows when there are many queries).
 
     Returns:
-        ``(ids int64 [n_queries, k], scores float32 [n_queries, k])``, best first, ties by lower id;
+        ``(ids int64 [n_queries, k], scores float32 [n_queries, k])``, best first, equal scores by lower id;
         where fewer than ``k`` rows qualify, the tail is padded with id -1 and score -inf.
     """
     best_s = np.full((n_queries, 0), -np.inf, dtype=np.float32)
@@ -111,8 +111,8 @@ def top_scores(
         if best_s.shape[1] > k:
             part = np.argpartition(best_s, -k, axis=1)[:, -k:]
             best_s, best_i = np.take_along_axis(best_s, part, axis=1), np.take_along_axis(best_i, part, axis=1)
-    # argpartition leaves ties in no particular order: sort by score, then id, so that the result does
-    # not depend on how the table was cut into blocks
+    # argpartition leaves the k best in no particular order: sort by score, then id (of rows tied exactly
+    # at the k-th place, which one is kept may depend on the blocks)
     order = np.lexsort((best_i, -best_s), axis=-1)
     best_s, best_i = np.take_along_axis(best_s, order, axis=1), np.take_along_axis(best_i, order, axis=1)
     best_i = np.where(np.isneginf(best_s), -1, best_i)
