@@ -8,7 +8,7 @@ child process, so this one stays small and the file stays in the page cache), th
   table on disk and streams it (``--old-rows on-disk``), wall time including Python start-up;
 * ``cli --data`` (with ``--with-data``): the same plus the model's top tails/heads under each name's relation.
 
-Each row gives load and search seconds (from the report), wall seconds and the child's peak RSS (VmHWM).
+Each row gives load, name lookup and search seconds (from the report), wall seconds and the child's peak RSS (VmHWM).
 The files are deleted afterwards. Prints a Markdown table and writes JSON.
 
     python scripts/bench_neighbors.py                              # 1M in memory + on disk, 10M on disk
@@ -110,6 +110,7 @@ def run_child(mode: str, path: Path, names: list[str], k: int, data: Path | None
         assert all(len(e["relation"]["top"]) == k for e in result["entities"])
     return {
         "load_s": result["seconds"]["load"],
+        "names_s": result["seconds"].get("names"),  # absent in reports older than this field
         "search_s": result["seconds"]["search"],
         "wall_s": round(wall, 3),
         "peak_rss_mb": round(peak[-1] / 1024) if peak else None,
@@ -160,10 +161,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print()
-    print("| rows x dim | file | mode | load s | search s | wall s | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rows x dim | file | mode | load s | names s | search s | wall s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['rows']:,} x {r['dim']} | {r['file_gb']} GB | {r['mode']} | {r['load_s']} | {r['search_s']} | "
+        print(f"| {r['rows']:,} x {r['dim']} | {r['file_gb']} GB | {r['mode']} | {r['load_s']} | {r['names_s']} | {r['search_s']} | "
               f"{r['wall_s']} | {r['peak_rss_mb']} |")
     print(f"\n{args.names} names, k={args.k}; written to {args.out}")
 

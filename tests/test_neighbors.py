@@ -97,7 +97,7 @@ def test_json_shape(planted):
     out = json.loads(result.stdout)
     assert set(out) == {"checkpoint", "model", "k", "among", "n_entities", "added", "entities", "seconds"}
     assert (out["model"], out["k"], out["among"], out["n_entities"], out["added"]) == ("transe", 3, "all", 72, [64, 72])
-    assert set(out["seconds"]) == {"load", "search"}
+    assert set(out["seconds"]) == {"load", "names", "search"}
     [entry] = out["entities"]
     assert (entry["name"], entry["id"], entry["new"]) == ("c0_1", 1, False)
     assert [set(nb) for nb in entry["neighbors"]] == [{"name", "id", "cosine"}] * 3
