@@ -26,7 +26,7 @@ from .checkpoint import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .checkpoint.disk_rows import BLOCK_BYTES, DiskRows, RowStack, blocks, take
 from .errors import DataError, UsageError
 
-__all__ = ["AMONG", "nearest", "top_scores", "load_for_report", "report", "format_text", "sanity"]
+__all__ = ["AMONG", "format_text", "load_for_report", "nearest", "report", "sanity", "top_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,8 @@ def _match_block(model: str, params: dict[str, Any], queries: np.ndarray) -> Sco
         def rotate(block):
             br, bi = _halves(block)
             return gamma - np.stack(
-                [np.sqrt(np.square(br - a) + np.square(bi - b) + np.float32(1e-12)).sum(axis=1) for a, b in zip(qr, qi)],
+                [np.sqrt(np.square(br - a) + np.square(bi - b) + np.float32(1e-12)).sum(axis=1)
+                 for a, b in zip(qr, qi)],
                 axis=1,
             )
 
@@ -319,7 +320,8 @@ def report(
         ``added`` (``[start, stop)`` of the last run's ids), ``entities``: one dict per queried entity with
         ``name``, ``id``, ``new``, ``neighbors`` (``name``, ``id``, ``cosine``, best first) and, when
         ``data`` mentions it, ``relation`` (``name``, ``side`` predicted, ``mentions``, ``of``, ``top``:
-        ``name``, ``id``, ``score``, ``known`` = the data has that triple), and ``seconds`` (``names``: finding them; ``search``: the rest).
+        ``name``, ``id``, ``score``, ``known`` = the data has that triple), and ``seconds`` (``names``:
+        finding them; ``search``: the rest).
 
     Raises:
         DataError: a name is not in the checkpoint (or, with ``only_new``, was not added by the last run).
@@ -349,7 +351,9 @@ def report(
     top_ids = top_sc = None
     if data is not None:
         if not ckpt.relations or RELATION_TABLE not in ckpt.relation_tables:
-            raise UsageError(f"--data gives the top tails/heads of triple models; {ckpt.source} holds a {ckpt.model!r} pair model")
+            raise UsageError(
+                f"--data gives the top tails/heads of triple models; {ckpt.source} holds a {ckpt.model!r} pair model"
+            )
         rel_info = _relation_queries(ckpt, data, queried)
         asked = [j for j, info in enumerate(rel_info) if info is not None]
         if asked:
@@ -399,8 +403,11 @@ def format_text(result: dict[str, Any]) -> list[str]:
             lines.append(f"  {rank:>3}  {nb['cosine']:+.4f}  {nb['name']}")
         rel = entry.get("relation")
         if rel:
-            pattern = f"({entry['name']}, {rel['name']}, ?)" if rel["side"] == "tail" else f"(?, {rel['name']}, {entry['name']})"
-            lines.append(f"  top {rel['side']}s of {pattern}  [{rel['mentions']} of its {rel['of']} data lines; * = in the data]")
+            name, r = entry["name"], rel["name"]
+            pattern = f"({name}, {r}, ?)" if rel["side"] == "tail" else f"(?, {r}, {name})"
+            lines.append(
+                f"  top {rel['side']}s of {pattern}  [{rel['mentions']} of its {rel['of']} data lines; * = in the data]"
+            )
             for rank, hit in enumerate(rel["top"], 1):
                 lines.append(f"  {rank:>3}  {hit['score']:+.4f}  {hit['name']}{'  *' if hit['known'] else ''}")
     return lines
@@ -444,7 +451,7 @@ def sanity(ckpt: Checkpoint, delta_ids, new_ids, k: int = 10, *, block_rows: int
     who, starts = np.unique(pairs[:, 0], return_index=True)
     groups = np.split(pairs[:, 1], starts[1:]) if len(who) else []
 
-    out: dict[str, Any] = {"k": k, "new_entities": int(len(new)), "with_delta_neighbours": int(len(who)),
+    out: dict[str, Any] = {"k": k, "new_entities": len(new), "with_delta_neighbours": len(who),
                            "share_delta_neighbour_in_top_k": None, "mean_delta_recall_at_k": None,
                            "mean_cosine_to_delta_neighbours": None, "least_like_neighbours": []}
     if len(who):
@@ -469,8 +476,9 @@ def sanity(ckpt: Checkpoint, delta_ids, new_ids, k: int = 10, *, block_rows: int
             share_delta_neighbour_in_top_k=round(float(hits.mean()), 4),
             mean_delta_recall_at_k=round(float(recall.mean()), 4),
             mean_cosine_to_delta_neighbours=round(float(mean_cos.mean()), 4),
-            least_like_neighbours=[{"name": name_of[int(who[w])], "id": int(who[w]), "mean_cosine": round(float(mean_cos[w]), 4),
-                                    "delta_neighbours": int(len(groups[w]))} for w in worst],
+            least_like_neighbours=[{"name": name_of[int(who[w])], "id": int(who[w]),
+                                    "mean_cosine": round(float(mean_cos[w]), 4),
+                                    "delta_neighbours": len(groups[w])} for w in worst],
         )
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
