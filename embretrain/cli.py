@@ -577,6 +577,38 @@ def verify(old, new, new_entity_vocab, new_relation_vocab, as_json, **load_opts)
 
 
 @main.command()
+@click.argument("ckpt", type=click.Path())
+@click.argument("names", nargs=-1)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours (and predicted tails/heads) per entity.")
+@click.option("--only-new", is_flag=True, help="The entities added by the last run (all of them unless NAMEs pick some).")
+@click.option("--among", type=click.Choice(["all", "old"]), default="all", show_default=True, help="Candidate neighbours: every entity, or only those not added by the last run.")
+@click.option("--data", type=click.Path(dir_okay=False), help="Triples (e.g. the delta): triple models also list the model's top tails/heads under each entity's most frequent relation there.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@checkpoint_options
+def neighbors(ckpt, names, k, only_new, among, data, as_json, **load_opts):
+    """Show each entity's nearest entities by cosine similarity (itself excluded).
+
+    Native .h5 tables are streamed from the file, so a 10M-row table needs little memory;
+    no TensorFlow is imported.
+
+    \b
+    Example (last night's new entities, next to old ones only):
+      embretrain neighbors merged.h5 --only-new --among old --data delta.tsv
+    """
+    from .neighbors import format_text, load_for_report, report
+
+    t0 = time.perf_counter()
+    model = load_for_report(ckpt, **_load_options(load_opts))
+    t_load = time.perf_counter() - t0
+    result = report(model, names, k=k, only_new=only_new, among=among, data=data)
+    result["seconds"]["load"] = round(t_load, 3)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(format_text(result)))
+
+
+@main.command()
 @click.option("--role", required=True, type=click.Choice(["ps", "worker"]), help="This host's task type; must match TF_CONFIG's task.")
 def server(role):
     """Serve as a parameter server or worker of a TF_CONFIG cluster, until killed.
