@@ -170,23 +170,17 @@ def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _query(model: str, e: np.ndarray, r: np.ndarray, side: str) -> np.ndarray:
-    """Queries ``[c, d]`` scoring any entity as the ``side`` ("tail": ``(e, r, ?)``, "head": ``(?, r, e)``)."""
-    tail = side == "tail"
-    if model == "transe":
-        return e + r if tail else e - r
-    if model == "distmult":
-        return e * r
-    if model == "complex":
-        (er, ei), (rr, ri) = _halves(e), _halves(r)
-        if tail:
-            return np.concatenate([er * rr - ei * ri, er * ri + ei * rr], axis=-1)
-        return np.concatenate([rr * er + ri * ei, -(ri * er - rr * ei)], axis=-1)
-    if model == "rotate":
-        (er, ei), cos, sin = _halves(e), np.cos(r), np.sin(r)
-        if tail:
-            return np.concatenate([er * cos - ei * sin, er * sin + ei * cos], axis=-1)
-        return np.concatenate([er * cos + ei * sin, ei * cos - er * sin], axis=-1)
-    raise UsageError(f"model {model!r} has no relation queries")
+    """Queries ``[c, d]`` scoring any entity as the ``side`` ("tail": ``(e, r, ?)``, "head": ``(?, r, e)``).
+
+    The model's own numpy neighbour estimate (models/<name>.py) is exactly this query: the row that
+    scores the triple best (for bilinear models, its direction, which ranks the same).
+    """
+    from .models import scorer_class
+
+    estimate = scorer_class(model).estimate
+    if estimate is None:
+        raise UsageError(f"model {model!r} has no relation queries")
+    return np.asarray(estimate(e, r, e, side), dtype=np.float32)
 
 
 def _match_block(model: str, params: dict[str, Any], queries: np.ndarray) -> ScoreBlock:
