@@ -36,35 +36,38 @@ NameInput = Union[str, Path, NameFile, Sequence[str], None]
 
 # ---------------------------------------------------------------------------------------------
 # inputs
-def triple_file(data: TripleInput) -> TripleFile:
-    if isinstance(data, TripleFile):
+def _data_file(data, cls, read, from_rows):
+    """``data`` as a ``cls`` file: itself, read from a path (file:line errors), or built from in-memory rows."""
+    if isinstance(data, cls):
         return data
     if isinstance(data, (str, Path)):
-        return read_triples(data)
-    rows = [tuple(t) for t in data]
-    return TripleFile(path="<triples>", triples=rows, lines=list(range(1, len(rows) + 1)))
+        return read(data)
+    return from_rows(list(data))
+
+
+def _lines(rows) -> list[int]:
+    return list(range(1, len(rows) + 1))
+
+
+def triple_file(data: TripleInput) -> TripleFile:
+    return _data_file(data, TripleFile, read_triples,
+                      lambda rows: TripleFile(path="<triples>", triples=[tuple(t) for t in rows], lines=_lines(rows)))
 
 
 def pair_file(data: PairInput) -> PairFile:
-    if isinstance(data, PairFile):
-        return data
-    if isinstance(data, (str, Path)):
-        return read_pairs(data)
-    rows = [tuple(p) for p in data]
-    weights = np.array([float(p[2]) if len(p) > 2 else 1.0 for p in rows], dtype=np.float32)
-    return PairFile(path="<pairs>", pairs=[(p[0], p[1]) for p in rows], weights=weights,
-                    lines=list(range(1, len(rows) + 1)))
+    def from_rows(rows):
+        rows = [tuple(p) for p in rows]
+        weights = np.array([float(p[2]) if len(p) > 2 else 1.0 for p in rows], dtype=np.float32)
+        return PairFile(path="<pairs>", pairs=[(p[0], p[1]) for p in rows], weights=weights, lines=_lines(rows))
+
+    return _data_file(data, PairFile, read_pairs, from_rows)
 
 
 def name_file(data: NameInput) -> NameFile:
     if data is None:
         return NameFile(path="<none>", names=[], lines=[])
-    if isinstance(data, NameFile):
-        return data
-    if isinstance(data, (str, Path)):
-        return read_names(data)
-    names = list(data)
-    return NameFile(path="<names>", names=names, lines=list(range(1, len(names) + 1)))
+    return _data_file(data, NameFile, read_names, lambda rows: NameFile(path="<names>", names=rows,
+                                                                         lines=_lines(rows)))
 
 
 def _reject_repeats(f: NameFile, kind: str) -> None:
