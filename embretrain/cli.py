@@ -134,18 +134,19 @@ def training_options(func):
 
 
 MODEL_CHOICE = click.Choice(CHOICES["model"])
-_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model")
+_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model", "partition_strategy")
 
 
 def checkpoint_options(func):
     """How to read a TF or Keras checkpoint that does not describe itself (ignored for none given)."""
     options = [
-        click.option("--entity-var", help="TF/Keras: key of the entity table, e.g. 'embedding' or 'layers/embedding/vars/0' [the one 2-D float32 variable that fits]."),
+        click.option("--entity-var", help="TF/Keras: the entity table: a key ('embedding', 'layers/embedding/vars/0') or a Keras layer name ('item_emb') [the one 2-D float32 variable that fits]."),
         click.option("--relation-var", help="TF/Keras: key of the relation table (triple models)."),
         click.option("--context-var", help="TF/Keras: key of the context table of an untied dot model (word2vec's second matrix), grown and frozen like the entity table."),
         click.option("--entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names, row i on line i+1 [<ckpt>.entities.tsv]."),
         click.option("--relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names [<ckpt>.relations.tsv]."),
         click.option("--model", type=MODEL_CHOICE, help="TF/Keras: the scoring model [dot for an entity table alone]."),
+        click.option("--partition-strategy", type=click.Choice(["mod", "div"]), help="TF1: how your program's embedding_lookup reads a table saved in parts (required for a partitioned table; see inspect)."),
     ]
     for option in reversed(options):
         func = option(func)

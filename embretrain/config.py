@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .models import MODELS
 
 __all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "CHOICES", "STRATEGIES", "OLD_ROWS", "load_toml",
            "resolve_settings"]
@@ -79,28 +80,15 @@ class Settings:
         return dataclasses.replace(self, extend_epochs=-1)
 
 
-# Scoring parameters per model (what the checkpoint stores as root attributes).
-MODEL_PARAMS: dict[str, tuple[str, ...]] = {
-    "transe": ("norm", "gamma"),
-    "distmult": (),
-    "complex": (),
-    "rotate": ("gamma",),
-    "dot": (),
-}
-
-# Per-model starting points; configs/<model>.toml hold the measured presets.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "transe": {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01},
-    "distmult": {"loss": "logistic", "lr": 0.01, "regularization": 1e-6},
-    "complex": {"loss": "logistic", "lr": 0.01, "regularization": 1e-6},
-    "rotate": {"loss": "logistic", "gamma": 12.0, "lr": 0.01},
-    "dot": {"loss": "logistic", "lr": 0.01, "negatives": 5},
-}
+# Scoring parameters per model (what the checkpoint stores as root attributes) and per-model starting points
+# (configs/<model>.toml hold the measured presets): read from each model's file through the registry.
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {name: cls.param_names for name, cls in MODELS.items()}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODELS.items()}
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "explicit"}
-# The values a setting may take; the CLI's click.Choice lists are these. Spelled out here rather than
-# imported from the registries (models.MODELS, optim.OPTIMIZERS, init.INIT_CHOICES) so that importing the
-# CLI does not import numpy: `embretrain --help` stays instant. tests/test_config.py checks they agree.
+# The values a setting may take; the CLI's click.Choice lists are these. Models come from the registry; the
+# others are spelled out rather than imported from optim.OPTIMIZERS and init.INIT_CHOICES (modules that
+# import numpy), so importing the CLI stays light. tests/test_config.py checks they agree.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": tuple(MODEL_PARAMS),
     "optimizer": ("adam", "adagrad", "sgd"),

@@ -1,20 +1,22 @@
 """Where a new entity's row starts: Glorot (``xavier``) or a closed form from its frozen neighbours.
 
-``--init neighbors``: a new entity that appears in a delta triple with an already placed entity gets
-the position that triple asks for, combined over all such triples:
+Owns the placement procedure of ``--init neighbors``; each model owns its own closed form (``estimate`` in
+``embretrain/models/<model>.py``, read through the registry). Must not hold any model's formula, import
+TensorFlow, or change an old row.
 
-- TransE (``h + r ≈ t``): ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``.
-- RotatE (``h ∘ e^{ir} ≈ t``): rotate back, ``t ∘ e^{-ir}``; or forward, ``h ∘ e^{ir}``.
-- DistMult / ComplEx (bilinear): the direction that maximises the score with the neighbour fixed,
-  ``r ∘ t`` / ``h ∘ r`` (ComplEx: ``conj(r ∘ conj(t))`` / ``h ∘ r``), each normalised to unit length,
-  averaged, then scaled to the median norm of the old rows (a bilinear score grows with the norm,
-  so the direction is what the neighbours tell us, the size is what the table is used to), and
-  finally shifted along the mean query direction to an old row's score level (see ``_calibrate``).
+A new entity that appears in a delta triple with an already placed entity gets the position that triple
+asks for (the model's ``estimate``: e.g. TransE ``t - r`` for ``(new, r, t)``, ``h + r`` for ``(h, r, new)``),
+combined over all such triples. For bilinear models (``estimate_is_direction``: DistMult, ComplEx) an estimate
+is the direction that maximises the score with the neighbour fixed: each is normalised to unit length,
+averaged, then scaled to the median norm of the old rows (a bilinear score grows with the norm, so the
+direction is what the neighbours tell us, the size is what the table is used to), and finally shifted along
+the mean query direction to an old row's score level (see ``_calibrate``).
 
 Estimates are averaged, or (``neighbors-median``) combined by their coordinate-wise median, the L1
 centre (TransE's default distance is L1). Entities whose neighbours are all new are placed in later
-passes from their placed neighbours; an entity with no placeable neighbour keeps its Glorot row. Triples with a new relation are skipped
-(the relation row is itself untrained). Pair models keep Glorot rows.
+passes from their placed neighbours; an entity with no placeable neighbour keeps its Glorot row. Triples with a
+new relation are skipped (the relation row is itself untrained). Models without a closed form (``estimate =
+None``, e.g. the pair model) keep Glorot rows.
 Arrays: entities float32 ``[n_old, d]``, relations ``[n_rel_old, d_r]``, triples int64 ``[n, 3]``.
 Only the rows the delta touches are gathered (the old table may be on disk); statistics over all old
 rows (median norm, score level) are computed a block at a time.
@@ -27,6 +29,7 @@ import logging
 import numpy as np
 
 from .checkpoint.disk_rows import blocks, take
+from .models import Estimate, scorer_class
 
 __all__ = ["INIT_CHOICES", "neighbor_rows"]
 
@@ -35,34 +38,6 @@ logger = logging.getLogger(__name__)
 INIT_CHOICES = ("xavier", "neighbors", "neighbors-median")
 _MAX_PASSES = 4
 _BLOCK_ROWS = 1 << 16  # old rows per block for whole-table statistics (fixed: results do not depend on where rows live)
-
-
-def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = x.shape[-1] // 2
-    return x[..., :d], x[..., d:]
-
-
-def _estimates(model: str, h: np.ndarray, r: np.ndarray, t: np.ndarray, side: str) -> np.ndarray:
-    """Estimates of the ``side`` ("head"/"tail") entity of each triple from the other side ``[m, d]``."""
-    head = side == "head"
-    if model == "transe":
-        return t - r if head else h + r
-    if model == "rotate":
-        cos, sin = np.cos(r), np.sin(r)
-        if head:  # h = t * e^{-ir}
-            tr, ti = _halves(t)
-            return np.concatenate([tr * cos + ti * sin, ti * cos - tr * sin], axis=-1)
-        hr, hi = _halves(h)  # t = h * e^{ir}
-        return np.concatenate([hr * cos - hi * sin, hr * sin + hi * cos], axis=-1)
-    if model == "distmult":
-        return r * t if head else h * r
-    if model == "complex":
-        if head:  # score = <h, conj(r * conj(t))> as [re | im]
-            (rr, ri), (tr, ti) = _halves(r), _halves(t)
-            return np.concatenate([rr * tr + ri * ti, rr * ti - ri * tr], axis=-1)
-        (hr, hi), (rr, ri) = _halves(h), _halves(r)
-        return np.concatenate([hr * rr - hi * ri, hr * ri + hi * rr], axis=-1)
-    raise ValueError(f"no neighbour initialisation for model {model!r}")
 
 
 def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +53,7 @@ def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray
     return uniq, rows
 
 
-def _calibrate(model: str, rows: np.ndarray, entities, relations: np.ndarray, n_queries: int = 4096):
+def _calibrate(estimate: Estimate, rows: np.ndarray, entities, relations: np.ndarray, n_queries: int = 4096):
     """Shift bilinear rows along the mean query directions so their mean scores match a typical old row's.
 
     A direction taken from the neighbours alone tends to align with what every query has in common (a
@@ -93,7 +68,7 @@ def _calibrate(model: str, rows: np.ndarray, entities, relations: np.ndarray, n_
     r = relations[rng.integers(0, len(relations), n_queries)].astype(np.float64)
     eh, et = take(entities, h).astype(np.float64), take(entities, t).astype(np.float64)
     # mean query of each role (as tail: h*r, as head: r*t); they differ for an asymmetric model (ComplEx)
-    q_bar = np.stack([_estimates(model, eh, r, et, "tail").mean(0), _estimates(model, eh, r, et, "head").mean(0)])
+    q_bar = np.stack([estimate(eh, r, et, "tail").mean(0), estimate(eh, r, et, "head").mean(0)])
     scores = np.concatenate([block.astype(np.float64) @ q_bar.T for _, block in blocks(entities, _BLOCK_ROWS)])
     level = np.median(scores, axis=0)  # [2]: a typical old row's mean score in each role
     # smallest change (within the span of the two mean queries) that puts both levels at an old row's
@@ -112,7 +87,7 @@ def neighbor_rows(
     """New entity rows placed from their neighbours.
 
     Args:
-        model: scorer name (transe, rotate, distmult, complex).
+        model: scorer name (a registered triple model; one without a closed form keeps ``start``).
         entities: float32 ``[n_old, d]`` frozen entity rows: an array, or rows left on disk
             (:class:`~embretrain.checkpoint.disk_rows.DiskRows`); only the rows the delta touches are read.
         relations: float32 ``[n_rel_old, d_r]`` frozen relation rows (triples with a relation id beyond
@@ -125,9 +100,13 @@ def neighbor_rows(
     Returns:
         ``(rows float32 [n_new, d], number of entities placed)``.
     """
-    n_old, d = (int(x) for x in entities.shape)
+    cls = scorer_class(model)
     n_new = start.shape[0]
-    bilinear = model in ("distmult", "complex")
+    if cls.estimate is None:
+        logger.warning("model %s has no closed form for a neighbour start; new rows start from Glorot", model)
+        return start, 0
+    estimate, bilinear = cls.estimate, cls.estimate_is_direction
+    n_old, d = (int(x) for x in entities.shape)
     relations = np.asarray(relations)
     triples = triples[triples[:, 1] < relations.shape[0]]
     # A local table: the old neighbours the delta mentions (sorted), then the new entities.
@@ -155,7 +134,7 @@ def neighbor_rows(
             m = triples[~placed[triples[:, col]] & placed[triples[:, other]]]
             if not len(m):
                 continue
-            est = _estimates(model, table[m[:, 0]], relations[m[:, 1]].astype(np.float64), table[m[:, 2]], side)
+            est = estimate(table[m[:, 0]], relations[m[:, 1]].astype(np.float64), table[m[:, 2]], side)
             if bilinear:
                 est = est / np.maximum(np.linalg.norm(est, axis=1, keepdims=True), 1e-12)
             targets.append(m[:, col])
@@ -169,7 +148,7 @@ def neighbor_rows(
         table[fresh] = rows
         placed[fresh] = True
     if bilinear and n_old:
-        table[k:][placed[k:]] = _calibrate(model, table[k:][placed[k:]], entities, relations)
+        table[k:][placed[k:]] = _calibrate(estimate, table[k:][placed[k:]], entities, relations)
     n_placed = int(placed[k:].sum())
     logger.info("init neighbors: %d of %d new entities placed from their neighbours", n_placed, n_new)
     return table[k:].astype(np.float32), n_placed

@@ -3,26 +3,42 @@
 NEW passes when it holds OLD's model, its vocabularies start with OLD's (same names, same rows),
 every table of OLD is in NEW with the same width and its first ``n_old`` rows are bit-identical
 (compared as raw bytes, so ``-0.0`` vs ``0.0`` or a changed NaN payload also fail), and, for two
-TF or Keras checkpoints, every other variable of OLD is in NEW unchanged (optimizer slots of a
-grown table: their old rows unchanged).
+TF or two Keras checkpoints, every other variable of OLD is in NEW unchanged (a variable that grew
+with the tables, such as an optimizer slot: its old rows unchanged).
 
-Works for any supported format; for native files it reads HDF5 only (no TensorFlow import).
+verify is a witness independent of the loader: it never goes through ``checkpoint.load``, so a bug
+there cannot make it agree. It reads what the user's own program would read:
+
+* native ``.h5`` and Keras files: the datasets, with plain h5py;
+* TF checkpoints: every tensor through TF's own checkpoint reader; a variable saved in N parts
+  (TF1 partitioner) is cut as the program's partitioner cuts it (OLD's N parts, for each file's
+  own row count) and looked up with TF's ``embedding_lookup`` under the declared
+  ``partition_strategy``, so id i is compared with id i as the program sees them.
+
+A file that cannot be read is a :class:`~embretrain.errors.CheckpointError` (exit 4), never an answer.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import Checkpoint
+from .checkpoint.base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
+from .errors import CheckpointError, UsageError
 
 __all__ = ["VerifyResult", "compare", "verify"]
 
 logger = logging.getLogger(__name__)
+
+_OPTION_OF_ROLE = {ENTITY_TABLE: "entity_var", RELATION_TABLE: "relation_var", CONTEXT_TABLE: "context_var"}
 
 
 @dataclass
@@ -42,8 +58,29 @@ class VerifyResult:
     checked: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _View:
+    """What a user's program reads from one checkpoint file.
+
+    Attributes:
+        fmt: ``h5``, ``tf`` or ``keras``.
+        tables: role (``entity_embeddings``, ...) -> table in id order.
+        variables: TF/Keras: every key -> value (partitioned ones in id order); empty for native files.
+        parts: TF: key -> number of parts of a partitioned variable.
+    """
+
+    path: str
+    fmt: str
+    model: str | None
+    entities: list[str]
+    relations: list[str]
+    tables: dict[str, np.ndarray]
+    variables: dict[str, Any] = field(default_factory=dict)
+    parts: dict[str, int] = field(default_factory=dict)
+
+
 def _bits(a: np.ndarray) -> np.ndarray:
-    """Raw bytes of each row as one void-free uint8 matrix ``[n_rows, row_bytes]``."""
+    """Raw bytes of each row as one uint8 matrix ``[n_rows, row_bytes]``."""
     a = np.ascontiguousarray(a)
     return a.view(np.uint8).reshape(a.shape[0], -1) if a.ndim >= 1 and a.shape[0] else a.view(np.uint8).reshape(0, 0)
 
@@ -62,10 +99,15 @@ def _same_value(a: Any, b: Any) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def compare(old: Checkpoint, new: Checkpoint) -> VerifyResult:
-    """Check that ``new`` extends ``old`` (see the module docstring)."""
-    checked = {"entities": old.n_entities, "relations": old.n_relations, "tables": 0, "variables": 0}
-    if old.model != new.model:
+def _first_row_difference(old: np.ndarray, new: np.ndarray) -> tuple[int, int] | None:
+    """(first differing old row, how many differ) between ``old`` and the first rows of ``new``."""
+    differs = np.flatnonzero((_bits(old) != _bits(new[: old.shape[0]])).any(axis=1))
+    return (int(differs[0]), int(differs.size)) if differs.size else None
+
+
+def _compare_views(old: _View, new: _View) -> VerifyResult:
+    checked = {"entities": len(old.entities), "relations": len(old.relations), "tables": 0, "variables": 0}
+    if old.model and new.model and old.model != new.model:
         return VerifyResult(False, f"model differs: OLD is {old.model!r}, NEW is {new.model!r}", checked=checked)
     for kind, a, b in (("entity", old.entities, new.entities), ("relation", old.relations, new.relations)):
         i = _first_vocab_difference(a, b)
@@ -75,60 +117,234 @@ def compare(old: Checkpoint, new: Checkpoint) -> VerifyResult:
                 False, f"{kind} row {i}: OLD has {a[i]!r}, NEW has {found}",
                 first_entity=a[i] if kind == "entity" else None, checked=checked,
             )
-    new_tables = new.tables()
-    for name, table in old.tables().items():
-        relation = name in old.relation_tables
+    for name, table in old.tables.items():
+        relation = name == RELATION_TABLE
         names = old.relations if relation else old.entities
-        other = new_tables.get(name)
+        other = new.tables.get(name)
         if other is None:
             return VerifyResult(False, f"NEW has no table {name!r}", checked=checked)
-        if other.shape[1:] != table.shape[1:] or other.dtype != table.dtype:
+        if other.shape[1:] != table.shape[1:] or other.dtype != table.dtype or other.shape[0] < table.shape[0]:
             return VerifyResult(
                 False, f"table {name!r}: OLD is {table.dtype} {list(table.shape)}, NEW is {other.dtype} {list(other.shape)}",
                 checked=checked,
             )
-        differs = np.flatnonzero((_bits(table) != _bits(other[: table.shape[0]])).any(axis=1))
-        if differs.size:
-            row = int(differs[0])
+        diff = _first_row_difference(table, other)
+        if diff:
+            row, count = diff
             kind = "relation" if relation else "entity"
             return VerifyResult(
                 False,
                 f"table {name!r}: row {row} ({kind} {names[row]!r}) differs"
-                + (f", and {differs.size - 1} more row(s)" if differs.size > 1 else ""),
+                + (f", and {count - 1} more row(s)" if count > 1 else ""),
                 first_entity=None if relation else names[row], checked=checked,
             )
         checked["tables"] += 1
-    problem = _compare_variables(old, new, checked)
-    if problem:
-        return VerifyResult(False, problem, checked=checked)
+    if old.fmt == new.fmt and old.fmt != "h5":
+        problem, entity = _compare_variables(old, new, checked)
+        if problem:
+            return VerifyResult(False, problem, first_entity=entity, checked=checked)
     return VerifyResult(
         True,
-        f"NEW extends OLD: {old.n_entities} entities and {old.n_relations} relations keep their names and rows "
+        f"NEW extends OLD: {len(old.entities)} entities and {len(old.relations)} relations keep their names and rows "
         f"({checked['tables']} table(s) bit-identical, {checked['variables']} other variable(s) unchanged); "
-        f"NEW adds {new.n_entities - old.n_entities} entities and {new.n_relations - old.n_relations} relations",
+        f"NEW adds {len(new.entities) - len(old.entities)} entities and {len(new.relations) - len(old.relations)} relations",
         checked=checked,
     )
 
 
-def _compare_variables(old: Checkpoint, new: Checkpoint, checked: dict) -> str | None:
-    """Other TF/Keras variables of OLD must be in NEW unchanged; slots only in their old rows."""
-    if old.extras.get("format") != new.extras.get("format") or "variables" not in old.extras:
-        return None
-    old_vars, new_vars = old.extras["variables"], new.extras.get("variables", {})
-    slots = old.extras.get("slots", {})
-    for key, value in old_vars.items():
-        if key not in new_vars:
-            return f"NEW lacks variable {key!r}"
-        other = new_vars[key]
-        if key in slots:
-            a, b = np.asarray(value), np.asarray(other)
-            same = a.dtype == b.dtype and a.shape[1:] == b.shape[1:] and a.tobytes() == b[: a.shape[0]].tobytes()
-        else:
-            same = _same_value(value, other)
-        if not same:
-            return f"variable {key!r} differs between OLD and NEW"
+def _compare_variables(old: _View, new: _View, checked: dict) -> tuple[str | None, str | None]:
+    """Every variable of OLD in NEW unchanged; one with as many rows as a grown vocabulary only in its old rows."""
+    grown = {len(old.entities): ("entity", old.entities), len(old.relations): ("relation", old.relations)}
+    for key, value in old.variables.items():
+        if key not in new.variables:
+            return f"NEW lacks variable {key!r}", None
+        other = new.variables[key]
+        a, b = np.asarray(value), np.asarray(other)
+        if a.ndim >= 1 and a.shape[0] in grown and a.shape[0] > 0 and b.ndim == a.ndim and b.shape[0] >= a.shape[0]:
+            if a.dtype != b.dtype or a.shape[1:] != b.shape[1:]:
+                return f"variable {key!r}: OLD is {a.dtype} {list(a.shape)}, NEW is {b.dtype} {list(b.shape)}", None
+            diff = _first_row_difference(a, b)
+            if diff:
+                kind, names = grown[a.shape[0]]
+                return (f"variable {key!r}: row {diff[0]} ({kind} {names[diff[0]]!r}) differs",
+                        names[diff[0]] if kind == "entity" else None)
+        elif not _same_value(value, other):
+            return f"variable {key!r} differs between OLD and NEW", None
         checked["variables"] += 1
-    return None
+    return None, None
+
+
+# --------------------------------------------------------------------------- independent readers
+
+
+def _read_vocab(path: Path, what: str) -> list[str]:
+    try:
+        return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot read the {what} names ({err})") from err
+
+
+def _names(option, base: str, suffix: str, what: str, required: bool, path) -> list[str]:
+    file = Path(option) if option else Path(f"{base}{suffix}")
+    if not file.is_file():
+        if not required:
+            return []
+        flag = "--entity-vocab" if what == "entity" else "--relation-vocab"
+        raise CheckpointError(f"{path} carries no {what} names: give {flag} FILE (for NEW: --new-{flag[2:]})")
+    return _read_vocab(file, what)
+
+
+def _meta(base: str) -> dict[str, Any]:
+    file = Path(f"{base}.embretrain.json")
+    if not file.is_file():
+        return {}
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{file}: cannot read the embretrain metadata ({err})") from err
+    return meta if isinstance(meta, dict) else {}
+
+
+def _read_native(path: Path) -> _View:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "entities" not in f or ENTITY_TABLE not in f:
+                raise CheckpointError(f"{path}: not an embretrain checkpoint (no /entities or /{ENTITY_TABLE})")
+            entities = [str(n) for n in f["entities"].asstr()[()]]
+            relations = [str(n) for n in f["relations"].asstr()[()]] if "relations" in f else []
+            tables = {
+                name: np.asarray(obj[()]) for name, obj in f.items()
+                if isinstance(obj, h5py.Dataset) and obj.ndim == 2
+                and (obj.attrs.get("indexed_by") in ("entities", "relations")
+                     or name in (ENTITY_TABLE, RELATION_TABLE, CONTEXT_TABLE))
+            }
+            model = f.attrs.get("model")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: cannot read the HDF5 checkpoint ({err})") from err
+    model = model.decode() if isinstance(model, bytes) else (str(model) if model is not None else None)
+    return _View(os.fspath(path), "h5", model, entities, relations, tables)
+
+
+def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[str, Any], n_rows: int,
+           graph=None) -> dict[str, str]:
+    """role -> key, from the options (keys or layer names) or the sidecar; else the one entity table candidate
+    with ``n_rows`` (the vocabulary's length) rows."""
+    from .checkpoint.foreign import VariableGraph, _resolve_key, table_candidates
+
+    specs = {k: (tuple(np.shape(v)), np.asarray(v).dtype if not isinstance(v, bytes) else object)
+             for k, v in variables.items()}
+    graph = graph or VariableGraph()
+    wanted = {role: options.get(opt) for role, opt in _OPTION_OF_ROLE.items() if options.get(opt)}
+    if not wanted:
+        wanted = dict(meta.get("tables") or {})
+    keys = {role: _resolve_key(specs, key, "--" + _OPTION_OF_ROLE.get(role, "entity_var").replace("_", "-"), path, graph)
+            for role, key in wanted.items()}
+    if ENTITY_TABLE not in keys:
+        fits = table_candidates(specs, n_rows, exclude=graph.optimizer_keys)
+        if len(fits) != 1:
+            raise UsageError(f"{path}: name the entity table with --entity-var (candidates: {', '.join(fits) or 'none'})")
+        keys[ENTITY_TABLE] = fits[0]
+    return keys
+
+
+def _foreign_view(path, fmt: str, base: str, variables: dict[str, Any], options: dict[str, Any],
+                  parts: dict[str, int], graph=None) -> _View:
+    meta = _meta(base)
+    entities = _names(options.get("entity_vocab"), base, ".entities.tsv", "entity", True, path)
+    keys = _roles(path, variables, options, meta, len(entities), graph)
+    relations = _names(options.get("relation_vocab"), base, ".relations.tsv", "relation", RELATION_TABLE in keys, path)
+    tables = {role: np.asarray(variables[key]) for role, key in keys.items()}
+    model = options.get("model") or meta.get("model")
+    return _View(os.fspath(path), fmt, model, entities, relations, tables,
+                 {k: v for k, v in variables.items() if k not in keys.values()}, parts)
+
+
+def _read_keras(path: Path, options: dict[str, Any]) -> _View:
+    import h5py
+
+    variables: dict[str, Any] = {}
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                f = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        else:
+            f = h5py.File(path, "r")
+        with f:
+            f.visititems(lambda name, obj: variables.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: cannot read the Keras file ({err})") from err
+    return _foreign_view(path, "keras", os.fspath(path), variables, options, {})
+
+
+def _tf_parts(listing: list[bytes], key: str) -> int:
+    """How many slices TF's reader lists for ``key``: its debug listing has one line per slice,
+    keyed ``\\x00<name>\\x00\\x01<extents>`` (TF's ordered-code slice key)."""
+    marker = b"\x00" + key.encode() + b"\x00\x01"
+    return sum(1 for line in listing if line.startswith(marker))
+
+
+def _read_tf(path, options: dict[str, Any], parts_of: dict[str, int] | None) -> _View:
+    """Every tensor through TF's reader; partitioned ones looked up id by id through TF's own
+    ``embedding_lookup`` (``parts_of``: OLD's parts, which the program keeps when it grows)."""
+    from .checkpoint.tfckpt import OBJECT_GRAPH_KEY, object_graph, read_index, resolve_prefix
+
+    prefix = resolve_prefix(path)
+    if prefix is None:
+        raise CheckpointError(f"{path}: no TensorFlow checkpoint here")
+    read_index(prefix)  # names a missing or truncated data shard (TF's own message does not)
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(os.fspath(prefix))
+        variables = {k: reader.get_tensor(k) for k in sorted(reader.get_variable_to_shape_map())}
+        listing = reader.debug_string().split(b"\n")
+    except Exception as err:  # TF's NotFoundError, DataLossError, ... for a missing or damaged file
+        raise CheckpointError(f"{prefix}: cannot read the TensorFlow checkpoint ({str(err).splitlines()[0]})") from err
+    own_parts = {k: n for k in variables if np.ndim(variables[k]) >= 1 and (n := _tf_parts(listing, k)) > 1}
+    parts = dict(own_parts) if parts_of is None else {k: n for k, n in parts_of.items() if k in variables}
+    strategy = options.get("partition_strategy")
+    if parts and strategy is None:
+        shown = ", ".join(f"{k!r} ({n} parts)" for k, n in sorted(parts.items()))
+        raise UsageError(f"{prefix}: {shown} partitioned; give --partition-strategy mod or div as your program uses")
+    for key, n_parts in parts.items():
+        full = variables[key]
+        sizes = [len(block) for block in np.array_split(np.arange(full.shape[0]), n_parts)]  # first ones longer
+        pieces = tf.split(full, sizes)
+        variables[key] = tf.compat.v1.nn.embedding_lookup(
+            pieces, tf.range(full.shape[0]), partition_strategy=strategy).numpy()
+    graph = object_graph(reader) if OBJECT_GRAPH_KEY in variables else None
+    return _foreign_view(path, "tf", os.fspath(prefix), variables, options, parts, graph)
+
+
+def _read(path, options: dict[str, Any], parts_of: dict[str, int] | None = None) -> _View:
+    from .checkpoint import format_of
+
+    fmt = format_of(path)
+    if fmt == "h5":
+        given = [k for k, v in options.items() if v is not None and k != "model"]
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{path} is a native checkpoint that names its own tables and vocabularies; drop {flags}")
+        return _read_native(Path(path))
+    if fmt == "keras":
+        return _read_keras(Path(path), options)
+    return _read_tf(path, options, parts_of)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def compare(old: Checkpoint, new: Checkpoint) -> VerifyResult:
+    """Check that in-memory ``new`` extends ``old`` (tables and vocabularies; see the module docstring)."""
+
+    def view(c: Checkpoint) -> _View:
+        return _View(c.source or "", "memory", c.model, list(c.entities), list(c.relations), c.tables())
+
+    return _compare_views(view(old), view(new))
 
 
 def verify(
@@ -138,19 +354,19 @@ def verify(
     old_options: dict[str, Any] | None = None,
     new_options: dict[str, Any] | None = None,
 ) -> VerifyResult:
-    """Load two checkpoints (any formats) and :func:`compare` them.
+    """Read two checkpoints (any formats) independently of the loader and compare them.
 
     Args:
         old, new: checkpoint paths.
-        old_options, new_options: load options (``entity_var``, ``entity_vocab``, ...) for each.
+        old_options, new_options: ``entity_var`` (key or layer name), ``entity_vocab``, ...,
+            ``partition_strategy`` for each.
 
     Raises:
         CheckpointError: a checkpoint cannot be read at all (that is not a "differs" answer).
+        UsageError: a partitioned table without ``partition_strategy``, a table name that fits nothing.
     """
-    from .checkpoint import load
-
-    old_ckpt = load(old, **(old_options or {}))
-    new_ckpt = load(new, **(new_options or {}))
-    result = compare(old_ckpt, new_ckpt)
+    old_view = _read(old, dict(old_options or {}))
+    new_view = _read(new, dict(new_options or {}), parts_of=old_view.parts if old_view.fmt == "tf" else None)
+    result = _compare_views(old_view, new_view)
     logger.info("verify %s -> %s: %s", old, new, result.message)
     return result

@@ -14,8 +14,9 @@ pytest.importorskip("tensorflow")
 from embretrain import api as et  # noqa: E402
 from embretrain.config import resolve_settings  # noqa: E402
 from embretrain.errors import DataError, UsageError  # noqa: E402
+from embretrain.models import MODELS  # noqa: E402
 
-TRIPLE_MODELS = ["transe", "distmult", "complex", "rotate"]
+TRIPLE_MODELS = [name for name, cls in MODELS.items() if cls.kind == "triple"]  # every registered one
 OPTIMIZERS = ["adam", "adagrad", "sgd"]
 
 

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from embretrain.init import neighbor_rows
-from embretrain.models import get_model
+from embretrain.models import MODELS, TransE, get_model
+
+# every registered model with a closed form (the others keep Glorot rows: see the last tests)
+WITH_ESTIMATE = [name for name, cls in MODELS.items() if cls.estimate is not None]
 
 
 def _tables(model: str, n_old=20, dim=8, n_rel=3, seed=0):
     rng = np.random.default_rng(seed)
     ent = rng.normal(size=(n_old, dim)).astype(np.float32)
-    width = dim // 2 if model == "rotate" else dim
+    width = get_model(model).relation_width(dim)
     rel = rng.uniform(-np.pi, np.pi, size=(n_rel, width)).astype(np.float32) if model == "rotate" \
         else rng.normal(size=(n_rel, width)).astype(np.float32)
     return ent, rel
@@ -130,3 +133,64 @@ def test_preset_extend_epochs_apply_to_extend_unless_epochs_is_given(toy, tmp_pa
         assert run.exit_code == 0, run.output
         summary = json.loads(run.stdout[run.stdout.index("{"):])
         assert summary["epochs"] == epochs and summary["init_placed_from_neighbors"] == len(toy["new_names"]) - 1
+
+
+@pytest.mark.parametrize("model", WITH_ESTIMATE)
+def test_every_estimate_scores_its_own_triple_better_than_any_old_row(model):
+    """A model's closed form, from either side, scores its triple at least as well as every old row does (for a
+    direction, bilinear models: compared at the same norm, before init.py's calibration)."""
+    pytest.importorskip("tensorflow")
+    ent, rel = _tables(model, n_old=200, dim=8)
+    scorer, cls = get_model(model), MODELS[model]
+    h, r, t = ent[7].astype(np.float64), rel[1].astype(np.float64), ent[4].astype(np.float64)
+    for side in ("head", "tail"):
+        est = cls.estimate(h[None], r[None], t[None], side)
+        cands = np.concatenate([ent, est.astype(np.float32)])
+        if cls.estimate_is_direction:
+            cands = cands / np.linalg.norm(cands, axis=1, keepdims=True)
+        rr = np.repeat(rel[1][None], len(cands), 0)
+        scores = (scorer.score(cands, rr, np.repeat(ent[4][None], len(cands), 0)) if side == "head"
+                  else scorer.score(np.repeat(ent[7][None], len(cands), 0), rr, cands)).numpy()
+        assert scores[-1] >= scores[:-1].max() - 1e-4, (model, side)
+
+
+def test_transh_start_lies_where_its_triples_put_it_on_each_hyperplane():
+    """TransH: ``t - d_perp`` / ``h + d_perp`` keep the neighbour's offset along the normal and fit the triple
+    exactly when the translation lies on the plane."""
+    ent, rel = _tables("transh")
+    n_old, d = ent.shape
+    w, t_ = rel[0, :d], rel[0, d:]
+    unit = w / np.linalg.norm(w)
+    rel[0, d:] = t_ - (t_ @ unit) * unit  # translation on the plane
+    rows, _ = neighbor_rows("transh", ent, rel, np.array([[n_old, 0, 3]], np.int64), np.zeros((1, d), np.float32))
+    np.testing.assert_allclose(rows[0], ent[3] - rel[0, d:], rtol=1e-5, atol=1e-6)
+    tf = pytest.importorskip("tensorflow")
+    scorer = get_model("transh", {"gamma": 12.0})
+    score = scorer.score(tf.constant(rows), tf.constant(rel[:1]), tf.constant(ent[3:4])).numpy()[0]
+    assert score == pytest.approx(12.0, abs=1e-4)
+
+
+class _NoClosedForm(TransE):
+    """A triple model registered without a neighbour estimate."""
+
+    name = "noclosedform"
+    estimate = None
+
+
+def test_a_triple_model_without_a_closed_form_keeps_glorot_rows_cleanly(toy, monkeypatch, caplog):
+    """--init neighbors on a model with ``estimate = None`` is a warning and the xavier start, never an
+    internal error."""
+    from embretrain import api
+    from embretrain.config import Settings
+
+    monkeypatch.setitem(MODELS, _NoClosedForm.name, _NoClosedForm)
+    settings = Settings(model=_NoClosedForm.name, dim=8, epochs=1, batch_size=64, negatives=4)
+    base, _ = api.train(toy["train"], settings)
+    runs = {}
+    for init in ("xavier", "neighbors"):
+        runs[init], summary = api.extend(base, toy["new"], toy["delta"],
+                                         Settings(model=_NoClosedForm.name, epochs=0, init=init))
+    assert summary.get("init_placed_from_neighbors", 0) == 0
+    assert "no closed form" in caplog.text
+    assert np.array_equal(runs["xavier"].entity_tables["entity_embeddings"],
+                          runs["neighbors"].entity_tables["entity_embeddings"])

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import write_tsv
 from embretrain.checkpoint import ENTITY_TABLE, format_of, load, save
 from embretrain.checkpoint.base import Checkpoint
-from embretrain.checkpoint.foreign import _find_slots
+from embretrain.checkpoint.foreign import VariableGraph, _find_slots
 from embretrain.cli import main
 from embretrain.errors import CheckpointError, UsageError
 
@@ -134,7 +134,7 @@ def test_tf1_candidates_are_listed_when_no_variable_fits(tmp_path):
     assert f"embedding [{N_E}, {DIM}]" in str(err.value) and f"W [{DIM}, 2]" in str(err.value)
     with pytest.raises(CheckpointError, match="--entity-vocab"):
         load(tmp_path / "model.ckpt-3", entity_var="embedding")
-    with pytest.raises(CheckpointError, match="has no variable 'emb'"):
+    with pytest.raises(UsageError, match="--entity-var emb: no variable or layer has that name; .*embedding \\[12, 6\\]"):
         load(tmp_path / "model.ckpt-3", entity_var="emb")
     short = tmp_path / "short.txt"
     write_tsv(short, [(n,) for n in OLD[:-1]])
@@ -277,3 +277,39 @@ def test_slot_detection_by_name_and_by_shape():
     specs["other"] = ((10, 4), f32)
     with pytest.raises(CheckpointError, match="cannot tell whether optimizer variable"):
         _find_slots(specs, {ENTITY_TABLE: "emb"})
+
+
+def test_missing_or_truncated_data_shard_is_a_checkpoint_error(tmp_path, inputs):
+    tf1_program(N_E, save_to=tmp_path / "model.ckpt")
+    prefix = tmp_path / "model.ckpt-3"
+    data = tmp_path / "model.ckpt-3.data-00000-of-00001"
+    whole = data.read_bytes()
+    vocab = ["--entity-var", "embedding", "--entity-vocab", str(inputs["vocab"]), "--new-entity-vocab", str(inputs["vocab"])]
+    for damage, words in ((lambda: data.unlink(), "data shard missing"), (lambda: data.write_bytes(whole[:100]), "truncated")):
+        damage()
+        with pytest.raises(CheckpointError, match=f"model.ckpt-3.data-00000-of-00001: {words}"):
+            load(prefix, entity_var="embedding", entity_vocab=inputs["vocab"])
+        for args in (["inspect", str(prefix)], ["verify", str(prefix), str(prefix), *vocab]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 4, (args, result.output)
+            assert "model.ckpt-3.data-00000-of-00001" in result.output
+    data.write_bytes(whole)
+    assert CliRunner().invoke(main, ["verify", str(prefix), str(prefix), *vocab]).exit_code == 0
+
+
+def test_object_graph_slots_are_proven_or_refused():
+    f32 = np.float32
+    table, m, loose = ("model/emb/.ATTRIBUTES/VARIABLE_VALUE", "opt/_variables/2/.ATTRIBUTES/VARIABLE_VALUE",
+                       "opt/_variables/3/.ATTRIBUTES/VARIABLE_VALUE")
+    specs = {table: ((10, 4), f32), m: ((10, 4), f32), loose: ((10, 4), f32)}
+    graph = VariableGraph(paths={table: "model/emb"}, slot_owner={m: table, loose: table}, optimizer_keys={m, loose})
+    assert _find_slots(specs, {ENTITY_TABLE: table}, graph) == {m: ENTITY_TABLE, loose: ENTITY_TABLE}
+    # State with the table's shape that the graph does not tie to any variable: refuse, never guess.
+    graph.slot_owner.pop(loose)
+    with pytest.raises(CheckpointError, match="cannot prove which variable optimizer state 'opt/_variables/3"):
+        _find_slots(specs, {ENTITY_TABLE: table}, graph)
+    # Tied to the table but shaped otherwise (a factored optimizer): it cannot grow with the table.
+    specs[loose] = ((10,), f32)
+    graph.slot_owner[loose] = table
+    with pytest.raises(CheckpointError, match="belongs to table .* but has another shape"):
+        _find_slots(specs, {ENTITY_TABLE: table}, graph)

@@ -95,3 +95,20 @@ def test_missing_checkpoint_is_an_error_not_a_difference(pair, tmp_path):
     result = CliRunner().invoke(main, ["-q", "verify", str(old), str(tmp_path / "nope.h5")])
     assert result.exit_code == 4, result.output
     assert "no such checkpoint" in result.output
+
+
+def test_verify_reads_native_files_without_the_loader(pair, monkeypatch, tmp_path):
+    """An independent witness: a loader that lies (here: one that cannot run at all) cannot make verify agree."""
+    _, old, new = pair
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("verify must not go through checkpoint.load")
+
+    monkeypatch.setattr(native, "load", no_loader)
+    result = CliRunner().invoke(main, ["-q", "verify", str(old), str(new)])
+    assert result.exit_code == 0, result.output
+    # A file it cannot read is exit 4, never an answer.
+    (tmp_path / "cut.h5").write_bytes(new.read_bytes()[:2000])
+    result = CliRunner().invoke(main, ["-q", "verify", str(old), str(tmp_path / "cut.h5")])
+    assert result.exit_code == 4, result.output
+    assert "cut.h5" in result.output

@@ -12,9 +12,14 @@ They are recognised two ways:
 * by key: ``<table key>/Adam``, ``<table key>/Adam_1``, ``<table key>/Adagrad`` (TF1 ``Saver``) or
   ``<table path>/.OPTIMIZER_SLOT/<optimizer>/m/...`` (TF2 object graph): any variable under the
   table's own path whose first dimension is the table's row count;
-* by shape: Keras 3 optimizers store unnamed variables (``optimizer/_variables/2``,
-  ``optimizer/vars/2``); one whose shape equals a table's shape, where no other (non-table)
-  variable has that shape, belongs to that table.
+* through the TF2 object graph (:class:`VariableGraph`): a Keras 3 optimizer saved with
+  ``tf.train.Checkpoint(opt=...)`` stores unnamed variables (``opt/_variables/2``), but its
+  per-variable lists (``_momentums``, ``_velocities``, ``momentums``) say that item i belongs to
+  item i of its ``_trainable_variables``; the shapes must agree. An optimizer variable the graph
+  does not tie to a variable, with a table's shape, is refused rather than guessed;
+* by shape, only where no object graph exists (Keras ``.weights.h5`` files: ``optimizer/vars/2``):
+  one whose shape equals a table's shape, where no other (non-table) variable has that shape,
+  belongs to that table.
 
 Slots are grown with **zero rows** for the new entities: zero Adam moments / Adagrad accumulators
 are exactly the state of a variable the optimizer has not touched yet.
@@ -42,7 +47,9 @@ from .base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 
 __all__ = [
     "LoadOptions",
+    "PARTITION_STRATEGIES",
     "TF2_SUFFIX",
+    "VariableGraph",
     "build_checkpoint",
     "grown_variables",
     "sidecar",
@@ -57,6 +64,24 @@ TF2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 META_SUFFIX = ".embretrain.json"
 _VOCAB_SUFFIX = {ENTITY_TABLE: ".entities.tsv", RELATION_TABLE: ".relations.tsv"}
 _OPTIMIZER_PARTS = ("optimizer",)  # a key component starting with this marks optimizer state
+PARTITION_STRATEGIES = ("mod", "div")  # tf.compat.v1.nn.embedding_lookup's partition_strategy
+
+
+@dataclass
+class VariableGraph:
+    """What a TF2 checkpoint's object graph says about its variables (none for TF1 and Keras files).
+
+    Attributes:
+        paths: key -> object path from the root (``model/item_emb/_embeddings``).
+        names: key -> the variable's own name (``item_emb/embeddings``: a Keras layer's name comes first).
+        slot_owner: optimizer variable key -> key of the variable it belongs to, as the graph proves it.
+        optimizer_keys: every key that is optimizer state (slots, ``iterations``, learning rate).
+    """
+
+    paths: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    slot_owner: dict[str, str] = field(default_factory=dict)
+    optimizer_keys: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -70,6 +95,8 @@ class LoadOptions:
         entity_vocab: file with one entity name per line; row i is on line i + 1.
         relation_vocab: the same for relations.
         model: scorer name; default ``dot`` when only an entity table is given.
+        partition_strategy: ``mod`` or ``div``, how the user's program looks ids up in a table
+            saved in parts (TF1 partitioned variables); the checkpoint does not record it.
     """
 
     entity_var: str | None = None
@@ -78,15 +105,18 @@ class LoadOptions:
     entity_vocab: str | os.PathLike | None = None
     relation_vocab: str | os.PathLike | None = None
     model: str | None = None
+    partition_strategy: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> "LoadOptions":
         known = {k: kwargs.get(k) for k in ("entity_var", "relation_var", "context_var", "entity_vocab",
-                                            "relation_vocab", "model")}
+                                            "relation_vocab", "model", "partition_strategy")}
         unknown = set(kwargs) - set(known)
         if unknown:
             raise UsageError(f"unknown checkpoint option(s): {', '.join(sorted(unknown))}")
+        if known["partition_strategy"] not in (None, *PARTITION_STRATEGIES):
+            raise UsageError(f"--partition-strategy must be mod or div, not {known['partition_strategy']!r}")
         return cls(**known)
 
 
@@ -146,14 +176,18 @@ def _slot_prefix(key: str) -> str:
     return key.removesuffix(TF2_SUFFIX) + "/"
 
 
-def table_candidates(specs: dict[str, tuple[tuple[int, ...], Any]], n_rows: int | None = None) -> list[str]:
+def table_candidates(
+    specs: dict[str, tuple[tuple[int, ...], Any]], n_rows: int | None = None, exclude: set[str] | frozenset = frozenset()
+) -> list[str]:
     """Keys of 2-D float32 variables that could be an embedding table (not optimizer state).
 
     Args:
         specs: key -> (shape, dtype) of every variable.
         n_rows: if known (a vocabulary was given), only variables with that many rows fit.
+        exclude: keys known to be optimizer state (a TF2 object graph's ``opt/_variables/N``).
     """
-    owners = [k for k, (shape, dtype) in specs.items() if is_table_like(shape, dtype) and not _is_optimizer_key(k)]
+    owners = [k for k, (shape, dtype) in specs.items()
+              if is_table_like(shape, dtype) and not _is_optimizer_key(k) and k not in exclude]
     # A slot (`emb/Adam`) lives under another candidate's path.
     prefixes = [_slot_prefix(k) for k in owners]
     owners = [k for k in owners if not any(k.startswith(p) for p in prefixes if p != _slot_prefix(k))]
@@ -162,32 +196,48 @@ def table_candidates(specs: dict[str, tuple[tuple[int, ...], Any]], n_rows: int 
     return owners
 
 
-def _describe_keys(specs, keys) -> str:
-    return "; ".join(f"{k} {list(specs[k][0])}" for k in keys) or "none"
+def _describe_keys(specs, keys, graph: VariableGraph | None = None) -> str:
+    def name(k: str) -> str:
+        alias = graph.names.get(k) if graph is not None else None
+        return f"{k} ({alias})" if alias else k
+
+    return "; ".join(f"{name(k)} {list(specs[k][0])}" for k in keys) or "none"
 
 
-def _resolve_key(specs, key: str, option: str, path) -> str:
+def _resolve_key(specs, key: str, option: str, path, graph: VariableGraph) -> str:
+    """The storage key ``key`` means: a key, a TF2 key without its suffix, an object path or variable
+    name from the object graph, or a Keras layer name (one component of exactly one candidate's key,
+    path or name: ``item_emb`` for ``model/item_emb/_embeddings``)."""
     if key in specs:
         return key
     if key + TF2_SUFFIX in specs:  # `model/emb/table` for `model/emb/table/.ATTRIBUTES/VARIABLE_VALUE`
         return key + TF2_SUFFIX
-    raise CheckpointError(
-        f"{path} has no variable {key!r} ({option}); 2-D float32 variables: "
-        f"{_describe_keys(specs, table_candidates(specs))}"
+    candidates = table_candidates(specs, exclude=graph.optimizer_keys)
+    spellings = {k: [k, graph.paths.get(k, ""), graph.names.get(k, "")] for k in candidates}
+    fits = [k for k, forms in spellings.items() if key in forms]
+    if not fits:
+        fits = [k for k, forms in spellings.items() if any(key in form.split("/") for form in forms)]
+    if len(fits) == 1:
+        logger.info("%s: %s %s means variable %r %s", path, option, key, fits[0], list(specs[fits[0]][0]))
+        return fits[0]
+    what = f"{len(fits)} variables match it" if fits else "no variable or layer has that name"
+    raise UsageError(
+        f"{path}: {option} {key}: {what}; table candidates (2-D float32, not optimizer state): "
+        f"{_describe_keys(specs, fits or candidates, graph)}"
     )
 
 
-def _pick_entity_key(specs, path, n_rows: int | None) -> str:
-    fits = table_candidates(specs, n_rows)
+def _pick_entity_key(specs, path, n_rows: int | None, graph: VariableGraph) -> str:
+    fits = table_candidates(specs, n_rows, exclude=graph.optimizer_keys)
     if len(fits) == 1:
         logger.info("%s: using %r %s as the entity table", path, fits[0], list(specs[fits[0]][0]))
         return fits[0]
-    every = table_candidates(specs)
+    every = table_candidates(specs, exclude=graph.optimizer_keys)
     what = "no 2-D float32 variable" if not fits else f"{len(fits)} 2-D float32 variables"
     rows = f" with {n_rows} rows (the vocabulary's length)" if n_rows is not None else ""
     raise CheckpointError(
         f"{path}: {what}{rows} could be the entity table; name it with --entity-var KEY. "
-        f"Candidates: {_describe_keys(specs, every)}"
+        f"Candidates: {_describe_keys(specs, every, graph)}"
     )
 
 
@@ -208,6 +258,8 @@ def build_checkpoint(
     opts: LoadOptions,
     sidecar_base: str | os.PathLike,
     extras: dict[str, Any] | None = None,
+    graph: VariableGraph | None = None,
+    on_tables: Callable[[dict[str, str]], None] | None = None,
 ) -> Checkpoint:
     """Turn a flat ``key -> array`` checkpoint into a :class:`Checkpoint`.
 
@@ -219,11 +271,15 @@ def build_checkpoint(
         opts: the user's load options; the ``<base>.embretrain.json`` sidecar fills the gaps.
         sidecar_base: ``<base>`` of ``<base>.entities.tsv`` etc.
         extras: format-specific extras to merge (e.g. the Keras archive's other members).
+        graph: what a TF2 object graph says (names users know, optimizer state and its owners).
+        on_tables: called with table name -> key once the tables are chosen, before anything is
+            read (the TF reader checks partitioned tables there).
 
     Returns:
         A Checkpoint whose ``extras`` hold ``format``, ``keys`` (table name -> key), ``variables``
         (every other key -> value, file order), ``slots`` (slot key -> table name).
     """
+    graph = graph or VariableGraph()
     meta = read_meta(sidecar_base)
     meta_keys: dict[str, str] = dict(meta.get("tables") or {})
     wanted = {
@@ -232,11 +288,11 @@ def build_checkpoint(
         CONTEXT_TABLE: opts.context_var or (None if opts.entity_var else meta_keys.get(CONTEXT_TABLE)),
     }
     options = {ENTITY_TABLE: "--entity-var", RELATION_TABLE: "--relation-var", CONTEXT_TABLE: "--context-var"}
-    keys = {name: _resolve_key(specs, key, options[name], path) for name, key in wanted.items() if key}
+    keys = {name: _resolve_key(specs, key, options[name], path, graph) for name, key in wanted.items() if key}
 
     ent_vocab_path, ent_rows = _vocab_rows(opts.entity_vocab, sidecar(sidecar_base, "entities"))
     if ENTITY_TABLE not in keys:
-        keys[ENTITY_TABLE] = _pick_entity_key(specs, path, ent_rows)
+        keys[ENTITY_TABLE] = _pick_entity_key(specs, path, ent_rows, graph)
     for name, key in keys.items():
         shape, dtype = specs[key]
         if not is_table_like(shape, dtype):
@@ -246,6 +302,8 @@ def build_checkpoint(
             )
     if len(set(keys.values())) != len(keys):
         raise CheckpointError(f"{path}: the same variable is named for two tables ({keys})")
+    if on_tables is not None:
+        on_tables(keys)
 
     model = opts.model or meta.get("model")
     if model is None:
@@ -285,7 +343,7 @@ def build_checkpoint(
     tables = {name: np.ascontiguousarray(read(key), dtype=np.float32) for name, key in keys.items()}
     table_keys = set(keys.values())
     variables = {k: read(k) for k in specs if k not in table_keys}
-    slots = _find_slots(specs, keys)
+    slots = _find_slots(specs, keys, graph if graph.paths else None)
 
     params = meta.get("params")
     if params is None:
@@ -311,8 +369,12 @@ def build_checkpoint(
     )
 
 
-def _find_slots(specs, keys: dict[str, str]) -> dict[str, str]:
-    """slot key -> table name, for optimizer state that must grow with a table (see module doc)."""
+def _find_slots(specs, keys: dict[str, str], graph: VariableGraph | None = None) -> dict[str, str]:
+    """slot key -> table name, for optimizer state that must grow with a table (see module doc).
+
+    Raises:
+        CheckpointError: optimizer state that may belong to a table but cannot be tied to it.
+    """
     slots: dict[str, str] = {}
     table_keys = set(keys.values())
     for name, key in keys.items():
@@ -320,6 +382,8 @@ def _find_slots(specs, keys: dict[str, str]) -> dict[str, str]:
         for k, (shape, _) in specs.items():
             if k not in table_keys and k.startswith(prefix) and len(shape) >= 1 and shape[0] == n_rows:
                 slots[k] = name
+    if graph is not None:
+        return _graph_slots(specs, keys, graph, slots)
     # Unnamed Keras 3 optimizer variables: match by shape, only where the shape is unambiguous.
     owners_by_shape: dict[tuple, list[str]] = {}
     for k, (shape, dtype) in specs.items():
@@ -341,6 +405,30 @@ def _find_slots(specs, keys: dict[str, str]) -> dict[str, str]:
                 "save the checkpoint without the optimizer, or with named slots"
             )
         slots[k] = tables[0]
+    return slots
+
+
+def _graph_slots(specs, keys: dict[str, str], graph: VariableGraph, slots: dict[str, str]) -> dict[str, str]:
+    """Slots the TF2 object graph ties to a table; refuse optimizer state it cannot place."""
+    table_of = {key: name for name, key in keys.items()}
+    for slot, owner in graph.slot_owner.items():
+        if owner not in table_of or slot not in specs:
+            continue
+        if specs[slot][0] != specs[owner][0]:
+            raise CheckpointError(
+                f"optimizer variable {slot!r} {list(specs[slot][0])} belongs to table {owner!r} "
+                f"{list(specs[owner][0])} but has another shape; cannot grow it with the table"
+            )
+        slots[slot] = table_of[owner]
+    table_shapes = {tuple(specs[key][0]): key for key in keys.values()}
+    loose = [k for k in sorted(graph.optimizer_keys)
+             if k in specs and k not in slots and k not in graph.slot_owner and tuple(specs[k][0]) in table_shapes]
+    if loose:
+        raise CheckpointError(
+            f"cannot prove which variable optimizer state {', '.join(repr(k) for k in loose)} belongs to "
+            f"(it has the shape of table {table_shapes[tuple(specs[loose[0]][0])]!r}, but the object graph does not "
+            "tie it to a variable); save the checkpoint without the optimizer"
+        )
     return slots
 
 

@@ -15,8 +15,20 @@ Output is atomic: files are written into a temporary directory next to the targe
 into place data first and ``.index`` last (the index is what makes a prefix readable), then the
 directory's ``checkpoint`` state file is switched to the new prefix.
 
-Not supported: partitioned variables (written back as one unpartitioned tensor) and non-float32 tables.
-TensorFlow is imported inside the functions: importing this module is cheap.
+Partitioned variables (TF1 ``get_variable(..., partitioner=fixed_size_partitioner(N))``) are stored
+as N slices of one full tensor, part 0's rows first. Which id a row holds depends on how the user's
+program looks ids up (``embedding_lookup(list(var), ids, partition_strategy=...)``), which the
+checkpoint does not record: a partitioned table needs ``partition_strategy`` (``mod``: id i is row
+i // N of part i % N; ``div``: contiguous blocks). Tables and their slots are held in id order and
+written back as the N slices TF's partitioner cuts for the new row count, so the user's program
+rebuilt with more rows reads every old id's old vector through its own lookup.
+
+The ``.index`` file is read directly (a LevelDB-style table of ``BundleEntryProto``: which
+variables are sliced, and where each tensor's bytes are) so that a missing or truncated
+``.data-*`` shard is named before anything is read.
+
+Not supported: non-float32 tables, tables sliced along their columns. TensorFlow is imported inside
+the functions: importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import logging
 import os
 import secrets
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +48,10 @@ import numpy as np
 from ..atomic import atomic_write, check_writable_dir, fsync_path
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
-from .foreign import LoadOptions, build_checkpoint, grown_variables, sidecar, write_sidecars
+from .foreign import LoadOptions, VariableGraph, build_checkpoint, grown_variables, sidecar, write_sidecars
 
-__all__ = ["is_tf", "resolve_prefix", "load", "save", "describe", "list_variables", "check_out"]
+__all__ = ["is_tf", "resolve_prefix", "load", "save", "describe", "list_variables", "check_out",
+           "part_rows", "object_graph", "read_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +113,191 @@ def _reader(path):
     prefix = resolve_prefix(path)
     if prefix is None:
         raise CheckpointError(f"{path}: no TensorFlow checkpoint here (no {path}.index, no 'checkpoint' file)")
+    if Path(path).is_dir():
+        logger.info("%s is a directory: reading its checkpoint %s", path, prefix)
+    index = read_index(prefix)
     tf = _tf()
     try:
-        return prefix, tf.train.load_checkpoint(os.fspath(prefix))
+        return prefix, tf.train.load_checkpoint(os.fspath(prefix)), index
     except Exception as err:  # TF raises its own errors (DataLossError, NotFoundError, ...) for bad files
         raise CheckpointError(f"{prefix}: cannot read the TensorFlow checkpoint ({str(err).splitlines()[0]})") from err
+
+
+# --------------------------------------------------------------------------- the .index file
+
+_TABLE_MAGIC = 0xDB4775248B80FB57  # LevelDB table footer magic, used by TF's tensor bundle index
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _table_block(data: bytes, handle: bytes):
+    """(key, value) pairs of one table block; keys are prefix-compressed against the previous one."""
+    offset, pos = _varint(handle, 0)
+    size, _ = _varint(handle, pos)
+    if offset + size + 5 > len(data) or data[offset + size] != 0:  # trailer: type 0 = uncompressed, crc32c
+        raise ValueError("block out of range or compressed")
+    block = data[offset: offset + size]
+    n_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
+    end, pos, key = len(block) - 4 - 4 * n_restarts, 0, b""
+    while pos < end:
+        shared, pos = _varint(block, pos)
+        fresh, pos = _varint(block, pos)
+        n_value, pos = _varint(block, pos)
+        key = key[:shared] + block[pos: pos + fresh]
+        pos += fresh
+        yield key, block[pos: pos + n_value]
+        pos += n_value
+
+
+def read_index(prefix: Path) -> dict[str, Any]:
+    """What ``<prefix>.index`` says: ``slices`` (key -> [(start, length) per dim] per slice, for
+    sliced variables) and ``extents`` (shard -> bytes its tensors need), after checking that every
+    ``.data-*`` shard exists and is long enough.
+
+    Raises:
+        CheckpointError: unreadable index, missing or truncated data shard (the file is named).
+    """
+    from tensorflow.core.protobuf import tensor_bundle_pb2  # the proto TF writes, shipped with TF
+
+    index = Path(f"{prefix}.index")
+    try:
+        data = index.read_bytes()
+        if len(data) < 48 or struct.unpack_from("<Q", data, len(data) - 8)[0] != _TABLE_MAGIC:
+            raise ValueError("no table footer")
+        footer = data[-48:]
+        _, pos = _varint(footer, 0)
+        _, pos = _varint(footer, pos)  # skip the metaindex handle
+        entries = [kv for _, handle in _table_block(data, footer[pos:]) for kv in _table_block(data, handle)]
+        header = tensor_bundle_pb2.BundleHeaderProto.FromString(entries[0][1]) if entries and not entries[0][0] else None
+        if header is None:
+            raise ValueError("no bundle header")
+        slices: dict[str, list] = {}
+        needed: dict[int, int] = {}
+        for key, value in entries[1:]:
+            entry = tensor_bundle_pb2.BundleEntryProto.FromString(value)
+            if entry.slices:
+                slices[key.decode("utf-8", "replace")] = [
+                    [(e.start, e.length if e.HasField("length") else -1) for e in sl.extent] for sl in entry.slices
+                ]
+            elif entry.size:
+                needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
+    except (OSError, ValueError, IndexError, struct.error) as err:
+        raise CheckpointError(f"{index}: cannot read the checkpoint index ({err})") from err
+    except Exception as err:  # protobuf's DecodeError
+        raise CheckpointError(f"{index}: cannot read the checkpoint index ({type(err).__name__}: {err})") from err
+    n_shards = header.num_shards
+    for shard in range(n_shards):
+        name = Path(f"{prefix}.data-{shard:05d}-of-{n_shards:05d}")
+        if not name.is_file():
+            raise CheckpointError(f"{name}: data shard missing (the index {index.name} lists {n_shards} shard(s))")
+        if name.stat().st_size < needed.get(shard, 0):
+            raise CheckpointError(
+                f"{name}: truncated ({name.stat().st_size} bytes, the index needs {needed[shard]})"
+            )
+    return {"slices": slices, "num_shards": n_shards}
+
+
+def part_rows(n_rows: int, n_parts: int) -> list[int]:
+    """Rows of each part when TF's partitioners cut ``n_rows`` into ``n_parts``: the first
+    ``n_rows % n_parts`` parts one row longer (``fixed_size_partitioner``; what both
+    ``embedding_lookup`` strategies assume)."""
+    base, extra = divmod(n_rows, n_parts)
+    return [base + (1 if p < extra else 0) for p in range(n_parts)]
+
+
+def _row_parts(slices: list) -> list[int] | None:
+    """Rows per part of a variable sliced along axis 0 only, in part order; None otherwise."""
+    ordered = sorted(slices, key=lambda sl: sl[0][0])
+    # Cut by rows: every slice spans the same (hence every) column range; TF writes it as (0, width) or full.
+    if any(sl[1:] != ordered[0][1:] or any(start != 0 for start, _ in sl[1:]) for sl in ordered):
+        return None
+    return [sl[0][1] for sl in ordered]
+
+
+def _full_rows_of_ids(n_rows: int, n_parts: int, strategy: str) -> np.ndarray:
+    """For each id, its row in the full (part 0 first) tensor: ``full[order] == table``."""
+    ids = np.arange(n_rows)
+    if strategy == "div" or n_parts == 1:
+        return ids
+    starts = np.concatenate([[0], np.cumsum(part_rows(n_rows, n_parts))[:-1]])
+    return starts[ids % n_parts] + ids // n_parts
+
+
+def _partition_check(prefix: Path, key: str, slices: list, shape: tuple[int, ...]) -> list[int]:
+    rows = _row_parts(slices)
+    if rows is None:
+        raise CheckpointError(f"{prefix}: table {key!r} is sliced along its columns; only row partitions are supported")
+    if rows != part_rows(shape[0], len(rows)):
+        raise CheckpointError(
+            f"{prefix}: table {key!r} is stored in parts of {rows} rows, not as TF's partitioners cut "
+            f"{shape[0]} rows into {len(rows)} ({part_rows(shape[0], len(rows))}); cannot map its ids"
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- the TF2 object graph
+
+
+def object_graph(reader) -> VariableGraph:
+    """Names, object paths and optimizer ownership from a TF2 checkpoint's object graph.
+
+    A Keras 3 optimizer node has children ``_variables`` (all its state, in creation order),
+    ``_trainable_variables`` (the model variables it updates) and one list per kind of slot
+    (``_momentums``, ``_velocities``, ``momentums``, ...) whose item i belongs to trainable
+    variable i. Legacy optimizers record ``slot_variables`` on the graph's nodes directly.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    nodes = graph.nodes
+    key_of: dict[int, str] = {}
+    info = VariableGraph()
+    for i, node in enumerate(nodes):
+        for attr in node.attributes:
+            if attr.name == "VARIABLE_VALUE":
+                key_of[i] = attr.checkpoint_key
+                info.names[attr.checkpoint_key] = attr.full_name
+    paths, queue = {0: ""}, [0]
+    while queue:  # breadth first: a variable reachable twice (model and optimizer) gets its shortest path
+        parent = queue.pop(0)
+        for child in nodes[parent].children:
+            if child.node_id not in paths:
+                paths[child.node_id] = f"{paths[parent]}/{child.local_name}".lstrip("/")
+                queue.append(child.node_id)
+    info.paths = {key: paths[i] for i, key in key_of.items() if i in paths}
+
+    def listed(node_id: int) -> dict[int, int]:
+        return {int(c.local_name): c.node_id for c in nodes[node_id].children if c.local_name.isdigit()}
+
+    for node in nodes:
+        for slot in node.slot_variables:
+            if slot.slot_variable_node_id in key_of and slot.original_variable_node_id in key_of:
+                info.slot_owner[key_of[slot.slot_variable_node_id]] = key_of[slot.original_variable_node_id]
+                info.optimizer_keys.add(key_of[slot.slot_variable_node_id])
+        children = {c.local_name: c.node_id for c in node.children}
+        if "_variables" not in children or "_trainable_variables" not in children:
+            continue
+        state = set(listed(children["_variables"]).values())
+        trainable = listed(children["_trainable_variables"])
+        info.optimizer_keys.update(key_of[i] for i in state if i in key_of)
+        for name, child in children.items():
+            items = listed(child)
+            if name in ("_variables", "_trainable_variables") or not items:
+                continue
+            if all(i in state and i in key_of for i in items.values()) and set(items) <= set(trainable):
+                for position, slot in items.items():
+                    if trainable[position] in key_of:
+                        info.slot_owner[key_of[slot]] = key_of[trainable[position]]
+    return info
 
 
 def _specs(reader) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -114,7 +308,7 @@ def _specs(reader) -> dict[str, tuple[tuple[int, ...], Any]]:
 
 def list_variables(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
     """key -> (shape, dtype name) of every variable in a TF checkpoint."""
-    _, reader = _reader(path)
+    _, reader, _ = _reader(path)
     return {k: (shape, np.dtype(dtype).name if dtype is not object else "string")
             for k, (shape, dtype) in _specs(reader).items()}
 
@@ -125,35 +319,77 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     Args:
         path: ``model.ckpt-1000``, ``model.ckpt-1000.index`` or a directory.
         **options: :class:`~embretrain.checkpoint.foreign.LoadOptions` fields (``entity_var``,
-            ``relation_var``, ``entity_vocab``, ``relation_vocab``, ``model``, ``context_var``).
+            ``relation_var``, ``entity_vocab``, ``relation_vocab``, ``model``, ``context_var``,
+            ``partition_strategy``).
 
     Returns:
-        A Checkpoint with float32 tables ``[n_rows, dim]``; ``extras`` holds every other variable
-        (``variables``), the table keys (``keys``), the slots and ``tf_kind`` (``tf1``/``tf2``).
+        A Checkpoint with float32 tables ``[n_rows, dim]`` in id order; ``extras`` holds every other
+        variable (``variables``; partitioned ones in id order too), the table keys (``keys``), the
+        slots, ``partitions`` (key -> slices as stored), ``partition_strategy`` and ``tf_kind``.
 
     Raises:
-        CheckpointError: unreadable checkpoint, no fitting variable, vocabulary of the wrong length.
-        UsageError: options that contradict each other (e.g. a triple model without ``--relation-var``).
+        CheckpointError: unreadable checkpoint (a missing or truncated data shard is named), no
+            fitting variable, vocabulary of the wrong length, optimizer state that cannot be placed.
+        UsageError: options that contradict each other (e.g. a triple model without ``--relation-var``),
+            a partitioned table without ``partition_strategy``, a ``--entity-var`` that names nothing.
     """
     opts = LoadOptions.from_kwargs(options)
-    prefix, reader = _reader(path)
+    prefix, reader, index = _reader(path)
     specs = _specs(reader)
     kind = "tf2" if OBJECT_GRAPH_KEY in specs else "tf1"
-    return build_checkpoint(
-        path, "tf", specs, reader.get_tensor, opts, sidecar_base=prefix,
-        extras={"tf_kind": kind, "tf_prefix": os.fspath(prefix)},
-    )
+    graph = object_graph(reader) if kind == "tf2" else None
+    slices = index["slices"]
+    strategy = opts.partition_strategy
+
+    def check_tables(keys: dict[str, str]) -> None:
+        parted = {key: _partition_check(prefix, key, slices[key], specs[key][0]) for key in keys.values() if key in slices}
+        parted = {key: rows for key, rows in parted.items() if len(rows) > 1}
+        if parted and strategy is None:
+            shown = "; ".join(f"{key!r} in {len(rows)} parts of {rows} rows" for key, rows in parted.items())
+            raise UsageError(
+                f"{prefix}: table {shown} is partitioned; give --partition-strategy mod or div, as your program "
+                "passes it to embedding_lookup (TF1's default is mod; the checkpoint does not record it)"
+            )
+        if strategy is not None and not parted:
+            logger.warning("%s: no table is partitioned; --partition-strategy %s is not needed", prefix, strategy)
+
+    def read(key: str):
+        value = reader.get_tensor(key)
+        rows = _row_parts(slices[key]) if key in slices else None
+        if strategy is not None and rows is not None and len(rows) > 1:
+            value = value[_full_rows_of_ids(value.shape[0], len(rows), strategy)]  # full tensor -> id order
+        return value
+
+    try:
+        return build_checkpoint(
+            path, "tf", specs, read, opts, sidecar_base=prefix, graph=graph, on_tables=check_tables,
+            extras={"tf_kind": kind, "tf_prefix": os.fspath(prefix), "partitions": slices,
+                    "partition_strategy": strategy},
+        )
+    except (CheckpointError, UsageError):
+        raise
+    except Exception as err:  # TF's own errors for unreadable bytes (DataLossError, OutOfRangeError, ...)
+        if type(err).__module__.startswith("tensorflow"):
+            raise CheckpointError(f"{prefix}: cannot read the TensorFlow checkpoint ({str(err).splitlines()[0]})") from err
+        raise
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
-    """What ``embretrain inspect`` shows for a TF checkpoint: every variable's shape and dtype."""
+    """What ``embretrain inspect`` shows for a TF checkpoint: every variable's shape and dtype, which
+    object (Keras layer) each TF2 key belongs to, and how partitioned variables are cut."""
     from .foreign import read_meta, table_candidates
 
-    prefix, reader = _reader(path)
+    prefix, reader, index = _reader(path)
     specs = _specs(reader)
+    graph = object_graph(reader) if OBJECT_GRAPH_KEY in specs else VariableGraph()
     meta = read_meta(prefix)
-    candidates = table_candidates(specs)
-    return {
+    candidates = table_candidates(specs, exclude=graph.optimizer_keys)
+    partitions = {}
+    for key, slices in index["slices"].items():
+        rows = _row_parts(slices)
+        partitions[key] = (f"{len(rows)} parts of {rows} rows (extend needs --partition-strategy mod|div)"
+                           if rows is not None else f"{len(slices)} slices (not by rows)")
+    info = {
         "path": os.fspath(path),
         "format": "tensorflow " + ("TF2 object-based (tf.train.Checkpoint)" if OBJECT_GRAPH_KEY in specs
                                     else "TF1 name-based (Saver)"),
@@ -162,11 +398,23 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         "variables": {k: f"{list(shape)} {'string' if dtype is object else np.dtype(dtype).name}"
                       for k, (shape, dtype) in specs.items()},
         "table_candidates": {k: list(specs[k][0]) for k in candidates},
+    }
+    if partitions:
+        info["partitions"] = partitions
+    if graph.paths:
+        info["objects"] = {
+            k: f"{graph.paths.get(k, '?')} (variable {graph.names.get(k) or '?'})"
+            + (f", optimizer state of {graph.slot_owner[k]}" if k in graph.slot_owner
+               else ", optimizer state" if k in graph.optimizer_keys else "")
+            for k in specs if k in graph.paths
+        }
+    info.update({
         "tables": meta.get("tables") or {},
         "vocabularies": {kind: os.fspath(sidecar(prefix, kind)) for kind in ("entities", "relations")
                          if sidecar(prefix, kind).is_file()},
         "lineage": meta.get("lineage") or [],
-    }
+    })
+    return info
 
 
 def _default_keys(ckpt: Checkpoint) -> dict[str, str]:
@@ -201,16 +449,16 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     elif ckpt.extras.get("variables"):
         logger.info("converting from %s: only the tables are written to the TF checkpoint", ckpt.extras.get("format"))
 
+    names, specs, parts = _sliced(tensors, ckpt.extras if same_format else {})
     tf = _tf()
-    names = sorted(tensors)
     with tf.device("/cpu:0"):
-        values = [tf.constant(tensors[k]) for k in names]
+        values = [tf.constant(v) for v in parts]
     write_sidecars(ckpt, prefix, keys)
     tmp = directory / f".{prefix.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         tf.raw_ops.SaveV2(prefix=os.fspath(tmp / prefix.name), tensor_names=names,
-                          shape_and_slices=[""] * len(names), tensors=values)
+                          shape_and_slices=specs, tensors=values)
         files = sorted(tmp.iterdir(), key=lambda f: f.name.endswith(".index"))  # .index last
         for f in files:
             fsync_path(f)
@@ -221,7 +469,42 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     with contextlib.suppress(OSError):
         fsync_path(directory)
     _switch_state(directory, prefix)
-    logger.info("saved TF checkpoint %s: %d variables, %d entities", prefix, len(names), ckpt.n_entities)
+    logger.info("saved TF checkpoint %s: %d variables, %d entities", prefix, len(tensors), ckpt.n_entities)
+
+
+def _sliced(tensors: dict[str, Any], extras: dict[str, Any]) -> tuple[list[str], list[str], list[Any]]:
+    """SaveV2's (names, shape_and_slices, values): a partitioned variable as the slices its program's
+    partitioner expects for its current row count (several entries with one name), the rest whole."""
+    slices = extras.get("partitions") or {}
+    strategy = extras.get("partition_strategy")
+    names, specs, values = [], [], []
+    for key in sorted(tensors):
+        value = tensors[key]
+        stored = slices.get(key)
+        rows = _row_parts(stored) if stored else None
+        if stored is None:
+            names.append(key)
+            specs.append("")
+            values.append(value)
+            continue
+        value = np.asarray(value)
+        if rows is not None and strategy is not None and len(rows) > 1:
+            full = np.empty_like(value)
+            full[_full_rows_of_ids(value.shape[0], len(rows), strategy)] = value  # id order -> full tensor
+            value = full
+        if rows is not None and (len(rows) > 1 and strategy is not None or sum(rows) != value.shape[0]):
+            sizes = part_rows(value.shape[0], len(rows))  # as the program's partitioner cuts the new row count
+            starts = np.cumsum([0] + sizes[:-1])
+            cuts = [[(int(start), size)] + [(0, -1)] * (value.ndim - 1) for start, size in zip(starts, sizes)]
+        else:
+            cuts = stored  # not grown: cut as it was
+        full_shape = " ".join(str(d) for d in value.shape)
+        for cut in cuts:
+            index = tuple(slice(s, None if n == -1 else s + n) for s, n in cut)
+            names.append(key)
+            specs.append(f"{full_shape} " + ":".join("-" if n == -1 else f"{s},{n}" for s, n in cut))
+            values.append(np.ascontiguousarray(value[index]))
+    return names, specs, values
 
 
 def _switch_state(directory: Path, prefix: Path) -> None:

@@ -1,0 +1,215 @@
+"""The scorer interface every model file implements, and the helpers they share.
+
+Owns :class:`Scorer` (what a model must provide: scores, queries, widths, defaults, parameter names and its
+neighbour estimate) and small shape helpers. Must not name any particular model (each lives in its own file,
+registered in ``embretrain/models/__init__.py``), see ids or variables (lookup, freezing and sparsity live in
+``tables.py``), or import TensorFlow or numpy at module import (``embretrain --help`` reads the registry).
+
+``score(h, r, t)`` takes float32 tensors whose leading dimensions broadcast against each other,
+e.g. ``h [B, 1, d]``, ``r [B, 1, d_r]``, ``t [B, K, d]`` -> scores ``[B, K]``. Higher is better.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, ClassVar, Mapping
+
+from ..errors import CheckpointError, UsageError
+
+__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "glorot_limit", "lazy_tf", "lp_distance",
+           "tf_halves", "np_halves", "matmul", "pairwise"]
+
+logger = logging.getLogger(__name__)
+
+# The names tables have in a checkpoint (checkpoint/base.py holds the same three; not imported from there so that
+# reading the registry never imports the checkpoint package).
+_ENTITY, _RELATION, _CONTEXT = "entity_embeddings", "relation_embeddings", "context_embeddings"
+
+# (h [m, d], r [m, d_r], t [m, d], side "head" | "tail") -> float64 [m, d]: numpy estimates of the ``side``
+# entity of each triple from the other side (the row that scores the triple best, or its direction).
+Estimate = Callable[[Any, Any, Any, str], Any]
+
+
+def lazy_tf():
+    """The tensorflow module, imported on first use (keeps `embretrain --help` and `inspect` instant)."""
+    import tensorflow as tf
+
+    return tf
+
+
+class Scorer:
+    """Base class of every model.
+
+    A model file declares, beside its scoring code (checked by tests/test_model_registry.py):
+
+    - ``name`` (the registry key and the checkpoint's ``model`` attribute) and ``kind`` ("triple" or "pair");
+    - ``param_names``: the scoring parameters the checkpoint stores (Settings fields of the same name);
+    - ``defaults``: the settings a run of this model starts from (below a ``--config`` preset and the command line);
+    - ``preset``: its file under ``configs/``, or None to say it has none;
+    - ``estimate``: a numpy :data:`Estimate` for ``--init neighbors``, or None when there is no closed form;
+      ``estimate_is_direction`` marks score-grows-with-norm (bilinear) models whose estimates are directions;
+    - its shape contract: :meth:`relation_width` and ``complex_valued`` (even widths), checked by
+      :meth:`check_dim` (a new run) and :meth:`check_widths` (tables read from a file).
+
+    A score with one entity left open is a *query* matched against candidate rows:
+    ``score(h, r, e) == match(tail_query(h, r), e)`` and ``score(e, r, t) == match(head_query(r, t), e)``.
+    Ranking against every entity and training against shared negatives are the same call; for the bilinear
+    models (and TransE with the L2 norm) ``match`` is one matrix product.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "triple"  # "triple": (head, relation, tail) data; "pair": (a, b[, weight]) data
+    param_names: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[Mapping[str, Any]]
+    preset: ClassVar[str | None]
+    estimate: ClassVar[Estimate | None]
+    estimate_is_direction: ClassVar[bool] = False
+    complex_valued: ClassVar[bool] = False  # entity rows are [re | im]: widths must be even
+    # ``match`` is a matrix product (no [C, N, d] intermediate); evaluation sizes its query batches by it.
+    matmul_ranking = False
+    relation_start = None  # (rng, n_new, width, n_total) -> float32 [n_new, width] start of new relation rows; None: Glorot
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.param_names)
+        if unknown:
+            raise UsageError(f"model {self.name!r} takes no parameter(s) {sorted(unknown)}")
+        self.params = {k: params[k] for k in self.param_names if k in params}
+
+    # --- shapes -----------------------------------------------------------------------------
+    def relation_width(self, dim: int) -> int | None:
+        """Width of ``relation_embeddings`` for entity width ``dim`` (None: no relation table)."""
+        raise NotImplementedError
+
+    def check_dim(self, dim: int) -> None:
+        """A new run's entity width ``dim``: :class:`UsageError` if this model cannot use it."""
+        if dim < 1:
+            raise UsageError(f"--dim must be positive, got {dim}")
+        if self.complex_valued and dim % 2:
+            raise UsageError(f"{self.name}: --dim must be even (real and imaginary halves), got {dim}")
+
+    def check_widths(self, entity_width: int, relation_width: int | None, context_width: int | None = None) -> None:
+        """Tables read from a file fit this model: :class:`CheckpointError` naming the table and widths if not.
+
+        ``relation_width`` / ``context_width`` are None when the file has no such table.
+        """
+        if entity_width < 1:
+            raise CheckpointError(f"{self.name}: {_ENTITY} has width {entity_width}; it needs at least one column")
+        if self.complex_valued and entity_width % 2:
+            raise CheckpointError(f"{self.name}: {_ENTITY} has odd width {entity_width}; "
+                                  "it needs real and imaginary halves")
+        want = self.relation_width(entity_width)
+        if want is None and relation_width is not None:
+            raise CheckpointError(f"{self.name}: unexpected {_RELATION} (width {relation_width}); "
+                                  f"a {self.kind} model has no relation table")
+        if want is not None and relation_width != want:
+            got = "is missing" if relation_width is None else f"has width {relation_width}"
+            raise CheckpointError(f"{self.name}: {_RELATION} {got}; {_ENTITY} of width {entity_width} "
+                                  f"needs width {want}")
+        if context_width is not None:
+            if self.kind != "pair":
+                raise CheckpointError(f"{self.name}: unexpected {_CONTEXT} (width {context_width}); "
+                                      "only a pair model has a context table")
+            if context_width != entity_width:
+                raise CheckpointError(f"{self.name}: {_CONTEXT} has width {context_width}; "
+                                      f"{_ENTITY} has width {entity_width}; they must match")
+
+    # --- scoring ----------------------------------------------------------------------------
+    def score(self, h, r, t):
+        """Scores of broadcastable ``h [..., d]``, ``r [..., d_r]``, ``t [..., d]`` -> ``[...]``."""
+        raise NotImplementedError
+
+    def tail_query(self, h, r):
+        """``h [..., d]``, ``r [..., d_r]`` -> query ``[..., d_q]`` scoring any entity as the tail."""
+        raise NotImplementedError
+
+    def head_query(self, r, t):
+        """``r [..., d_r]``, ``t [..., d]`` -> query ``[..., d_q]`` scoring any entity as the head.
+
+        Same width ``d_q`` as :meth:`tail_query` (the training step picks one or the other per example).
+        """
+        raise NotImplementedError
+
+    def match(self, q, entities):
+        """Queries ``q [..., C, d_q]`` against candidates ``entities [..., N, d]`` -> scores ``[..., C, N]``.
+
+        Leading dimensions are batch dimensions (equal in both, or absent in both).
+        """
+        raise NotImplementedError
+
+    def score_tails(self, h, r, entities):
+        """``h [B, d]``, ``r [B, d_r]``, ``entities [N, d]`` -> ``[B, N]`` scores of every entity as tail."""
+        return self.match(self.tail_query(h, r), entities)
+
+    def score_heads(self, r, t, entities):
+        """``r [B, d_r]``, ``t [B, d]``, ``entities [N, d]`` -> ``[B, N]`` scores of every entity as head."""
+        return self.match(self.head_query(r, t), entities)
+
+
+class DistanceScorer(Scorer):
+    """A model whose score is ``gamma - ||...||_p`` with p = ``norm`` (1 or 2): TransE, TransH.
+
+    With the L2 norm its ``match`` should be matrix products (``|q|^2 + |e|^2 - 2 q.e``), hence ``matmul_ranking``.
+    """
+
+    param_names = ("norm", "gamma")
+
+    def __init__(self, norm: int = 1, gamma: float = 12.0):
+        if int(norm) not in (1, 2):
+            raise UsageError(f"{self.name}: norm must be 1 or 2, got {norm}")
+        super().__init__(norm=int(norm), gamma=float(gamma))
+        self.matmul_ranking = self.params["norm"] == 2
+
+
+class BilinearScorer(Scorer):
+    """A model whose score is linear in each entity (``<q, e>`` for a query ``q``): DistMult, ComplEx.
+
+    ``match`` is one matrix product, relations are as wide as entities, and a neighbour estimate is the
+    direction that maximises the score (``estimate_is_direction``: init.py scales and calibrates it).
+    """
+
+    param_names = ()
+    matmul_ranking = True
+    estimate_is_direction = True
+
+    def relation_width(self, dim: int) -> int:
+        return dim
+
+    def match(self, q, entities):
+        return matmul(q, entities)
+
+
+# --- helpers the model files share --------------------------------------------------------------
+def matmul(q, entities):
+    """``q [..., C, d]`` . ``entities [..., N, d]`` -> ``[..., C, N]``."""
+    return lazy_tf().matmul(q, entities, transpose_b=True)
+
+
+def pairwise(q, entities):
+    """``q [..., C, d]``, ``entities [..., N, d]`` -> ``q_c - e_n`` as ``[..., C, N, d]`` (broadcast)."""
+    return q[..., :, None, :] - entities[..., None, :, :]
+
+
+def lp_distance(diff, norm: int):
+    """``||diff||_p`` over the last axis for p = ``norm`` (1 or 2; L2 kept differentiable at 0)."""
+    tf = lazy_tf()
+    if norm == 1:
+        return tf.reduce_sum(tf.abs(diff), axis=-1)
+    return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1) + 1e-12)
+
+
+def tf_halves(x):
+    """A ``[re | im]`` tensor -> ``(re, im)``."""
+    re, im = lazy_tf().split(x, 2, axis=-1)
+    return re, im
+
+
+def np_halves(x):
+    """A ``[re | im]`` numpy array -> ``(re, im)`` (views)."""
+    d = x.shape[-1] // 2
+    return x[..., :d], x[..., d:]
+
+
+def glorot_limit(n_rows: int, width: int) -> float:
+    """Glorot/Xavier uniform bound for a ``[n_rows, width]`` table."""
+    return math.sqrt(6.0 / (n_rows + width))

@@ -1,0 +1,48 @@
+"""TransE (Bordes et al. 2013): ``gamma - ||h + r - t||_p``, p = ``norm`` (1 or 2).
+
+Owns TransE's scoring, queries, widths (relations as wide as entities), defaults and neighbour estimate.
+Must not import TensorFlow or numpy at module import, nor see ids or variables.
+"""
+
+from __future__ import annotations
+
+from .base import DistanceScorer, lazy_tf, lp_distance, matmul, pairwise
+
+__all__ = ["TransE"]
+
+
+class TransE(DistanceScorer):
+    """``gamma - ||h + r - t||_p``; entities ``[n, d]``, relations ``[n_r, d]``."""
+
+    name = "transe"
+    defaults = {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01}
+    preset = "transe.toml"
+
+    def relation_width(self, dim: int) -> int:
+        return dim
+
+    @staticmethod
+    def estimate(h, r, t, side: str):
+        """``h + r ≈ t``: a head at ``t - r``, a tail at ``h + r``."""
+        return t - r if side == "head" else h + r
+
+    def score(self, h, r, t):
+        return self.params["gamma"] - lp_distance(h + r - t, self.params["norm"])
+
+    def tail_query(self, h, r):
+        return h + r  # ||h + r - e|| = ||q - e||
+
+    def head_query(self, r, t):
+        return t - r  # ||e + r - t|| = ||e - q||
+
+    def match(self, q, entities):
+        tf = lazy_tf()
+        if self.params["norm"] == 1:
+            return self.params["gamma"] - lp_distance(pairwise(q, entities), self.params["norm"])
+        # ||q - e||^2 = |q|^2 + |e|^2 - 2 q.e: one matrix product instead of a [C, N, d] tensor.
+        sq = (
+            tf.reduce_sum(q * q, -1)[..., :, None]
+            + tf.reduce_sum(entities * entities, -1)[..., None, :]
+            - 2.0 * matmul(q, entities)
+        )
+        return self.params["gamma"] - tf.sqrt(tf.maximum(sq, 0.0) + 1e-12)
