@@ -17,6 +17,7 @@ import time
 import click
 
 from . import __version__
+from .config import CHOICES, OLD_ROWS, STRATEGIES
 from .errors import (
     EXIT_CHECKPOINT,
     EXIT_OK,
@@ -27,7 +28,6 @@ from .errors import (
     EXIT_USAGE,
     EmbretrainError,
 )
-from .models import model_names
 
 logger = logging.getLogger("embretrain")
 
@@ -117,15 +117,15 @@ def training_options(func):
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
         click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64]."),
         click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
-        click.option("--optimizer", type=click.Choice(["adam", "adagrad", "sgd"]), help="Sparse optimizer [adam]."),
-        click.option("--loss", type=click.Choice(["logistic", "margin"]), help="Loss [logistic]."),
+        click.option("--optimizer", type=click.Choice(CHOICES["optimizer"]), help="Sparse optimizer [adam]."),
+        click.option("--loss", type=click.Choice(CHOICES["loss"]), help="Loss [logistic]."),
         click.option("--margin", type=float, help="Margin of the margin ranking loss [1.0]."),
         click.option("--adversarial-temperature", type=click.FloatRange(min=0), help="Self-adversarial negative weighting; 0 = off [0]."),
         click.option("--regularization", type=click.FloatRange(min=0), help="L2 weight on touched rows [0]."),
         click.option("--threads", type=click.IntRange(min=0), help="TensorFlow intra-op threads; 0 = all cores [0]."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
-        click.option("--strategy", type=click.Choice(["local", "parameter-server"]), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
+        click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
     ]
     for option in reversed(options):
@@ -133,7 +133,7 @@ def training_options(func):
     return func
 
 
-MODEL_CHOICE = click.Choice(model_names())
+MODEL_CHOICE = click.Choice(CHOICES["model"])
 _LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model", "partition_strategy")
 
 
@@ -372,13 +372,13 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
-@click.option("--init", type=click.Choice(["xavier", "neighbors", "neighbors-median"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
+@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
-@click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
+@click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
 @click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
 @click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
-@click.option("--old-rows", type=click.Choice(["memory", "on-disk"]), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
+@click.option("--old-rows", type=click.Choice(OLD_ROWS), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
 @checkpoint_options
 @training_options
 @run_options
@@ -412,9 +412,7 @@ def extend(**opts):
         # read-only: frozen rows are never written to, and the save can continue the load's sha256
         ckpt = api.load(opts["ckpt"], old_rows=opts["old_rows"], read_only=True, **_load_options(opts))
         t_load = time.perf_counter() - t0
-        settings = _settings(opts, model=ckpt.model)
-        if opts["epochs"] is not None:  # --epochs given here beats a preset's extend_epochs
-            settings.extend_epochs = -1
+        settings = _settings(opts, model=ckpt.model)  # an explicit --epochs beats a preset's extend_epochs
         grown, summary = api.extend(
             ckpt,
             opts["new_entities"],
