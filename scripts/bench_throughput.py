@@ -198,6 +198,7 @@ def bench(args) -> dict:
     configs = [c for c in CONFIGS if c[1] in tools]
     models = args.models.split(",")
     runs, peaks = [], []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         counts = prepare_data(Path(args.data), data, args.limit, args.test_limit)
@@ -219,6 +220,8 @@ def bench(args) -> dict:
         "epochs": args.epochs, "rounds": args.rounds, "dim": args.dim, "negatives": args.negatives,
         "batch_size": args.batch_size, "seed": args.seed, "versions": versions(),
         "settings": {m: effective_settings(m, args, {}) for m in models},
+        # other jobs on the machine: PyTorch's OpenMP threads slow down far more under load than TensorFlow's pool
+        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
     }
     result = {"meta": meta, "peaks": peaks, "runs": runs, "ratios": ratios(runs)}
     result["markdown"] = render(result)
@@ -293,6 +296,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         "DistMult: 3 x (4 + 2K) x d for K negatives, d = dim; optimizer updates not counted, see "
         "`flops_per_positive` in scripts/bench_throughput.py), the same for every tool.\n\n"
         + result["markdown"] + "\n"
+        + (f"\n{result['notes']}\n" if result.get("notes") else "")
     )
     if ladder:
         text += (
