@@ -190,7 +190,7 @@ def _run(
     rel_widths = {k: v.shape[1] for k, v in old_relation_tables.items()}
     emb = Embeddings(
         scorer,
-        _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table),
+        _build(old_entity_tables, n_new_entities, rng, ent_widths, make_table, scorer.entity_start),
         _build(old_relation_tables, n_new_relations, rng, rel_widths, make_table, scorer.relation_start),
         negative_new_ids=negative_new_ids,
         replay_ids=replay_ids,
