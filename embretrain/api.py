@@ -85,7 +85,7 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
     ent_old, rel_old = old_tables
     emb = Embeddings(
         scorer,
-        split_tables(ent_old, delta.n_new, rng, make_table=make_table),
+        split_tables(ent_old, delta.n_new, rng, start_rows=scorer.entity_start, make_table=make_table),
         split_tables(rel_old, delta.r_new, rng, start_rows=scorer.relation_start, make_table=make_table),
         negative_new_ids=delta.negative_new_ids,
     )

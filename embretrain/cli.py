@@ -337,7 +337,7 @@ def _guarded_run(opts: dict, command: str, body) -> None:
 @click.option("--model", type=MODEL_CHOICE, help="Scoring model [transe].")
 @click.option("--dim", type=click.IntRange(min=1), help="Embedding width [100]; even for complex/rotate.")
 @click.option("--norm", type=click.Choice(["1", "2"]), callback=lambda c, p, v: None if v is None else int(v), help="transe: L1 or L2 distance [1].")
-@click.option("--gamma", type=float, help="transe/rotate: score = gamma - distance [12].")
+@click.option("--gamma", type=float, help="distance models (transe, transh, rotate): score = gamma - distance [0.06 x dim; 12 at dim 200].")
 @click.option("--tied/--untied", default=None, help="dot: one shared table (symmetric scores) instead of entity + context tables.")
 @training_options
 @run_options
