@@ -192,11 +192,7 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     if archive is not None:
         extras["keras_archive"] = archive
         extras["keras_config"] = config
-    ckpt = build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
-    from ..models import check_shapes
-
-    check_shapes(ckpt.model, ckpt.params, {n: int(t.shape[1]) for n, t in ckpt.tables().items()}, where=str(path))
-    return ckpt
+    return build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
@@ -286,17 +282,12 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             f"{path}: a .keras archive needs the model's architecture, which only a .keras input carries; "
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
-    from ..vocab import check_names
-
-    # one name per line in the sidecars: check before anything is written
-    check_names(list(ckpt.entities), f"cannot write {sidecar(path, 'entities')}: entity", tsv=True)
-    check_names(list(ckpt.relations), f"cannot write {sidecar(path, 'relations')}: relation", tsv=True)
     kinds = ("entities", "relations", "meta")
     with scratch_dir(path) as scratch:
         # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
         # nothing reaches the target directory until the whole unit is ready
         base = scratch / path.name
-        write_sidecars(ckpt, base, keys)
+        write_sidecars(ckpt, base, keys, shown_as=path)  # names checked here, before the checkpoint is written
         made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
         targets = {kind: sidecar(path, kind) for kind in made}
         stale = [sidecar(path, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
