@@ -22,7 +22,8 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import DiskNames, DiskRows, NameStack, RowStack, as_array
+from . import storage
+from .storage import as_array
 from .config import MODEL_PARAMS, Settings, resolve_settings
 from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
 from .errors import DataError, UsageError
@@ -143,7 +144,7 @@ def _build(ckpt_tables: dict[str, np.ndarray], n_new: int, seed_rng: np.random.G
         old = ckpt_tables.get(name)
         if old is None:
             old = np.zeros((0, width), dtype=np.float32)
-        elif not isinstance(old, DiskRows):
+        elif not storage.on_disk(old):
             old = as_array(old)  # a grown (lazy) table extended again in the same process
         new = (start_rows or glorot_rows)(seed_rng, n_new, width, old.shape[0] + n_new)
         out[name] = make_table(old, new, name)
@@ -244,14 +245,12 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
     """Grow a vocabulary (old names in a list, a read-only tuple or on disk) indexing only ``wanted``.
 
     Old names that cannot change (a tuple, names on disk) are not copied: the result's names are a
-    NameStack carrying the sha256 of the old names recorded at load, so a save only hashes the added ones.
+    NameStack whose old part carries its load-time sha256, so a save only hashes the added ones.
     """
     old = getattr(ckpt, kind)
     if isinstance(old, list) and len(set(old)) != len(old):
         Vocab(old)  # raises, naming the first repeated name
     vocab, report = Vocab.partial(old, wanted | set(new_names)).grow(new_names)
-    if isinstance(vocab.names, NameStack):
-        vocab.names.prefix_digest = ckpt.digest(kind)
     return vocab, report
 
 
@@ -365,7 +364,7 @@ def extend(
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
-    on_disk = isinstance(ckpt.entities, DiskNames) or any(isinstance(t, DiskRows) for t in ckpt.tables().values())
+    on_disk = storage.on_disk(ckpt.entities) or any(storage.on_disk(t) for t in ckpt.tables().values())
     if on_disk and strategy != "local":
         raise UsageError(
             "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
@@ -454,10 +453,10 @@ def extend(
     # table is never copied; np.asarray builds one for a consumer that needs an array.
     grown = Checkpoint(
         model=ckpt.model,
-        entities=entities.names if isinstance(entities.names, NameStack) else list(entities.names),
-        relations=relations.names if isinstance(relations.names, NameStack) else list(relations.names),
-        entity_tables={k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in ckpt.entity_tables.items()},
-        relation_tables={k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in ckpt.relation_tables.items()},
+        entities=entities.names if storage.is_lazy(entities.names) else list(entities.names),
+        relations=relations.names if storage.is_lazy(relations.names) else list(relations.names),
+        entity_tables={k: storage.stack_rows(v, new_rows[k]) for k, v in ckpt.entity_tables.items()},
+        relation_tables={k: storage.stack_rows(v, new_rows[k]) for k, v in ckpt.relation_tables.items()},
         params=dict(ckpt.params),
         lineage=list(ckpt.lineage),
         extras=dict(ckpt.extras),

@@ -8,7 +8,7 @@ optimizer slot, nothing to update. Every command that trains goes through this c
 else decides what is trainable. ``train`` from scratch is the case ``n_old = 0``.
 
 The old part is held once: an in-memory array is shared with TensorFlow without a copy (DLPack),
-and rows left on disk (:class:`~embretrain.checkpoint.disk_rows.DiskRows`, ``--old-rows on-disk``)
+and rows left on disk (:class:`~embretrain.storage.DiskRows`, ``--old-rows on-disk``)
 are read per batch with ``tf.numpy_function``, only the ids that batch needs.
 """
 
@@ -18,7 +18,7 @@ import logging
 
 import numpy as np
 
-from .checkpoint.disk_rows import DiskRows
+from . import storage
 from .models import glorot_limit
 
 __all__ = ["SplitTable", "glorot_rows", "routed_lookup"]
@@ -93,7 +93,7 @@ def _frozen_tensor(old: np.ndarray, name: str):
     return tf.experimental.dlpack.from_dlpack(capsule)
 
 
-def _disk_gather(rows: DiskRows, width: int):
+def _disk_gather(rows: storage.Rows, width: int):
     """``gather(params, ids)`` for rows left on disk: a ``tf.numpy_function`` reading just those rows.
 
     No gradient flows through it, which is right: old rows are frozen.
@@ -102,7 +102,7 @@ def _disk_gather(rows: DiskRows, width: int):
 
     def gather(_params, ids):
         ids = tf.convert_to_tensor(ids)
-        out = tf.numpy_function(rows.rows, [ids], tf.float32, name="read_old_rows")
+        out = tf.numpy_function(lambda i: storage.take(rows, i), [ids], tf.float32, name="read_old_rows")
         return tf.ensure_shape(out, ids.shape.concatenate([width]))
 
     return gather
@@ -114,7 +114,7 @@ class SplitTable:
     Args:
         old: float32 ``[n_old, width]``: an array, shared with TensorFlow without a copy (never read
             back: savers take old rows from the source, so they come out bit-identical), or
-            :class:`~embretrain.checkpoint.disk_rows.DiskRows` left in the checkpoint file.
+            :class:`~embretrain.storage.DiskRows` left in the checkpoint file.
         new: float32 ``[n_new, width]`` initial values of the trainable rows.
         name: variable name prefix.
 
@@ -132,7 +132,7 @@ class SplitTable:
         self.n_old = int(old.shape[0])
         self.n_new = int(new.shape[0])
         self.width = int(old.shape[1])
-        self.on_disk = isinstance(old, DiskRows)
+        self.on_disk = storage.on_disk(old)
         if self.on_disk:
             self.old = old
             self._gather_old = _disk_gather(old, self.width)

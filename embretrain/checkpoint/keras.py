@@ -85,6 +85,9 @@ def is_keras(path: str | os.PathLike) -> bool:
         return False
 
 
+detect = is_keras  # the name the format registry (checkpoint.formats) calls
+
+
 def _member_problem(name: str) -> str | None:
     """Why an archive member name is unsafe to carry into an output archive (None if it is safe)."""
     if not name or "\x00" in name:

@@ -117,6 +117,9 @@ def is_tf(path: str | os.PathLike) -> bool:
         return False
 
 
+detect = is_tf  # the name the format registry (checkpoint.formats) calls
+
+
 def _reader(path):
     prefix = resolve_prefix(path)
     if prefix is None:
