@@ -36,8 +36,8 @@ space is allocated early and never filled by HDF5). ``load(..., old_rows="on-dis
 names in the file (:mod:`embretrain.storage`).
 
 The package, one job per module: :mod:`.layout` (what the file must hold; probing and opening),
-:mod:`.checksums` (how sha256s are computed and judged; the streaming scans), :mod:`.load` and
-:mod:`.save` (the threaded positional I/O of each direction), :mod:`.describe` (``inspect``). This
+:mod:`.checksums` (how sha256s are computed and judged; the streaming scans), :mod:`.read` and
+:mod:`.write` (the threaded positional I/O of each direction), :mod:`.report` (``inspect``). This
 module is the format's entry in :data:`embretrain.checkpoint.FORMATS`: ``detect``, ``load``, ``save``,
 ``describe``, ``check_out``. Must not: import TensorFlow, or know the TF/Keras formats.
 """
@@ -49,10 +49,10 @@ from pathlib import Path
 
 from ...atomic import check_writable_dir
 from .checksums import table_sha256, vocab_sha256
-from .describe import describe
+from .report import describe
 from .layout import FORMAT, FORMAT_VERSION, RELATIONS, is_native
-from .load import OLD_ROWS, load
-from .save import save
+from .read import OLD_ROWS, load
+from .write import save
 
 __all__ = [
     "FORMAT",

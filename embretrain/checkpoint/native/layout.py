@@ -3,7 +3,7 @@ data is read, and opening a file so every failure is one CheckpointError naming 
 
 Owns: the layout constants, probing (``is_native``), opening, and :func:`read_layout` (structure,
 parameters, lineage; names and tables stay in the file). Must not: read table rows or names in bulk,
-check checksums (:mod:`.checksums`) or write anything (:mod:`.save`).
+check checksums (:mod:`.checksums`) or write anything (:mod:`.write`).
 """
 
 from __future__ import annotations
