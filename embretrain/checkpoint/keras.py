@@ -45,7 +45,15 @@ import numpy as np
 from ..atomic import atomic_files, check_writable_dir, scratch_dir, scratch_file
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
-from .foreign import LoadOptions, build_checkpoint, grown_variables, read_meta, sidecar, table_candidates, write_sidecars
+from .foreign import (
+    LoadOptions,
+    build_checkpoint,
+    grown_variables,
+    read_meta,
+    sidecar,
+    table_candidates,
+    write_sidecars,
+)
 from .h5guard import walk as _walk
 
 __all__ = ["is_keras", "load", "save", "describe", "check_out", "WEIGHTS_SUFFIX", "ARCHIVE_SUFFIX"]

@@ -49,9 +49,9 @@ from pathlib import Path
 
 from ...atomic import check_writable_dir
 from .checksums import table_sha256, vocab_sha256
-from .report import describe
 from .layout import FORMAT, FORMAT_VERSION, RELATIONS, is_native
 from .read import OLD_ROWS, load
+from .report import describe
 from .write import save
 
 __all__ = [

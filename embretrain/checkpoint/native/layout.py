@@ -27,7 +27,8 @@ from ...storage import (
     Source,
 )
 from ..base import ENTITY_TABLE, RELATION_TABLE
-from ..h5guard import check_links, check_storage, file_size as _file_size
+from ..h5guard import check_links, check_storage
+from ..h5guard import file_size as _file_size
 
 logger = logging.getLogger(__name__)
 
@@ -167,23 +168,7 @@ class _Layout:
     lineage: list[dict[str, Any]]
 
 
-def _read_strings(f: h5py.File, name: str, path: Path) -> list[str] | None:
-    """A 1-D string dataset as a list, or None if absent."""
-    if name not in f:
-        return None
-    dset = f[name]
-    if not isinstance(dset, h5py.Dataset) or dset.ndim != 1 or h5py.check_string_dtype(dset.dtype) is None:
-        kind = "a group" if isinstance(dset, h5py.Group) else f"dtype {dset.dtype}, shape {dset.shape}"
-        raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
-    check_storage(dset, path)
-    try:
-        # Decode as UTF-8 whatever the declared charset: h5py writes ASCII-tagged bytes by default.
-        return dset.asstr("utf-8")[()].tolist()
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
-
-
-def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
+def _string_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
     """The 1-D string dataset ``name``, or None if absent (names are read later, a block at a time)."""
     if name not in f:
         return None
@@ -193,6 +178,18 @@ def _vocab_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
         raise CheckpointError(f"{path}: /{name} must be a 1-D string dataset, found {kind}")
     check_storage(dset, path)
     return dset
+
+
+def _read_strings(f: h5py.File, name: str, path: Path) -> list[str] | None:
+    """A 1-D string dataset as a list, or None if absent."""
+    dset = _string_dataset(f, name, path)
+    if dset is None:
+        return None
+    try:
+        # Decode as UTF-8 whatever the declared charset: h5py writes ASCII-tagged bytes by default.
+        return dset.asstr("utf-8")[()].tolist()
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: /{name} holds bytes that are not UTF-8 ({err})") from err
 
 
 def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
@@ -226,10 +223,10 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
             "upgrade embretrain"
         )
 
-    entities = _vocab_dataset(f, ENTITIES, path)
+    entities = _string_dataset(f, ENTITIES, path)
     if entities is None:
         raise CheckpointError(f"{path}: missing the /{ENTITIES} dataset (entity names)")
-    relations = _vocab_dataset(f, RELATIONS, path)
+    relations = _string_dataset(f, RELATIONS, path)
     vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS) if name in f}
     n_rows = {ENTITIES: int(entities.shape[0]), RELATIONS: int(relations.shape[0]) if relations is not None else 0}
 

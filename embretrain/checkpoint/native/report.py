@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
 from .checksums import _scan_names, _status, table_sha256
 from .layout import ENTITIES, RELATIONS, _open, _read_layout
 

@@ -37,7 +37,7 @@ from ...storage import (
 from ...vocab import check_names
 from ..base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .checksums import NAME_BLOCK
-from .layout import ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _NOT_TABLES, _RESERVED_ATTRS, _is_int
+from .layout import _NOT_TABLES, _RESERVED_ATTRS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
 
 logger = logging.getLogger(__name__)
 
