@@ -28,6 +28,9 @@ Sidecars written beside a TF or Keras output ``<out>``:
 
 * ``<out>.entities.tsv`` / ``<out>.relations.tsv``: one name per line, row i on line i + 1;
 * ``<out>.embretrain.json``: model, parameters, which key holds which table, and the lineage.
+
+Owns: what TF and Keras share (table choice, sidecars, slots, the shape contract at load). Must not:
+read or write either format's bytes (:mod:`.tfckpt`, :mod:`.keras` do), or import TensorFlow.
 """
 
 from __future__ import annotations

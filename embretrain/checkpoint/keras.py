@@ -23,6 +23,9 @@ An archive is untrusted input. Its member names must be plain relative paths (no
 :data:`MAX_RATIO` times its compressed size (and never past the size its header declares); and
 nothing is held in memory whole: ``model.weights.h5`` is streamed into a temporary file and opened
 there, and on save the other members are copied member by member from the input archive.
+
+Owns: the Keras format's entry in :data:`~embretrain.checkpoint.FORMATS`. Must not: import TensorFlow
+or Keras (files are read with h5py and zipfile), or decide which variable is a table (:mod:`.foreign`).
 """
 
 from __future__ import annotations

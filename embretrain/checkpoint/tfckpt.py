@@ -32,6 +32,9 @@ variables are sliced, and where each tensor's bytes are) so that a missing or tr
 
 Not supported: non-float32 tables, tables sliced along their columns. TensorFlow is imported inside
 the functions: importing this module is cheap.
+
+Owns: the TF format's entry in :data:`~embretrain.checkpoint.FORMATS`. Must not: import TensorFlow at
+module import, or decide which variable is a table (:mod:`.foreign` does).
 """
 
 from __future__ import annotations
