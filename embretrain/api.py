@@ -23,12 +23,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import as_array
+from .storage import as_array
 from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta, scratch_delta)
 from .errors import UsageError
 from .summary import RunSummary
-from .tables import left_on_disk
+from . import storage
 from .vocab import Vocab
 
 __all__ = ["load", "save", "train", "extend", "evaluate"]
@@ -143,7 +143,7 @@ def train(
 
 
 def _check_old_rows_placement(ckpt: Checkpoint, strategy: str) -> None:
-    on_disk = left_on_disk(ckpt.entities) or any(left_on_disk(t) for t in ckpt.tables().values())
+    on_disk = storage.on_disk(ckpt.entities) or any(storage.on_disk(t) for t in ckpt.tables().values())
     if on_disk and strategy != "local":
         raise UsageError(
             "old rows left on disk (old_rows='on-disk') train in this process; a parameter-server run keeps "

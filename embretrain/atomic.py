@@ -25,6 +25,9 @@ Every path written here may sit in a directory others can write to, so nothing i
 
 Outputs made of several files that must change together (a TF/Keras checkpoint and its name
 sidecars) use :func:`atomic_files`.
+
+Owns: every rename that publishes an output, and its temporary files. Must not: know any file format
+or what it writes (callers fill the temporary paths it hands out).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import click
 
 from . import __version__
 from .config import CHOICES, OLD_ROWS, STRATEGIES
+from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
     EXIT_CHECKPOINT,
     EXIT_OK,
@@ -268,15 +269,10 @@ def _check_strategy(opts: dict) -> None:
 
 def _check_on_disk(opts: dict) -> None:
     """--old-rows on-disk: fail before loading anything if it cannot apply."""
-    from .checkpoint import format_of
+    from .checkpoint import check_old_rows
     from .errors import UsageError
 
-    fmt = format_of(opts["ckpt"])
-    if fmt != "h5":
-        raise UsageError(
-            f"--old-rows on-disk reads native .h5 checkpoints only; {opts['ckpt']} is a "
-            f"{'TensorFlow' if fmt == 'tf' else 'Keras'} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
-        )
+    check_old_rows(opts["ckpt"], "on-disk")
     if opts["strategy"] != "local":
         raise UsageError(
             "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
@@ -377,7 +373,7 @@ def train(**opts):
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
 @click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
-@click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
+@click.option("--out-format", type=click.Choice(FORMAT_NAMES), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
 @click.option("--old-rows", type=click.Choice(OLD_ROWS), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
 @checkpoint_options
 @training_options

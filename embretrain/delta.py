@@ -19,7 +19,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import RowStack
+from . import storage
 from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
 from .errors import DataError, UsageError
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, GrowReport, Vocab, map_pairs, map_triples, touching
@@ -206,14 +206,12 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
     """Grow a vocabulary (old names in a list, a read-only tuple or on disk) indexing only ``wanted``.
 
     Old names that cannot change (a tuple, names on disk) are not copied: the result's names are a
-    NameStack carrying the sha256 of the old names recorded at load, so a save only hashes the added ones.
+    NameStack whose old part carries its load-time sha256, so a save only hashes the added ones.
     """
     old = getattr(ckpt, kind)
     if isinstance(old, list) and len(set(old)) != len(old):
         Vocab(old)  # raises, naming the first repeated name
     vocab, report = Vocab.partial(old, wanted | set(new_names)).grow(new_names)
-    if hasattr(vocab.names, "prefix_digest"):  # old names kept as they are, behind the added ones
-        vocab.names.prefix_digest = ckpt.digest(kind)
     return vocab, report
 
 
@@ -290,7 +288,7 @@ def grow_checkpoint(ckpt: Checkpoint, delta: Delta, new_rows: dict[str, np.ndarr
     table is never copied; ``np.asarray`` builds one for a consumer that needs an array.
     """
     def grown(tables):
-        return {k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in tables.items()}
+        return {k: storage.stack_rows(v, new_rows[k]) for k, v in tables.items()}
 
     return Checkpoint(
         model=ckpt.model,
