@@ -330,7 +330,7 @@ def _guarded_run(opts: dict, command: str, body) -> None:
     return summary
 
 
-def _dry_run(opts: dict, command: str, body) -> dict:
+def _dry_run(opts: dict, body) -> dict:
     """``--dry-run``: fail exactly where the run would (lock included), run ``body()``, write nothing.
 
     ``body`` reads and checks every input and returns the counts the run would report (it shares
@@ -386,7 +386,7 @@ def train(**opts):
             summary["status"] = "ok"
             return summary
 
-        _emit(_dry_run(opts, "train", plan), opts["as_json"])
+        _emit(_dry_run(opts, plan), opts["as_json"])
         return
 
     def body():
@@ -478,7 +478,7 @@ def extend(**opts):
             summary = api.plan_extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options).summary()
             return finish(summary, t_load) or {**summary, "status": "ok"}
 
-        _emit(_dry_run(opts, "extend", plan), opts["as_json"])
+        _emit(_dry_run(opts, plan), opts["as_json"])
         return
 
     def body():
