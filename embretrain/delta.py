@@ -192,10 +192,27 @@ class Delta:
             "examples_dropped_no_new": self.n_dropped,
             "examples_skipped_unknown": int(self.n_unknown),
             "entities_untrained": self.n_untrained,
+            "examples_per_new_entity": self.examples_per_new_entity(),
         }
         if self.replay_ids is not None:
             counts.update(replay_examples=int(len(self.replay_ids)), replay_skipped=int(self.n_replay_skipped))
         return counts
+
+    def new_entity_examples(self) -> np.ndarray:
+        """int64 ``[n_new]``: the training examples naming each new entity (a self-loop counts once)."""
+        cols = self.ids[:, list(self.kind.entity_columns)] - self.n_old
+        named = cols >= 0
+        named[:, 1] &= cols[:, 1] != cols[:, 0]
+        return np.bincount(cols[named], minlength=self.n_new)
+
+    def examples_per_new_entity(self) -> dict[str, float | int | None]:
+        """How well the new entities are covered: min/median/max examples each (0 while some are untrained),
+        and how many have 1, 2 to 5, 6 or more. A new entity with one example barely moves from its start."""
+        n = self.new_entity_examples()
+        if not len(n):
+            return {"min": None, "median": None, "max": None, "with_1": 0, "with_2_to_5": 0, "with_6_or_more": 0}
+        return {"min": int(n.min()), "median": float(np.median(n)), "max": int(n.max()), "with_1": int((n == 1).sum()),
+                "with_2_to_5": int(((n >= 2) & (n <= 5)).sum()), "with_6_or_more": int((n >= 6).sum())}
 
     def input_hashes(self) -> dict[str, str]:
         """sha256 of each input that is a file on disk, by path."""

@@ -1,7 +1,8 @@
 """What a run reports: the JSON summary (``--json``, ``--report``) and the lineage record it leaves in the file.
 
 Owns: :class:`RunSummary`, the one place that names and orders the keys of a ``train``/``extend``
-summary (including the "nothing to do" summary of a rerun) and of a lineage record. Must not: train,
+summary (including the "nothing to do" summary of a rerun and the planned summary of a dry run, which
+share the real run's counts) and of a lineage record. Must not: train,
 read data, or print; the CLI adds its own keys (``status``, ``out``, write and total seconds) and
 writes the ``--report`` file from :meth:`RunSummary.as_dict`'s output.
 """
@@ -85,6 +86,10 @@ class RunSummary:
             "seconds": self._seconds(),
             **self.reports,
         }
+
+    def planned(self) -> dict[str, Any]:
+        """The summary of a dry run: the counts the run would report, nothing trained (``seconds`` holds the load)."""
+        return {"command": self.command, "model": self.model, **self.counts, "seconds": self._seconds()}
 
     def nothing_to_do(self) -> dict[str, Any]:
         """The summary of an ``extend`` whose every new name was already known: nothing trained or written."""
