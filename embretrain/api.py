@@ -17,6 +17,7 @@ parse CLI options, name CLI flags in its errors, or hold the logic of any step i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Iterable
 
@@ -27,7 +28,8 @@ from .checkpoint.disk_rows import as_array
 from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta, scratch_delta)
 from .errors import UsageError
-from .summary import RunSummary
+from .levers import with_tensorboard
+from .summary import RunSummary, last_added
 from .tables import left_on_disk
 from .vocab import Vocab
 
@@ -115,11 +117,14 @@ def train(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Train a model from scratch. Vocabularies are names in order of first appearance.
 
     Returns ``(checkpoint, summary)``; the summary has ``entities``, ``relations``, ``examples``,
-    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load``, ``train``).
+    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load_data``, ``train``).
+    ``logdir``: also write loss, seconds and examples/s per epoch there as TensorBoard summaries
+    (:mod:`embretrain.tensorboard`).
     """
     settings = settings or resolve_settings()
     scorer = _scorer(settings.model, settings)
@@ -127,9 +132,10 @@ def train(
     delta = scratch_delta(scorer, data)
     run = RunSummary.for_train(command, settings, delta, time.perf_counter() - t0)
     ent_old, rel_old = delta.kind.empty_tables(scorer, settings)
-    new_rows, result = _fit_new_rows(scorer, settings, (ent_old, rel_old), delta, progress=progress,
+    levers = with_tensorboard([], logdir, len(delta.ids))
+    new_rows, result = _fit_new_rows(scorer, settings, (ent_old, rel_old), delta, levers, progress=progress,
                                      strategy=strategy, shards=shards)
-    run.trained(result)
+    run.trained(result, levers)
     ckpt = Checkpoint(
         model=settings.model,
         entities=list(delta.entities.names),
@@ -164,6 +170,7 @@ def extend(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
@@ -180,6 +187,8 @@ def extend(
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
     ``replay`` (triple models): old triples (e.g. the base's training file) replayed each step with
     negatives drawn from the new entities only; lines naming anything new or unknown are skipped.
+    ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
+    ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
     from .levers import choose_levers
     from .models import get_model
@@ -196,16 +205,17 @@ def extend(
     if delta.nothing_to_do:
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
         logger.debug("nothing to do: every new name is already in the checkpoint")
-        return ckpt, RunSummary.for_extend(command, ckpt.model, settings, delta, t_load).nothing_to_do()
+        return ckpt, RunSummary.for_extend(command, ckpt, settings, delta, t_load).nothing_to_do()
     if delta.n_untrained:
         logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
     logger.info("training %d new entities and %d new relations on %d examples", delta.n_new, delta.r_new,
                 len(delta.ids))
     delta, levers = choose_levers(settings, ckpt, delta)
+    levers = with_tensorboard(levers, logdir, len(delta.ids))
     new_rows, result = _fit_new_rows(scorer, settings, (ckpt.entity_tables, ckpt.relation_tables), delta, levers,
                                      progress=progress, strategy=strategy, shards=shards)
     grown = grow_checkpoint(ckpt, delta, new_rows)
-    run = RunSummary.for_extend(command, ckpt.model, settings, delta, t_load).trained(result, levers)
+    run = RunSummary.for_extend(command, ckpt, settings, delta, t_load).trained(result, levers)
     grown.lineage.append(run.lineage_record())
     return grown, run.as_dict()
 
@@ -214,11 +224,7 @@ def extend(
 # evaluate
 def last_added_entities(ckpt: Checkpoint) -> range:
     """Ids added by the most recent run that added entities (from the lineage)."""
-    for rec in reversed(ckpt.lineage):
-        if rec.get("entities_added"):
-            start = int(rec.get("entities_before", 0))
-            return range(start, start + int(rec["entities_added"]))
-    return range(0)
+    return last_added(ckpt.lineage, "entities")
 
 
 def evaluate(

@@ -29,6 +29,8 @@ from .errors import (
     EmbretrainError,
 )
 
+__all__ = ["main"]
+
 logger = logging.getLogger("embretrain")
 
 EXIT_CODES_HELP = f"""\b
@@ -127,6 +129,7 @@ def training_options(func):
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--logdir", type=click.Path(file_okay=False), help="Write loss, seconds and examples/s per epoch (and held-out MRR with --valid-fraction) here as TensorBoard summaries; one directory per run."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -356,7 +359,7 @@ def train(**opts):
 
     def body():
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
-                                  strategy=opts["strategy"], shards=opts["shards"])
+                                  strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
         summary["status"] = "ok"
         return summary
@@ -424,9 +427,10 @@ def extend(**opts):
             progress=opts["progress"],
             strategy=opts["strategy"],
             shards=opts["shards"],
+            logdir=opts["logdir"],
         )
-        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)  # checkpoint + delta + vocab
-        summary["seconds"]["load_checkpoint"] = round(t_load, 3)  # reading and verifying --ckpt alone
+        # disjoint parts in run order: reading and verifying --ckpt, then the data (see summary.py)
+        summary["seconds"] = {"load_checkpoint": round(t_load, 3), **summary["seconds"]}
         if summary.get("nothing_to_do"):
             message = (
                 f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "
