@@ -527,7 +527,7 @@ def demo(workdir, as_json):
 
 @main.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard projector directory (vectors.tsv + metadata.tsv).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name and is_new columns).")
 @click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
 @click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
 @click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")
