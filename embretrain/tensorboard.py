@@ -1,8 +1,8 @@
 """TensorBoard curves of a run (``--logdir``): loss, seconds and examples/s per epoch, held-out MRR.
 
 Owns: :class:`TensorBoardLog`, a :class:`~embretrain.levers.Lever` that writes one standard TF2 scalar
-summary per tag and epoch (``tf.summary.scalar``, read by TensorBoard's scalars dashboard) into an
-events file under the log directory. Must not: change training (it never asks to stop) or decide
+summary per tag and epoch (what ``tf.summary.scalar`` writes, shown by TensorBoard's scalars dashboard)
+into an events file under the log directory. Must not: change training (it never asks to stop) or decide
 whether it runs (:func:`embretrain.levers.with_tensorboard` does).
 
 Tags, step = epoch:
@@ -46,7 +46,7 @@ class TensorBoardLog(Lever):
         self.logdir = os.fspath(logdir)
         self.examples = int(examples)
         self.early_stop = early_stop
-        self._writer = None
+        self._writer = self._metadata = None
         self._since = 0.0
         self._epochs = 0
 
@@ -54,6 +54,11 @@ class TensorBoardLog(Lever):
         import tensorflow as tf
 
         self._writer = tf.summary.create_file_writer(self.logdir)
+        # tf.summary.scalar is TensorBoard's code (TF raises without the tensorboard package); it writes a
+        # float32 scalar tagged for the "scalars" plugin, which is what tf.summary.write does here too. So the
+        # events are the standard ones, and a training machine needs no TensorBoard to write them.
+        self._metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
         self._mrr(0)
         self._since = time.perf_counter()
 
@@ -65,7 +70,7 @@ class TensorBoardLog(Lever):
         import tensorflow as tf
 
         with self._writer.as_default():
-            tf.summary.scalar(tag, float(value), step=step)
+            tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
 
     def on_epoch(self, epoch: int, loss: float) -> bool:
         seconds = time.perf_counter() - self._since
