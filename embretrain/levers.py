@@ -1,4 +1,5 @@
-"""The optional levers of ``extend``: a neighbour start, early stopping, and replay of old triples.
+"""The optional levers of ``extend``: a neighbour start, early stopping, and replay of old triples; and, for
+``train`` too, TensorBoard curves (:func:`with_tensorboard`, the hook itself in :mod:`embretrain.tensorboard`).
 
 Owns: deciding which levers a run uses (:func:`choose_levers`) and each lever's part in the run, through
 explicit hooks that the pipeline calls in order: ``before_fit(emb)`` once the split tables exist,
