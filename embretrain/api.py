@@ -19,6 +19,7 @@ parse CLI options, name CLI flags in its errors, or hold the logic of any step i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -31,8 +32,9 @@ from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
                     scratch_delta)
 from .errors import UsageError
-from .summary import RunSummary
 from . import storage
+from .levers import with_tensorboard
+from .summary import RunSummary, last_added
 from .vocab import Vocab
 
 __all__ = ["load", "save", "Plan", "plan_train", "plan_extend", "train", "extend", "evaluate"]
@@ -166,17 +168,21 @@ def train(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Train a model from scratch. Vocabularies are names in order of first appearance.
 
     Returns ``(checkpoint, summary)``; the summary has ``entities``, ``relations``, ``examples``,
-    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load``, ``train``).
+    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load_data``, ``train``).
+    ``logdir``: also write loss, seconds and examples/s per epoch there as TensorBoard summaries
+    (:mod:`embretrain.tensorboard`).
     """
     plan = plan_train(data, settings, command=command)
     settings, delta, (ent_old, rel_old) = plan.settings, plan.delta, plan.old_tables
-    new_rows, result = _fit_new_rows(plan.scorer, settings, plan.old_tables, delta, progress=progress,
+    levers = with_tensorboard([], logdir, len(delta.ids))
+    new_rows, result = _fit_new_rows(plan.scorer, settings, plan.old_tables, delta, levers, progress=progress,
                                      strategy=strategy, shards=shards)
-    run = plan.run.trained(result)
+    run = plan.run.trained(result, levers)
     ckpt = Checkpoint(
         model=settings.model,
         entities=list(delta.entities.names),
@@ -234,7 +240,7 @@ def plan_extend(
         if delta.n_untrained:
             logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
         delta, levers = choose_levers(settings, ckpt, delta)
-    run = RunSummary.for_extend(command, ckpt.model, settings, delta, t_load)
+    run = RunSummary.for_extend(command, ckpt, settings, delta, t_load)
     return Plan(settings, scorer, (ckpt.entity_tables, ckpt.relation_tables), delta, run, levers,
                 nothing_to_do=delta.nothing_to_do)
 
@@ -252,6 +258,7 @@ def extend(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
@@ -269,6 +276,8 @@ def extend(
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
     ``replay`` (triple models): old triples (e.g. the base's training file) replayed each step with
     negatives drawn from the new entities only; lines naming anything new or unknown are skipped.
+    ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
+    ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
     _check_old_rows_placement(ckpt, strategy)
     plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, skip_unknown=skip_unknown,
@@ -280,10 +289,11 @@ def extend(
     delta = plan.delta
     logger.info("training %d new entities and %d new relations on %d examples", delta.n_new, delta.r_new,
                 len(delta.ids))
-    new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, plan.levers,
+    levers = with_tensorboard(plan.levers, logdir, len(delta.ids))
+    new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, levers,
                                      progress=progress, strategy=strategy, shards=shards)
     grown = grow_checkpoint(ckpt, delta, new_rows)
-    run = plan.run.trained(result, plan.levers)
+    run = plan.run.trained(result, levers)
     grown.lineage.append(run.lineage_record())
     return grown, run.as_dict()
 
@@ -292,11 +302,7 @@ def extend(
 # evaluate
 def last_added_entities(ckpt: Checkpoint) -> range:
     """Ids added by the most recent run that added entities (from the lineage)."""
-    for rec in reversed(ckpt.lineage):
-        if rec.get("entities_added"):
-            start = int(rec.get("entities_before", 0))
-            return range(start, start + int(rec["entities_added"]))
-    return range(0)
+    return last_added(ckpt.lineage, "entities")
 
 
 def evaluate(

@@ -30,6 +30,8 @@ from .errors import (
     EmbretrainError,
 )
 
+__all__ = ["main"]
+
 logger = logging.getLogger("embretrain")
 
 EXIT_CODES_HELP = f"""\b
@@ -128,6 +130,7 @@ def training_options(func):
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--logdir", type=click.Path(file_okay=False), help="Write loss, seconds and examples/s per epoch (and held-out MRR with --valid-fraction) here as TensorBoard summaries; one directory per run."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -387,7 +390,7 @@ def train(**opts):
 
     def body():
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
-                                  strategy=opts["strategy"], shards=opts["shards"])
+                                  strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
         summary["status"] = "ok"
         return summary
@@ -450,8 +453,8 @@ def extend(**opts):
 
     def finish(summary: dict, t_load: float) -> dict | None:
         """Timings of the load; the "nothing to do" outcome (None: there is something to do)."""
-        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)  # checkpoint + delta + vocab
-        summary["seconds"]["load_checkpoint"] = round(t_load, 3)  # reading and verifying --ckpt alone
+        # disjoint parts in run order: reading and verifying --ckpt, then the data (see summary.py)
+        summary["seconds"] = {"load_checkpoint": round(t_load, 3), **summary["seconds"]}
         if not summary.get("nothing_to_do"):
             return None
         message = (
@@ -480,7 +483,8 @@ def extend(**opts):
     def body():
         ckpt, settings, t_load = load(opts["old_rows"])
         grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
-                                    progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"])
+                                    progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
+                                    logdir=opts["logdir"])
         if finish(summary, t_load) is not None:
             return summary
         _save_timed(grown, opts["out"], summary, keep=keep, out_format=opts["out_format"])
@@ -569,7 +573,7 @@ def demo(workdir, as_json):
 
 @main.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard projector directory (vectors.tsv + metadata.tsv).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name and is_new columns).")
 @click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
 @click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
 @click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")

@@ -76,6 +76,25 @@ class Checkpoint:
         table = self.relation_tables.get(RELATION_TABLE)
         return None if table is None else int(table.shape[1])
 
+    def __repr__(self) -> str:
+        """One short line for a notebook: model, counts, table shapes, parameters, runs, format, where rows live.
+
+        Never the names (a checkpoint may hold millions): ``<Checkpoint transe: 14951 entities, 237
+        relations; entity_embeddings [14951, 200], relation_embeddings [237, 200]; norm=1 gamma=12.0;
+        2 runs; h5 'm.h5', rows in memory>``.
+        """
+        tables = ", ".join(f"{name} [{t.shape[0]}, {t.shape[1]}]" for name, t in self.tables().items())
+        params = " ".join(f"{k}={v}" for k, v in self.params.items())
+        fmt = self.extras.get("format") or ("h5" if self.source else "not saved")
+        where = f"{fmt} {self.source!r}" if self.source else fmt
+        from .. import storage
+
+        # old rows left in their file (old_rows="on-disk"), alone or under new rows
+        rows = "on disk" if any(storage.on_disk(storage.parts(t)[0]) for t in self.tables().values()) else "in memory"
+        parts = [f"{self.n_entities} entities, {self.n_relations} relations", tables, params,
+                 f"{len(self.lineage)} run{'s' if len(self.lineage) != 1 else ''}", f"{where}, rows {rows}"]
+        return f"<Checkpoint {self.model}: " + "; ".join(p for p in parts if p) + ">"
+
     def tables(self) -> dict[str, Rows]:
         """All tables, entity-indexed first."""
         return {**self.entity_tables, **self.relation_tables}

@@ -25,6 +25,8 @@ from ...storage import (
 from ...vocab import check_names
 from .layout import _attr, _Layout
 
+__all__ = ["NAME_BLOCK", "table_sha256", "vocab_sha256"]
+
 logger = logging.getLogger(__name__)
 
 _HASH_CHUNK_BYTES = 1 << 24  # 16 MiB per hashlib.update: streams big tables without a full copy

@@ -30,6 +30,8 @@ from ..base import ENTITY_TABLE, RELATION_TABLE
 from ..h5guard import check_links, check_storage
 from ..h5guard import file_size as _file_size
 
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENTITIES", "RELATIONS", "LINEAGE", "is_native"]
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "embretrain"

@@ -29,6 +29,8 @@ from ..base import Checkpoint
 from .checksums import _check_stored, _read_names, _scan_names, _scan_table, _status_of
 from .layout import ENTITIES, RELATIONS, _Layout, _open, _open_source, _read_layout, _reading
 
+__all__ = ["OLD_ROWS", "load"]
+
 logger = logging.getLogger(__name__)
 
 OLD_ROWS = ("memory", "on-disk")

@@ -13,6 +13,8 @@ from typing import Any
 from .checksums import _scan_names, _status, table_sha256
 from .layout import ENTITIES, RELATIONS, _open, _read_layout
 
+__all__ = ["describe"]
+
 logger = logging.getLogger(__name__)
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:

@@ -39,6 +39,8 @@ from ..base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .checksums import NAME_BLOCK
 from .layout import _NOT_TABLES, _RESERVED_ATTRS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
 
+__all__ = ["save"]
+
 logger = logging.getLogger(__name__)
 
 _STRINGS = h5py.string_dtype("utf-8")
