@@ -89,11 +89,16 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
         raise UsageError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}")
     rng = np.random.default_rng(settings.seed)  # Glorot draws: entity tables, then relation tables
     ent_old, rel_old = old_tables
+    contexts = delta.contexts  # a pair model with two vocabularies: the context table grows by its own count
+    ent_new = {name: contexts.n_new if contexts is not None and name == CONTEXT_TABLE else delta.n_new
+               for name in ent_old}
     emb = Embeddings(
         scorer,
-        split_tables(ent_old, delta.n_new, rng, start_rows=scorer.entity_start, make_table=make_table),
+        split_tables(ent_old, ent_new, rng, start_rows=scorer.entity_start, make_table=make_table),
         split_tables(rel_old, delta.r_new, rng, start_rows=scorer.relation_start, make_table=make_table),
         negative_new_ids=delta.negative_new_ids,
+        context_vocab=contexts is not None,
+        negative_new_context_ids=None if contexts is None else contexts.negative_new_ids,
     )
     for lever in levers:
         lever.before_fit(emb)
@@ -211,6 +216,7 @@ def plan_extend(
     settings: Settings | None = None,
     *,
     new_relations: NameInput = None,
+    new_contexts: NameInput = None,
     skip_unknown: bool = False,
     replay: TripleInput | None = None,
     command: str = "extend",
@@ -233,12 +239,15 @@ def plan_extend(
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
     t0 = time.perf_counter()
     delta = prepare_delta(ckpt, scorer, new_entities, data, new_relations=new_relations, skip_unknown=skip_unknown,
-                          replay=replay)
+                          replay=replay, new_contexts=new_contexts)
     t_load = time.perf_counter() - t0
     levers = []
     if not delta.nothing_to_do:
         if delta.n_untrained:
             logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
+        if delta.contexts is not None and delta.contexts.n_untrained:
+            logger.warning("%d new contexts have no training example and keep their initial vector",
+                           delta.contexts.n_untrained)
         delta, levers = choose_levers(settings, ckpt, delta)
     run = RunSummary.for_extend(command, ckpt, settings, delta, t_load)
     return Plan(settings, scorer, (ckpt.entity_tables, ckpt.relation_tables), delta, run, levers,
@@ -252,6 +261,7 @@ def extend(
     settings: Settings | None = None,
     *,
     new_relations: NameInput = None,
+    new_contexts: NameInput = None,
     skip_unknown: bool = False,
     replay: TripleInput | None = None,
     command: str = "extend",
@@ -272,6 +282,9 @@ def extend(
     already known. Epochs: ``settings.for_extend()`` (a preset's ``extend_epochs`` unless ``epochs`` was
     given explicitly). The counts are :func:`plan_extend`'s, which a dry run reports alone.
 
+    ``new_contexts`` (a pair model with two vocabularies, ``ckpt.contexts``): new names of the ``b`` side (items
+    of a two-tower model), trained from the pairs naming them while every old row of both tables stays frozen;
+    ``new_entities`` are then the ``a`` side's (users).
     ``strategy="parameter-server"`` trains on the ``TF_CONFIG`` cluster with tables cut into
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
     ``replay`` (triple models): old triples (e.g. the base's training file) replayed each step with
@@ -280,15 +293,15 @@ def extend(
     ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
     _check_old_rows_placement(ckpt, strategy)
-    plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, skip_unknown=skip_unknown,
-                       replay=replay, command=command)
+    plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, new_contexts=new_contexts,
+                       skip_unknown=skip_unknown, replay=replay, command=command)
     if plan.nothing_to_do:
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
         logger.debug("nothing to do: every new name is already in the checkpoint")
         return ckpt, plan.summary()
     delta = plan.delta
-    logger.info("training %d new entities and %d new relations on %d examples", delta.n_new, delta.r_new,
-                len(delta.ids))
+    logger.info("training %d new entities, %d new relations%s on %d examples", delta.n_new, delta.r_new,
+                "" if delta.contexts is None else f" and {delta.contexts.n_new} new contexts", len(delta.ids))
     levers = with_tensorboard(plan.levers, logdir, len(delta.ids))
     new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, levers,
                                      progress=progress, strategy=strategy, shards=shards)
@@ -317,17 +330,20 @@ def evaluate(
 
     Test lines naming entities or relations the checkpoint lacks are skipped and counted.
     ``new_only`` keeps test triples touching an entity added by the last ``extend``.
+    A pair model ranks each ``b`` among the rows of its table (the context table, whose own vocabulary
+    maps ``b`` when the model has two) and each ``a`` among the entity rows.
     """
     from .evaluate import filtered_ranks, metrics
     from .models import get_model
 
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
     entities, relations = Vocab(ckpt.entities), Vocab(ckpt.relations or ["<none>"])
-    kind = data_kind(scorer)
+    contexts = None if ckpt.contexts is None else Vocab(ckpt.contexts)
+    kind = data_kind(scorer, two_vocab=contexts is not None)
     pair = not kind.has_relations
 
     def ids_of(data):
-        ids, _, skipped = kind.map(kind.read(data), entities, relations, skip_unknown=True)
+        ids, _, skipped = kind.map(kind.read(data), entities, relations, skip_unknown=True, contexts=contexts)
         if pair:  # ranked as (a, 0, b) triples
             ids = np.stack([ids[:, 0], np.zeros(len(ids), np.int64), ids[:, 1]], axis=1)
         return ids, skipped
@@ -337,9 +353,12 @@ def evaluate(
     known_ids = [ids_of(k)[0] for k in known]
     n_all = len(test_ids)
     if new_only:
-        added = last_added_entities(ckpt)
+        added = added_b = last_added_entities(ckpt)
+        if contexts is not None:  # the b column holds context ids: both sides as the last run adding either left them
+            last = [next((r for r in reversed(ckpt.lineage) if r.get("entities_added") or r.get("contexts_added")), {})]
+            added, added_b = last_added(last, "entities"), last_added(last, "contexts")
         mask = ((test_ids[:, 0] >= added.start) & (test_ids[:, 0] < added.stop)) | (
-            (test_ids[:, 2] >= added.start) & (test_ids[:, 2] < added.stop)
+            (test_ids[:, 2] >= added_b.start) & (test_ids[:, 2] < added_b.stop)
         )
         test_ids = test_ids[mask]
     context = ckpt.entity_tables.get(CONTEXT_TABLE) if pair else None

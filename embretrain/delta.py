@@ -26,8 +26,8 @@ from .data import (_FIELD_NAMES, NameFile, PairFile, TripleFile, _field_label, _
 from .errors import DataError, UsageError
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, GrowReport, Vocab, map_pairs, map_triples, touching
 
-__all__ = ["DataKind", "TRIPLES", "PAIRS", "data_kind", "Delta", "prepare_delta", "scratch_delta", "grow_checkpoint",
-           "triple_file", "pair_file", "name_file"]
+__all__ = ["DataKind", "TRIPLES", "PAIRS", "TWO_VOCAB_PAIRS", "data_kind", "Delta", "ContextDelta", "prepare_delta",
+           "scratch_delta", "grow_checkpoint", "triple_file", "pair_file", "name_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,10 @@ class DataKind:
         return (list(dict.fromkeys(n for h, _, t in f.triples for n in (h, t))),
                 list(dict.fromkeys(r for _, r, _ in f.triples)))
 
-    def map(self, f, entities: Vocab, relations: Vocab, *, skip_unknown: bool = False):
+    def map(self, f, entities: Vocab, relations: Vocab, *, skip_unknown: bool = False, contexts: Vocab | None = None):
         """``(ids, weights or None, n_unknown)``: names to ids (unknown names an error, or skipped and counted)."""
         if not self.has_relations:
-            return map_pairs(f, entities, skip_unknown=skip_unknown)
+            return map_pairs(f, entities, skip_unknown=skip_unknown, contexts=contexts)
         ids, n_unknown = map_triples(f, entities, relations, skip_unknown=skip_unknown)
         return ids, None, n_unknown
 
@@ -176,10 +176,11 @@ class DataKind:
 
 TRIPLES = DataKind("triple", TRIPLE_ENTITY_COLUMNS)
 PAIRS = DataKind("pair", PAIR_ENTITY_COLUMNS)
+TWO_VOCAB_PAIRS = DataKind("pair", (0,))  # b (column 1) indexes the contexts, a vocabulary of its own
 
 
-def data_kind(scorer) -> DataKind:
-    return PAIRS if scorer.kind == "pair" else TRIPLES
+def data_kind(scorer, two_vocab: bool = False) -> DataKind:
+    return (TWO_VOCAB_PAIRS if two_vocab else PAIRS) if scorer.kind == "pair" else TRIPLES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ class Delta:
     n_untrained: int = 0
     n_replay_skipped: int = 0
     files: tuple = field(default_factory=tuple)
+    contexts: ContextDelta | None = None  # the b side of a pair model with two vocabularies
 
     @property
     def n_new(self) -> int:
@@ -225,7 +227,7 @@ class Delta:
     @property
     def nothing_to_do(self) -> bool:
         """Every new name is already known (a rerun of a night that succeeded, or an empty day)."""
-        return not self.n_new and not self.r_new
+        return not self.n_new and not self.r_new and not (self.contexts and self.contexts.n_new)
 
     def counts(self) -> dict[str, int]:
         """What ``extend`` did with its inputs: the summary's and the lineage's counts, in their order."""
@@ -244,6 +246,8 @@ class Delta:
             "entities_untrained": self.n_untrained,
             "examples_per_new_entity": self.examples_per_new_entity(),
         }
+        if self.contexts is not None:
+            counts.update(self.contexts.counts())
         if self.replay_ids is not None:
             counts.update(replay_examples=int(len(self.replay_ids)), replay_skipped=int(self.n_replay_skipped))
         return counts
@@ -252,7 +256,8 @@ class Delta:
         """int64 ``[n_new]``: the training examples naming each new entity (a self-loop counts once)."""
         cols = self.ids[:, list(self.kind.entity_columns)] - self.n_old
         named = cols >= 0
-        named[:, 1] &= cols[:, 1] != cols[:, 0]
+        if named.shape[1] > 1:  # not with two vocabularies: column 1 holds context ids
+            named[:, 1] &= cols[:, 1] != cols[:, 0]
         return np.bincount(cols[named], minlength=self.n_new)
 
     def examples_per_new_entity(self) -> dict[str, float | int | None]:
@@ -269,6 +274,41 @@ class Delta:
         return {str(f.path): sha256_file(f.path) for f in self.files if f is not None and Path(f.path).is_file()}
 
 
+@dataclass
+class ContextDelta:
+    """The ``b`` side of a pair model with a vocabulary of its own (items for users), grown like the entities.
+
+    Attributes:
+        vocab: the grown context vocabulary: old names first, in their old order, then the new ones.
+        n_old: context rows before the run.
+        negative_new_ids: new context ids ``b``-side negatives may draw besides the old ones; None = all
+            of them (every new context has an example).
+        n_untrained: new contexts without an example (they keep their initial vector).
+    """
+
+    vocab: Vocab
+    n_old: int
+    report: GrowReport
+    negative_new_ids: np.ndarray | None = None
+    n_untrained: int = 0
+
+    @classmethod
+    def of(cls, vocab: Vocab, n_old: int, report: GrowReport, b_ids: np.ndarray) -> ContextDelta:
+        seen = np.unique(b_ids)
+        trained_new = seen[seen >= n_old]
+        n_untrained = len(report.added) - len(trained_new)
+        return cls(vocab, n_old, report, None if n_untrained == 0 else trained_new, int(n_untrained))
+
+    @property
+    def n_new(self) -> int:
+        return len(self.report.added)
+
+    def counts(self) -> dict[str, int]:
+        return {"contexts_before": self.n_old, "contexts_added": self.n_new,
+                "contexts_already_known": self.report.already_known, "contexts_duplicate": self.report.duplicates,
+                "contexts_untrained": self.n_untrained}
+
+
 def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[str]):
     """Grow a vocabulary (old names in a list, a read-only tuple or on disk) indexing only ``wanted``.
 
@@ -283,15 +323,22 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
 
 
 def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, new_relations: NameInput = None,
-                  skip_unknown: bool = False, replay: TripleInput | None = None) -> Delta:
+                  skip_unknown: bool = False, replay: TripleInput | None = None, new_contexts: NameInput = None) -> Delta:
     """Read the night's files and express them in the grown id space of ``ckpt``.
+
+    A pair model with two vocabularies (``ckpt.contexts``) maps ``a`` to entities and ``b`` to contexts,
+    each side growing by its own new names (``new_entities``, ``new_contexts``).
 
     Raises:
         DataError: a new-name file lists a name twice, or data names something unknown (unless
             ``skip_unknown``).
-        UsageError: ``replay`` or new relations with a pair model.
+        UsageError: ``replay`` or new relations with a pair model; new contexts without a context vocabulary.
     """
-    kind = data_kind(scorer)
+    kind = data_kind(scorer, two_vocab=ckpt.contexts is not None)
+    ctx_file = name_file(new_contexts)
+    _reject_repeats(ctx_file, "context")
+    if ctx_file.names and ckpt.contexts is None:
+        raise UsageError(f"{ctx_file.path}: new contexts need a pair model with a context vocabulary of its own")
     ent_file, rel_file = name_file(new_entities), name_file(new_relations)
     _reject_repeats(ent_file, "entity")
     _reject_repeats(rel_file, "relation")
@@ -313,8 +360,10 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
         raise UsageError(f"{rel_file.path}: a pair model ({ckpt.model}) has no relations to add")
     n_old, r_old = ckpt.n_entities, ckpt.n_relations
 
-    ids, weights, n_unknown = kind.map(f, entities, relations, skip_unknown=skip_unknown)
-    keep = kind.touching_new(ids, n_old, r_old)
+    contexts, ctx_report = (None, None) if ckpt.contexts is None else _grown_vocab(
+        ckpt, "contexts", ctx_file.names, {b for _, b in f.pairs})
+    ids, weights, n_unknown = kind.map(f, entities, relations, skip_unknown=skip_unknown, contexts=contexts)
+    keep = kind.touching_new(ids, n_old, r_old) | (contexts is not None and ids[:, 1] >= ckpt.n_contexts)
     ids = ids[keep]
     weights = None if weights is None else weights[keep]
     seen = np.unique(ids[:, list(kind.entity_columns)])
@@ -332,7 +381,8 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
         # negatives: every old entity and every new one that has data
         negative_new_ids=None if n_untrained == 0 else trained_new,
         replay_ids=replay_ids, n_dropped=int((~keep).sum()), n_unknown=int(n_unknown), n_untrained=n_untrained,
-        n_replay_skipped=n_replay_skipped, files=(ent_file, rel_file, f, replay_file),
+        n_replay_skipped=n_replay_skipped, files=(ent_file, rel_file, f, replay_file, ctx_file),
+        contexts=None if contexts is None else ContextDelta.of(contexts, ckpt.n_contexts, ctx_report, ids[:, 1]),
     )
 
 
@@ -366,4 +416,5 @@ def grow_checkpoint(ckpt: Checkpoint, delta: Delta, new_rows: dict[str, np.ndarr
         params=dict(ckpt.params),
         lineage=list(ckpt.lineage),
         extras=dict(ckpt.extras),
+        contexts=ckpt.contexts if delta.contexts is None else delta.contexts.vocab.names,
     )

@@ -49,7 +49,8 @@ def filtered_ranks(
         relations: float32 ``[R, d_r]`` or None for pair models.
         test: int64 ``[n, 3]`` (head, relation, tail); pair models use relation id 0 and ``relations=None``.
         known: int64 ``[m, 3]`` arrays of true triples to filter (the test set is added).
-        context: float32 ``[N, d]`` second table of a pair model: tails are scored in it.
+        context: float32 ``[N_b, d]`` second table of a pair model: tails (``b``) are scored in it and test
+            tails are its row ids; ``N_b`` differs from ``N`` when the model has two vocabularies.
     Returns:
         float64 ``[n, len(sides)]`` ranks.
     """

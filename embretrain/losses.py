@@ -126,14 +126,15 @@ def replay_loss(emb, replay, new_pool, b, rng, settings):
 
 
 def pair_loss(emb, batch, weights, rng, settings):
-    """Weighted mean loss of pairs ``batch [b, 2]`` (weights ``[b]``), each corrupting its ``b`` side."""
+    """Weighted mean loss of pairs ``batch [b, 2]`` (weights ``[b]``), each corrupting its ``b`` side
+    with ids of the ``b`` vocabulary (the contexts', when the model has two)."""
     import tensorflow as tf
 
     k = settings.negatives
     a, c = batch[:, 0], batch[:, 1]
     b = tf.shape(batch)[0]
     chunk, n_chunks = _chunking(settings, b)
-    neg = emb.sample_negatives(rng, [n_chunks, k])
+    neg = emb.sample_b_negatives(rng, [n_chunks, k])
     av = emb.entity.lookup(a)
     ctx = emb.context.lookup(tf.concat([c, tf.reshape(neg, [-1])], axis=0))
     cv, nv = ctx[:b], tf.reshape(ctx[b:], [n_chunks, k, emb.context.width])

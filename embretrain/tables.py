@@ -44,12 +44,14 @@ def glorot_rows(rng: np.random.Generator, n_new: int, width: int, n_total: int) 
     return rng.uniform(-limit, limit, size=(n_new, width)).astype(np.float32)
 
 
-def split_tables(old_tables: dict, n_new: int, rng: np.random.Generator, *, start_rows=None,
+def split_tables(old_tables: dict, n_new: int | dict[str, int], rng: np.random.Generator, *, start_rows=None,
                  make_table=None) -> dict:
     """Split tables by name: each table's old rows frozen, ``n_new`` trainable rows from ``start_rows``.
 
     Args:
         old_tables: name -> float32 ``[n_old, width]`` (an array, rows on disk, or a lazy stack of both).
+        n_new: new rows of every table, or by table name (a pair model with two vocabularies grows its
+            entity and context tables by different counts).
         start_rows: ``(rng, n_new, width, n_total) -> float32 [n_new, width]``; default :func:`glorot_rows`.
             Tables draw from ``rng`` in the order given (same seed, same bytes).
         make_table: ``(old, new, name) -> table``; default :class:`SplitTable` (a cluster run passes its
@@ -60,7 +62,8 @@ def split_tables(old_tables: dict, n_new: int, rng: np.random.Generator, *, star
     for name, old in old_tables.items():
         if not storage.on_disk(old):
             old = storage.as_array(old)  # a grown (lazy) table extended again in the same process
-        new = (start_rows or glorot_rows)(rng, n_new, int(old.shape[1]), int(old.shape[0]) + n_new)
+        grow = n_new[name] if isinstance(n_new, dict) else n_new
+        new = (start_rows or glorot_rows)(rng, grow, int(old.shape[1]), int(old.shape[0]) + grow)
         out[name] = make_table(old, new, name)
     return out
 

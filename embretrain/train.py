@@ -51,6 +51,10 @@ class Embeddings:
     # `extend --replay`: old triples int64 [m, 3] replayed each step with negatives drawn from the new
     # entities only, so new rows are pushed out of old queries' answers (see losses.replay_loss).
     replay_ids: np.ndarray | None = None
+    # A pair model with two vocabularies draws its b-side negatives from the context table's own
+    # vocabulary: every old context plus these new context ids (None = all of them).
+    context_vocab: bool = False
+    negative_new_context_ids: np.ndarray | None = None
 
     @property
     def entity(self) -> SplitTable:
@@ -71,16 +75,14 @@ class Embeddings:
 
     def sample_negatives(self, rng, shape):
         """Uniform entity ids ``int64 shape`` over the vocabulary (or the old entities + ``negative_new_ids``)."""
-        import tensorflow as tf
+        return _uniform_ids(rng, shape, self.entity, self.negative_new_ids)
 
-        if self.negative_new_ids is None:
-            return rng.uniform(shape, 0, self.n_entities, dtype=tf.int64)
-        n_old, extra = self.entity.n_old, len(self.negative_new_ids)
-        pick = rng.uniform(shape, 0, n_old + extra, dtype=tf.int64)
-        if extra == 0:
-            return pick
-        new_ids = tf.constant(self.negative_new_ids, dtype=tf.int64)
-        return tf.where(pick < n_old, pick, tf.gather(new_ids, tf.maximum(pick - n_old, 0)))
+    def sample_b_negatives(self, rng, shape):
+        """Ids ``int64 shape`` for a pair model's corrupted ``b`` side: from the context vocabulary when it
+        is its own (old contexts + ``negative_new_context_ids``), else :meth:`sample_negatives`."""
+        if not self.context_vocab:
+            return self.sample_negatives(rng, shape)
+        return _uniform_ids(rng, shape, self.context, self.negative_new_context_ids)
 
     def new_entity_pool(self) -> np.ndarray:
         """New entity ids that may move: the trained ones when some new entity has no example, else all."""
@@ -93,6 +95,20 @@ class Embeddings:
         for table in [*self.entity_tables.values(), *self.relation_tables.values()]:
             out.extend(table.trainable)
         return out
+
+
+def _uniform_ids(rng, shape, table: SplitTable, new_ids: np.ndarray | None):
+    """Uniform ids ``int64 shape`` over ``table``'s rows, or over its old rows + ``new_ids`` only."""
+    import tensorflow as tf
+
+    if new_ids is None:
+        return rng.uniform(shape, 0, table.n_rows, dtype=tf.int64)
+    n_old, extra = table.n_old, len(new_ids)
+    pick = rng.uniform(shape, 0, n_old + extra, dtype=tf.int64)
+    if extra == 0:
+        return pick
+    new_ids = tf.constant(new_ids, dtype=tf.int64)
+    return tf.where(pick < n_old, pick, tf.gather(new_ids, tf.maximum(pick - n_old, 0)))
 
 
 @dataclass

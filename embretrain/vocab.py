@@ -248,7 +248,7 @@ class Vocab:
 
 
 def _unknown(path: str, line: int, kind: str, name: str) -> DataError:
-    plural = {"entity": "entities", "relation": "relations"}[kind]
+    plural = {"entity": "entities", "relation": "relations", "context": "contexts"}[kind]
     return DataError.at(path, line, f"unknown {kind} {name!r} ({_UNKNOWN_HINT.format(kind=plural)})")
 
 
@@ -289,9 +289,9 @@ def map_triples(
 
 
 def map_pairs(
-    pf: PairFile, entities: Vocab, *, skip_unknown: bool = False
+    pf: PairFile, entities: Vocab, *, skip_unknown: bool = False, contexts: Vocab | None = None
 ) -> tuple[IdPairs, np.ndarray, int]:
-    """Map labelled pairs to entity ids.
+    """Map labelled pairs to entity ids (``b`` to ``contexts`` ids when the model has that second vocabulary).
 
     Returns:
         ``(ids, weights, n_skipped)``: ids int64 ``[n, 2]``, weights float32 ``[n]`` (the
@@ -301,15 +301,16 @@ def map_pairs(
         DataError: at ``file:line`` for the first unknown name, unless ``skip_unknown``.
     """
     ent = entities.index
+    ctx = ent if contexts is None else contexts.index
     rows: list[tuple[int, int]] = []
     keep: list[int] = []
     for k, ((a, b), line) in enumerate(zip(pf.pairs, pf.lines)):
         ai = ent.get(a)
-        bi = ent.get(b)
+        bi = ctx.get(b)
         if ai is None or bi is None:
             if skip_unknown:
                 continue
-            raise _unknown(pf.path, line, "entity", a if ai is None else b)
+            raise _unknown(pf.path, line, "entity" if ai is None or contexts is None else "context", a if ai is None else b)
         rows.append((ai, bi))
         keep.append(k)
     n_skipped = len(pf.pairs) - len(rows)

@@ -34,7 +34,12 @@ class Checkpoint:
             on disk, or old + new); row i of every entity table is ``entities[i]``.
         relations: relation names; empty for pair models.
         entity_tables: name -> :class:`~embretrain.storage.Rows` ``[n_entities, width]`` (an array,
-            frozen rows, rows left on disk, or old + new); always has ``entity_embeddings``.
+            frozen rows, rows left on disk, or old + new); always has ``entity_embeddings``. A pair
+            model's ``context_embeddings`` is here too, with ``[n_contexts, width]`` rows when
+            ``contexts`` is set.
+        contexts: names of the ``b`` side of a pair model with two vocabularies (a two-tower model:
+            users are entities, items are contexts); row i of ``context_embeddings`` is ``contexts[i]``.
+            None (every file before two vocabularies): context rows are indexed by ``entities``.
         relation_tables: name -> Rows ``[n_relations, width]``; ``relation_embeddings`` for triple models.
         params: the scorer's parameters (e.g. ``norm``, ``gamma``), stored as root attributes.
         lineage: one dict per ``train``/``extend`` run, oldest first.
@@ -57,6 +62,7 @@ class Checkpoint:
     source: str | None = None
     checksums: str = "none"
     extras: dict[str, Any] = field(default_factory=dict)
+    contexts: Names | None = None
 
     @property
     def n_entities(self) -> int:
@@ -65,6 +71,22 @@ class Checkpoint:
     @property
     def n_relations(self) -> int:
         return len(self.relations)
+
+    @property
+    def n_contexts(self) -> int:
+        """Rows of ``context_embeddings``: its own vocabulary's length, else the entities'."""
+        return self.n_entities if self.contexts is None else len(self.contexts)
+
+    def vocab_kind(self, table: str) -> str:
+        """Which vocabulary indexes ``table``'s rows: ``"entities"``, ``"relations"`` or ``"contexts"``
+        (as the lineage counts them: ``contexts_added``)."""
+        if table in self.relation_tables:
+            return "relations"
+        return "contexts" if table == CONTEXT_TABLE and self.contexts is not None else "entities"
+
+    def names_of(self, table: str) -> Names:
+        """The names of ``table``'s rows (row i is name i)."""
+        return {"entities": self.entities, "relations": self.relations, "contexts": self.contexts}[self.vocab_kind(table)]
 
     @property
     def dim(self) -> int:
@@ -91,7 +113,10 @@ class Checkpoint:
 
         # old rows left in their file (old_rows="on-disk"), alone or under new rows
         rows = "on disk" if any(storage.on_disk(storage.parts(t)[0]) for t in self.tables().values()) else "in memory"
-        parts = [f"{self.n_entities} entities, {self.n_relations} relations", tables, params,
+        counts = f"{self.n_entities} entities, {self.n_relations} relations"
+        if self.contexts is not None:
+            counts += f", {len(self.contexts)} contexts"
+        parts = [counts, tables, params,
                  f"{len(self.lineage)} run{'s' if len(self.lineage) != 1 else ''}", f"{where}, rows {rows}"]
         return f"<Checkpoint {self.model}: " + "; ".join(p for p in parts if p) + ">"
 

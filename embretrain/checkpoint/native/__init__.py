@@ -9,6 +9,9 @@ Other tools read this layout directly with h5py, so it is fixed (``format_versio
     /entity_embeddings    float32 [n_entities, dim]        attrs: indexed_by="entities", sha256
     /relation_embeddings  float32 [n_relations, rel_dim]   attrs: indexed_by="relations", sha256
     /<other table>        float32 [n_rows, width], e.g. /context_embeddings (same attrs)
+    /contexts             1-D UTF-8 vlen strings (optional): names of the rows of /context_embeddings, which
+                          is then indexed_by="contexts" (a pair model with two vocabularies); attrs: sha256.
+                          Absent: /context_embeddings is indexed by /entities, as in every older file
     /lineage              1-D UTF-8 vlen strings, one JSON object per run (optional)
 
 ``sha256`` of a table is over its C-order little-endian float32 bytes; of a vocabulary over

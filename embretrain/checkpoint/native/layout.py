@@ -26,11 +26,11 @@ from ...models import check_shapes
 from ...storage import (
     Source,
 )
-from ..base import ENTITY_TABLE, RELATION_TABLE
+from ..base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE
 from ..h5guard import check_links, check_storage
 from ..h5guard import file_size as _file_size
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ENTITIES", "RELATIONS", "LINEAGE", "is_native"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ENTITIES", "RELATIONS", "CONTEXTS", "LINEAGE", "is_native"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,11 @@ FORMAT_VERSION = 1  # bump only for a layout change old readers would misread
 
 ENTITIES = "entities"
 RELATIONS = "relations"
+# The b side's own names, for a pair model with two vocabularies (users and items): /context_embeddings is
+# indexed_by "contexts". Absent (every file written before), context rows are indexed by /entities.
+CONTEXTS = "contexts"
 LINEAGE = "lineage"
-_NOT_TABLES = frozenset({ENTITIES, RELATIONS, LINEAGE})
+_NOT_TABLES = frozenset({ENTITIES, RELATIONS, CONTEXTS, LINEAGE})
 _RESERVED_ATTRS = frozenset({"format", "format_version", "model", "dim", "params"})
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -165,6 +168,7 @@ class _Layout:
     params: dict[str, Any]
     n_entities: int
     n_relations: int
+    n_contexts: int | None  # None: no /contexts (context rows, if any, are indexed by entities)
     vocab_datasets: dict[str, h5py.Dataset]  # only those present in the file
     tables: dict[str, tuple[h5py.Dataset, str]]  # name -> (dataset, indexed_by); entity_embeddings first
     lineage: list[dict[str, Any]]
@@ -229,8 +233,11 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     if entities is None:
         raise CheckpointError(f"{path}: missing the /{ENTITIES} dataset (entity names)")
     relations = _string_dataset(f, RELATIONS, path)
-    vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS) if name in f}
+    contexts = _string_dataset(f, CONTEXTS, path)
+    vocab_datasets = {name: f[name] for name in (ENTITIES, RELATIONS, CONTEXTS) if name in f}
     n_rows = {ENTITIES: int(entities.shape[0]), RELATIONS: int(relations.shape[0]) if relations is not None else 0}
+    if contexts is not None:
+        n_rows[CONTEXTS] = int(contexts.shape[0])
 
     file_size = _file_size(f)
     tables: dict[str, tuple[h5py.Dataset, str]] = {}
@@ -246,11 +253,16 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
             )
         indexed_by = _attr(obj, "indexed_by")
         if indexed_by is None:  # hand-written file: guess from the name
-            indexed_by = RELATIONS if name.startswith("relation") else ENTITIES
+            indexed_by = (RELATIONS if name.startswith("relation")
+                          else CONTEXTS if name == CONTEXT_TABLE and contexts is not None else ENTITIES)
         if not isinstance(indexed_by, str) or indexed_by not in n_rows:
             raise CheckpointError(
-                f"{path}: table /{name} has indexed_by={indexed_by!r}; expected 'entities' or 'relations'"
+                f"{path}: table /{name} has indexed_by={indexed_by!r}; expected "
+                + ("'entities', 'relations' or 'contexts'" if contexts is not None else "'entities' or 'relations'")
             )
+        if (indexed_by == CONTEXTS) != (name == CONTEXT_TABLE and contexts is not None):
+            raise CheckpointError(f"{path}: with /{CONTEXTS}, /{CONTEXT_TABLE} and only it must be indexed_by 'contexts' "
+                                  f"(table /{name} is indexed_by {indexed_by!r})")
         if obj.shape[0] != n_rows[indexed_by]:
             raise CheckpointError(
                 f"{path}: table /{name} has {obj.shape[0]} rows but /{indexed_by} has {n_rows[indexed_by]} names"
@@ -264,6 +276,8 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
         raise CheckpointError(f"{path}: /{ENTITY_TABLE} must be indexed_by 'entities'")
     if RELATION_TABLE in tables and tables[RELATION_TABLE][1] != RELATIONS:
         raise CheckpointError(f"{path}: /{RELATION_TABLE} must be indexed_by 'relations'")
+    if contexts is not None and CONTEXT_TABLE not in tables:
+        raise CheckpointError(f"{path}: /{CONTEXTS} names the rows of /{CONTEXT_TABLE}, which the file lacks")
     # Canonical order: the main tables first, then the rest by name.
     order = sorted(tables, key=lambda n: (n not in (ENTITY_TABLE, RELATION_TABLE), n))
     tables = {name: tables[name] for name in order}
@@ -288,7 +302,8 @@ def _read_layout(f: h5py.File, path: Path, *, quiet: bool = False) -> _Layout:
     # One line naming the tables and widths now, not ten lines of TensorFlow stack after training.
     check_shapes(model, params, {n: int(d.shape[1]) for n, (d, _) in tables.items()}, where=str(path))
     lineage = _read_lineage(f, path)
-    return _Layout(fmt, version, model, dim, params, n_rows[ENTITIES], n_rows[RELATIONS], vocab_datasets, tables, lineage)
+    return _Layout(fmt, version, model, dim, params, n_rows[ENTITIES], n_rows[RELATIONS], n_rows.get(CONTEXTS),
+                   vocab_datasets, tables, lineage)
 
 
 def _read_params(f: h5py.File, path: Path) -> dict[str, Any]:

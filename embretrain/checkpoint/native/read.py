@@ -27,7 +27,7 @@ from ...storage import (
 )
 from ..base import Checkpoint
 from .checksums import _check_stored, _read_names, _scan_names, _scan_table, _status_of
-from .layout import ENTITIES, RELATIONS, _Layout, _open, _open_source, _read_layout, _reading
+from .layout import CONTEXTS, ENTITIES, RELATIONS, _Layout, _open, _open_source, _read_layout, _reading
 
 __all__ = ["OLD_ROWS", "load"]
 
@@ -88,7 +88,7 @@ def load(path: str | os.PathLike, *, verify: bool = True, old_rows: str = "memor
     for name, (table, digest) in tables.items():
         if read_only:
             table = freeze_rows(table, digest)
-        (entity_tables if layout.tables[name][1] == ENTITIES else relation_tables)[name] = table
+        (relation_tables if layout.tables[name][1] == RELATIONS else entity_tables)[name] = table
     ckpt = Checkpoint(
         model=layout.model,
         entities=vocabs[ENTITIES],
@@ -99,6 +99,7 @@ def load(path: str | os.PathLike, *, verify: bool = True, old_rows: str = "memor
         lineage=layout.lineage,
         source=str(path),
         checksums=_status_of(path, missing, verify),
+        contexts=vocabs.get(CONTEXTS),
     )
     logger.debug(
         "loaded %s: model=%s, %d entities, %d relations, dim=%d, checksums %s",
@@ -158,12 +159,13 @@ def _load_on_disk(path: Path, verify: bool) -> Checkpoint:
         model=layout.model,
         entities=entities,
         relations=relations,
-        entity_tables={n: t for n, t in tables.items() if layout.tables[n][1] == ENTITIES},
+        entity_tables={n: t for n, t in tables.items() if layout.tables[n][1] != RELATIONS},
         relation_tables={n: t for n, t in tables.items() if layout.tables[n][1] == RELATIONS},
         params=layout.params,
         lineage=layout.lineage,
         source=str(path),
         checksums=_status_of(path, missing, verify),
+        contexts=vocabs.get(CONTEXTS),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checksums import _scan_names, _status, table_sha256
-from .layout import ENTITIES, RELATIONS, _open, _read_layout
+from .layout import CONTEXTS, ENTITIES, RELATIONS, _open, _read_layout
 
 __all__ = ["describe"]
 
@@ -35,6 +35,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     with _open(path) as f:
         layout = _read_layout(f, path, quiet=True)
         counts = {ENTITIES: layout.n_entities, RELATIONS: layout.n_relations}
+        if layout.n_contexts is not None:  # a pair model with two vocabularies
+            counts[CONTEXTS] = layout.n_contexts
         # names are decoded (UTF-8 and uniqueness checked) and hashed a block at a time
         computed = {name: _scan_names(dset, path, name).hexdigest() for name, dset in layout.vocab_datasets.items()}
         vocabularies = {

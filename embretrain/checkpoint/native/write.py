@@ -37,7 +37,7 @@ from ...storage import (
 from ...vocab import check_names
 from ..base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .checksums import NAME_BLOCK
-from .layout import _NOT_TABLES, _RESERVED_ATTRS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
+from .layout import _NOT_TABLES, _RESERVED_ATTRS, CONTEXTS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
 
 __all__ = ["save"]
 
@@ -95,10 +95,11 @@ def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[Any, str]]:
     both = set(ckpt.entity_tables) & set(ckpt.relation_tables)
     if both:
         raise CheckpointError(f"cannot save: table(s) {', '.join(sorted(both))} are both entity- and relation-indexed")
-    n_rows = {ENTITIES: ckpt.n_entities, RELATIONS: ckpt.n_relations}
+    n_rows = {ENTITIES: ckpt.n_entities, RELATIONS: ckpt.n_relations, CONTEXTS: ckpt.n_contexts}
     prepared = {}
-    for indexed_by, group in ((ENTITIES, ckpt.entity_tables), (RELATIONS, ckpt.relation_tables)):
+    for group in (ckpt.entity_tables, ckpt.relation_tables):
         for name, table in group.items():
+            indexed_by = ckpt.vocab_kind(name)  # context_embeddings is indexed by /contexts when it has its own
             if not name or "/" in name or name in _NOT_TABLES:
                 raise CheckpointError(f"cannot save: {name!r} is not a usable table name")
             array = table if is_lazy(table) else np.ascontiguousarray(table, dtype="<f4")
@@ -231,6 +232,10 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     path = Path(path)
     _check_names("entity", ckpt.entities)
     _check_names("relation", ckpt.relations)
+    vocabularies = [(ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)]
+    if ckpt.contexts is not None:
+        _check_names("context", ckpt.contexts)
+        vocabularies.append((CONTEXTS, ckpt.contexts))
     tables = _prepare_tables(ckpt)
     params = {}
     for name, value in ckpt.params.items():
@@ -271,12 +276,12 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
 
                     pending = pool.submit(stream_tables) if raw else None
                     try:
-                        for name, names in ((ENTITIES, ckpt.entities), (RELATIONS, ckpt.relations)):
+                        for name, names in vocabularies:
                             try:
                                 sha = _write_names(f, name, names)
                             except UnicodeEncodeError as err:
                                 raise CheckpointError(
-                                    f"cannot save: {'an entity' if name == ENTITIES else 'a relation'} name is not valid Unicode ({err})"
+                                    f"cannot save: a name in /{name} is not valid Unicode ({err})"
                                 ) from err
                             f[name].attrs["sha256"] = sha
                         _write_strings(f, LINEAGE, lineage)
