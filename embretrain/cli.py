@@ -138,7 +138,8 @@ def training_options(func):
 
 
 MODEL_CHOICE = click.Choice(CHOICES["model"])
-_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model", "partition_strategy")
+_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "context_vocab", "model",
+              "partition_strategy")
 
 
 def checkpoint_options(func):
@@ -146,9 +147,10 @@ def checkpoint_options(func):
     options = [
         click.option("--entity-var", help="TF/Keras: the entity table: a key ('embedding', 'layers/embedding/vars/0') or a Keras layer name ('item_emb') [the one 2-D float32 variable that fits]."),
         click.option("--relation-var", help="TF/Keras: key of the relation table (triple models)."),
-        click.option("--context-var", help="TF/Keras: key of the context table of an untied dot model (word2vec's second matrix), grown and frozen like the entity table."),
+        click.option("--context-var", help="TF/Keras: key (or layer name) of the context table of an untied dot model, the b side (word2vec's second matrix; a two-tower model's item table), grown and frozen like the entity table."),
         click.option("--entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names, row i on line i+1 [<ckpt>.entities.tsv]."),
         click.option("--relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names [<ckpt>.relations.tsv]."),
+        click.option("--context-vocab", type=click.Path(dir_okay=False), help="TF/Keras: names of the --context-var table's rows when they are a vocabulary of their own (items of a two-tower model) [<ckpt>.contexts.tsv; else the entity names]."),
         click.option("--model", type=MODEL_CHOICE, help="TF/Keras: the scoring model [dot for an entity table alone]."),
         click.option("--partition-strategy", type=click.Choice(["mod", "div"]), help="TF1: how your program's embedding_lookup reads a table saved in parts (required for a partitioned table; see inspect)."),
     ]
@@ -402,6 +404,7 @@ def train(**opts):
 @click.option("--ckpt", required=True, type=click.Path(), help="Checkpoint to grow (never modified, unless --out names the same file).")
 @click.option("--new-entities", type=click.Path(), help="New entity names, one per line (already known names are skipped).")
 @click.option("--new-relations", type=click.Path(), help="New relation names, one per line.")
+@click.option("--new-contexts", type=click.Path(), help="Pair model with two vocabularies: new names of the b side (items of a two-tower model), one per line; --new-entities are then the a side's (users).")
 @click.option("--data", required=True, type=click.Path(), help="Delta triples (or pairs for a dot model) touching the new entities.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
@@ -429,10 +432,11 @@ def extend(**opts):
     from . import api
     from .errors import NothingToDoError
 
-    if not opts["new_entities"] and not opts["new_relations"]:
-        raise click.UsageError("give --new-entities and/or --new-relations")
+    if not opts["new_entities"] and not opts["new_relations"] and not opts["new_contexts"]:
+        raise click.UsageError("give --new-entities, --new-relations and/or --new-contexts")
     _preflight(
-        opts["out"], ckpt=opts["ckpt"], data=(opts["new_entities"], opts["new_relations"], opts["data"], opts["replay"]),
+        opts["out"], ckpt=opts["ckpt"],
+        data=(opts["new_entities"], opts["new_relations"], opts["new_contexts"], opts["data"], opts["replay"]),
         config=opts["config"], report=opts["report"], out_format=opts["out_format"],
     )
     _check_strategy(opts)
@@ -440,8 +444,8 @@ def extend(**opts):
         _check_on_disk(opts)
     in_place = _same_file(opts["ckpt"], opts["out"])
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
-    delta_options = {"new_relations": opts["new_relations"], "skip_unknown": opts["skip_unknown"],
-                     "replay": opts["replay"]}
+    delta_options = {"new_relations": opts["new_relations"], "new_contexts": opts["new_contexts"],
+                     "skip_unknown": opts["skip_unknown"], "replay": opts["replay"]}
 
     def load(old_rows: str):
         t0 = time.perf_counter()
@@ -458,7 +462,7 @@ def extend(**opts):
         if not summary.get("nothing_to_do"):
             return None
         message = (
-            f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "
+            f"nothing to do: every name in {opts['new_entities'] or opts['new_relations'] or opts['new_contexts']} is already in "
             f"{opts['ckpt']}; nothing was written"
         )
         if opts["strict"]:
@@ -599,9 +603,10 @@ def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
 @click.argument("new", type=click.Path())
 @click.option("--new-entity-vocab", type=click.Path(dir_okay=False), help="TF/Keras: entity names of NEW [NEW.entities.tsv]; --entity-vocab is OLD's.")
 @click.option("--new-relation-vocab", type=click.Path(dir_okay=False), help="TF/Keras: relation names of NEW [NEW.relations.tsv].")
+@click.option("--new-context-vocab", type=click.Path(dir_okay=False), help="TF/Keras: context names of NEW, for a context table with its own vocabulary [NEW.contexts.tsv].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @checkpoint_options
-def verify(old, new, new_entity_vocab, new_relation_vocab, as_json, **load_opts):
+def verify(old, new, new_entity_vocab, new_relation_vocab, new_context_vocab, as_json, **load_opts):
     """Exit 0 if NEW extends OLD (same names first, every old row bit-identical), else 1.
 
     Names the first differing entity. For any supported format; no TensorFlow for native files.
@@ -613,8 +618,9 @@ def verify(old, new, new_entity_vocab, new_relation_vocab, as_json, **load_opts)
     from .verify import verify as verify_checkpoints
 
     old_opts = _load_options(load_opts)
-    new_opts = {k: v for k, v in old_opts.items() if k not in ("entity_vocab", "relation_vocab")}
-    new_opts.update({k: v for k, v in (("entity_vocab", new_entity_vocab), ("relation_vocab", new_relation_vocab)) if v})
+    vocabs = {"entity_vocab": new_entity_vocab, "relation_vocab": new_relation_vocab, "context_vocab": new_context_vocab}
+    new_opts = {k: v for k, v in old_opts.items() if k not in vocabs}
+    new_opts.update({k: v for k, v in vocabs.items() if v})
     result = verify_checkpoints(old, new, old_options=old_opts, new_options=new_opts)
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "message": result.message, "first_entity": result.first_entity,

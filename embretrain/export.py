@@ -48,8 +48,8 @@ def default_out(ckpt_path: str | os.PathLike, fmt: str) -> str:
 
 
 def _kind(ckpt: Checkpoint, table: str) -> str:
-    """``"relations"`` for a relation-indexed table, else ``"entities"`` (as the lineage counts them)."""
-    return "relations" if table in ckpt.relation_tables else "entities"
+    """``"relations"``, ``"contexts"`` or ``"entities"``: the vocabulary of ``table``'s rows (as the lineage counts them)."""
+    return ckpt.vocab_kind(table)
 
 
 def rows_to_export(ckpt: Checkpoint, table: str, only_new: bool) -> tuple[list[str], np.ndarray]:
@@ -62,7 +62,7 @@ def rows_to_export(ckpt: Checkpoint, table: str, only_new: bool) -> tuple[list[s
 
 
 def _rows(ckpt: Checkpoint, table: str, ids: range) -> tuple[list[str], np.ndarray]:
-    names = ckpt.relations if _kind(ckpt, table) == "relations" else ckpt.entities
+    names = ckpt.names_of(table)
     return list(names[ids.start : ids.stop]), ckpt.tables()[table][ids.start : ids.stop]
 
 

@@ -39,7 +39,7 @@ def _names(ckpt: Checkpoint, table: str):
     tables = ckpt.tables()
     if table not in tables:
         raise UsageError(f"the checkpoint has no table {table!r}; it has {', '.join(tables)}")
-    return ckpt.relations if table in ckpt.relation_tables else ckpt.entities
+    return ckpt.names_of(table)
 
 
 def _id(ckpt: Checkpoint, name: str, table: str) -> int:
@@ -56,7 +56,7 @@ def _id(ckpt: Checkpoint, name: str, table: str) -> int:
         vocab = Vocab.partial(names, [name])
         if name in vocab:
             return vocab[name]
-    kind = "relation" if table in ckpt.relation_tables else "entity"
+    kind = {"entities": "entity", "relations": "relation", "contexts": "context"}[ckpt.vocab_kind(table)]
     raise DataError(f"{ckpt.source or 'the checkpoint'}: no {kind} named {name!r}")
 
 

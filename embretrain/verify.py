@@ -74,6 +74,13 @@ class _View:
     tables: dict[str, np.ndarray]
     variables: dict[str, Any] = field(default_factory=dict)
     parts: dict[str, int] = field(default_factory=dict)
+    contexts: list[str] | None = None  # the context table's own names (two vocabularies); None: entity-indexed
+
+    def names_of(self, table: str) -> tuple[str, list[str]]:
+        """(kind, names) of ``table``'s rows."""
+        if table == RELATION_TABLE:
+            return "relation", self.relations
+        return ("context", self.contexts) if table == CONTEXT_TABLE and self.contexts is not None else ("entity", self.entities)
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -106,7 +113,8 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
     checked = {"entities": len(old.entities), "relations": len(old.relations), "tables": 0, "variables": 0}
     if old.model and new.model and old.model != new.model:
         return VerifyResult(False, f"model differs: OLD is {old.model!r}, NEW is {new.model!r}", checked=checked)
-    for kind, a, b in (("entity", old.entities, new.entities), ("relation", old.relations, new.relations)):
+    for kind, a, b in (("entity", old.entities, new.entities), ("relation", old.relations, new.relations),
+                       ("context", old.contexts or [], new.contexts or [])):
         i = _first_vocab_difference(a, b)
         if i is not None:
             found = f"{b[i]!r}" if i < len(b) else f"nothing (NEW has only {len(b)} {kind} names)"
@@ -115,8 +123,7 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
                 first_entity=a[i] if kind == "entity" else None, checked=checked,
             )
     for name, table in old.tables.items():
-        relation = name == RELATION_TABLE
-        names = old.relations if relation else old.entities
+        kind, names = old.names_of(name)
         other = new.tables.get(name)
         if other is None:
             return VerifyResult(False, f"NEW has no table {name!r}", checked=checked)
@@ -128,23 +135,27 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
         diff = _first_row_difference(table, other)
         if diff:
             row, count = diff
-            kind = "relation" if relation else "entity"
             return VerifyResult(
                 False,
                 f"table {name!r}: row {row} ({kind} {names[row]!r}) differs"
                 + (f", and {count - 1} more row(s)" if count > 1 else ""),
-                first_entity=None if relation else names[row], checked=checked,
+                first_entity=None if kind == "relation" else names[row], checked=checked,
             )
         checked["tables"] += 1
     if old.fmt == new.fmt and old.fmt != "h5":
         problem, entity = _compare_variables(old, new, checked)
         if problem:
             return VerifyResult(False, problem, first_entity=entity, checked=checked)
+    contexts = (f", {len(old.contexts)} contexts", f", {len(new.contexts or []) - len(old.contexts)} contexts") \
+        if old.contexts is not None else ("", "")
+    if old.contexts is not None:
+        checked["contexts"] = len(old.contexts)
     return VerifyResult(
         True,
-        f"NEW extends OLD: {len(old.entities)} entities and {len(old.relations)} relations keep their names and rows "
-        f"({checked['tables']} table(s) bit-identical, {checked['variables']} other variable(s) unchanged); "
-        f"NEW adds {len(new.entities) - len(old.entities)} entities and {len(new.relations) - len(old.relations)} relations",
+        f"NEW extends OLD: {len(old.entities)} entities{contexts[0]} and {len(old.relations)} relations keep their names "
+        f"and rows ({checked['tables']} table(s) bit-identical, {checked['variables']} other variable(s) unchanged); "
+        f"NEW adds {len(new.entities) - len(old.entities)} entities{contexts[1]} and "
+        f"{len(new.relations) - len(old.relations)} relations",
         checked=checked,
     )
 
@@ -152,6 +163,8 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
 def _compare_variables(old: _View, new: _View, checked: dict) -> tuple[str | None, str | None]:
     """Every variable of OLD in NEW unchanged; one with as many rows as a grown vocabulary only in its old rows."""
     grown = {len(old.entities): ("entity", old.entities), len(old.relations): ("relation", old.relations)}
+    if old.contexts is not None:
+        grown.setdefault(len(old.contexts), ("context", old.contexts))
     for key, value in old.variables.items():
         if key not in new.variables:
             return f"NEW lacks variable {key!r}", None
@@ -186,7 +199,7 @@ def _names(option, base: str, suffix: str, what: str, required: bool, path) -> l
     if not file.is_file():
         if not required:
             return []
-        flag = "--entity-vocab" if what == "entity" else "--relation-vocab"
+        flag = f"--{what}-vocab"
         raise CheckpointError(f"{path} carries no {what} names: give {flag} FILE (for NEW: --new-{flag[2:]})")
     return _read_vocab(file, what)
 
@@ -210,10 +223,11 @@ def _read_native(path: Path) -> _View:
                 raise CheckpointError(f"{path}: not an embretrain checkpoint (no /entities or /{ENTITY_TABLE})")
             entities = [str(n) for n in datasets["entities"].asstr()[()]]
             relations = [str(n) for n in datasets["relations"].asstr()[()]] if "relations" in datasets else []
+            contexts = [str(n) for n in datasets["contexts"].asstr()[()]] if "contexts" in datasets else None
             tables = {
                 name: np.asarray(obj[()]) for name, obj in datasets.items()
                 if "/" not in name and obj.ndim == 2
-                and (obj.attrs.get("indexed_by") in ("entities", "relations")
+                and (obj.attrs.get("indexed_by") in ("entities", "relations", "contexts")
                      or name in (ENTITY_TABLE, RELATION_TABLE, CONTEXT_TABLE))
             }
             model = f.attrs.get("model")
@@ -222,7 +236,7 @@ def _read_native(path: Path) -> _View:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: cannot read the HDF5 checkpoint ({err})") from err
     model = model.decode() if isinstance(model, bytes) else (str(model) if model is not None else None)
-    return _View(os.fspath(path), "h5", model, entities, relations, tables)
+    return _View(os.fspath(path), "h5", model, entities, relations, tables, contexts=contexts)
 
 
 def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[str, Any], n_rows: int,
@@ -253,10 +267,12 @@ def _foreign_view(path, fmt: str, base: str, variables: dict[str, Any], options:
     entities = _names(options.get("entity_vocab"), base, ".entities.tsv", "entity", True, path)
     keys = _roles(path, variables, options, meta, len(entities), graph)
     relations = _names(options.get("relation_vocab"), base, ".relations.tsv", "relation", RELATION_TABLE in keys, path)
+    contexts = (_names(options.get("context_vocab"), base, ".contexts.tsv", "context", False, path) or None
+                if CONTEXT_TABLE in keys else None)  # none: the context rows are indexed by the entities
     tables = {role: np.asarray(variables[key]) for role, key in keys.items()}
     model = options.get("model") or meta.get("model")
     return _View(os.fspath(path), fmt, model, entities, relations, tables,
-                 {k: v for k, v in variables.items() if k not in keys.values()}, parts)
+                 {k: v for k, v in variables.items() if k not in keys.values()}, parts, contexts)
 
 
 def _read_keras(path: Path, options: dict[str, Any]) -> _View:
@@ -269,11 +285,16 @@ def _read_keras(path: Path, options: dict[str, Any]) -> _View:
     # the values are then read here, with plain h5py
     with open_weights(path) as (f, _archive, _config):
         try:
-            _, datasets = walk(f, path)
+            groups, datasets = walk(f, path)
             variables: dict[str, Any] = {name: obj[()] for name, obj in datasets.items()}
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: cannot read the Keras file ({err})") from err
-    return _foreign_view(path, "keras", os.fspath(path), variables, options, {})
+    from .checkpoint.foreign import VariableGraph
+    from .checkpoint.keras import layer_names
+
+    # layer names (--entity-var user_emb) from the vars groups' "name" attributes, read here by h5py
+    return _foreign_view(path, "keras", os.fspath(path), variables, options, {},
+                         VariableGraph(names=layer_names(groups, variables)))
 
 
 def _tf_parts(listing: list[bytes], key: str) -> int:
@@ -342,6 +363,7 @@ def _check_usable(view: _View) -> None:
 
     check_names(view.entities, f"{view.path}: /entities")
     check_names(view.relations, f"{view.path}: /relations")
+    check_names(view.contexts or [], f"{view.path}: /contexts")
     if view.model is not None and ENTITY_TABLE in view.tables:
         check_shapes(view.model, {}, {role: int(t.shape[1]) for role, t in view.tables.items()}, where=view.path)
 
@@ -353,7 +375,8 @@ def compare(old: Checkpoint, new: Checkpoint) -> VerifyResult:
     """Check that in-memory ``new`` extends ``old`` (tables and vocabularies; see the module docstring)."""
 
     def view(c: Checkpoint) -> _View:
-        return _View(c.source or "", "memory", c.model, list(c.entities), list(c.relations), c.tables())
+        return _View(c.source or "", "memory", c.model, list(c.entities), list(c.relations), c.tables(),
+                     contexts=None if c.contexts is None else list(c.contexts))
 
     return _compare_views(view(old), view(new))
 

@@ -43,7 +43,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Options for checkpoints that do not describe themselves (TF, Keras); see foreign.LoadOptions.
-LOAD_OPTIONS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model",
+LOAD_OPTIONS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "context_vocab", "model",
                 "partition_strategy")
 
 
@@ -88,7 +88,7 @@ def load(path, **kwargs) -> Checkpoint:
     Args:
         path: native ``.h5``; TF prefix, prefix file or directory; ``.weights.h5`` or ``.keras``.
         **kwargs: ``entity_var``, ``relation_var``, ``context_var``, ``entity_vocab``,
-            ``relation_vocab``, ``model``, ``partition_strategy`` for TF/Keras (None = not given); ``verify`` for native;
+            ``relation_vocab``, ``context_vocab``, ``model``, ``partition_strategy`` for TF/Keras (None = not given); ``verify`` for native;
             ``old_rows`` (``"memory"`` or ``"on-disk"``, native only) and ``read_only`` (see
             :func:`.native.load`).
 

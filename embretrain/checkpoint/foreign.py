@@ -27,6 +27,7 @@ are exactly the state of a variable the optimizer has not touched yet.
 Sidecars written beside a TF or Keras output ``<out>``:
 
 * ``<out>.entities.tsv`` / ``<out>.relations.tsv``: one name per line, row i on line i + 1;
+* ``<out>.contexts.tsv``: the same for the context table of a pair model with two vocabularies;
 * ``<out>.embretrain.json``: model, parameters, which key holds which table, and the lineage.
 
 Owns: what TF and Keras share (table choice, sidecars, slots, the shape contract at load). Must not:
@@ -67,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 TF2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 META_SUFFIX = ".embretrain.json"
-_VOCAB_SUFFIX = {ENTITY_TABLE: ".entities.tsv", RELATION_TABLE: ".relations.tsv"}
+_VOCAB_SUFFIX = {ENTITY_TABLE: ".entities.tsv", RELATION_TABLE: ".relations.tsv", CONTEXT_TABLE: ".contexts.tsv"}
 _OPTIMIZER_PARTS = ("optimizer",)  # a key component starting with this marks optimizer state
 PARTITION_STRATEGIES = ("mod", "div")  # tf.compat.v1.nn.embedding_lookup's partition_strategy
 
@@ -96,9 +97,12 @@ class LoadOptions:
     Attributes:
         entity_var: key of the entity table ``[n_entities, dim]``.
         relation_var: key of the relation table ``[n_relations, rel_dim]`` (triple models).
-        context_var: key of a second entity-indexed table (untied ``dot`` model).
+        context_var: key of the second table of an untied ``dot`` model (``b`` side).
         entity_vocab: file with one entity name per line; row i is on line i + 1.
         relation_vocab: the same for relations.
+        context_vocab: the same for the context table's rows, when they are a vocabulary of their own (a
+            two-tower model: users in the entity table, items in the context table, of different sizes).
+            Not given (and no ``<ckpt>.contexts.tsv``): context rows are indexed by the entities.
         model: scorer name; default ``dot`` when only an entity table is given.
         partition_strategy: ``mod`` or ``div``, how the user's program looks ids up in a table
             saved in parts (TF1 partitioned variables); the checkpoint does not record it.
@@ -109,6 +113,7 @@ class LoadOptions:
     context_var: str | None = None
     entity_vocab: str | os.PathLike | None = None
     relation_vocab: str | os.PathLike | None = None
+    context_vocab: str | os.PathLike | None = None
     model: str | None = None
     partition_strategy: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +121,7 @@ class LoadOptions:
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> "LoadOptions":
         known = {k: kwargs.get(k) for k in ("entity_var", "relation_var", "context_var", "entity_vocab",
-                                            "relation_vocab", "model", "partition_strategy")}
+                                            "relation_vocab", "context_vocab", "model", "partition_strategy")}
         unknown = set(kwargs) - set(known)
         if unknown:
             raise UsageError(f"unknown checkpoint option(s): {', '.join(sorted(unknown))}")
@@ -126,9 +131,9 @@ class LoadOptions:
 
 
 def sidecar(base: str | os.PathLike, kind: str) -> Path:
-    """Path of a sidecar beside ``base``: ``kind`` is ``entities``, ``relations`` or ``meta``."""
+    """Path of a sidecar beside ``base``: ``kind`` is ``entities``, ``relations``, ``contexts`` or ``meta``."""
     suffix = {"entities": _VOCAB_SUFFIX[ENTITY_TABLE], "relations": _VOCAB_SUFFIX[RELATION_TABLE],
-              "meta": META_SUFFIX}[kind]
+              "contexts": _VOCAB_SUFFIX[CONTEXT_TABLE], "meta": META_SUFFIX}[kind]
     return Path(f"{os.fspath(base)}{suffix}")
 
 
@@ -397,8 +402,7 @@ def build_checkpoint(
                 f"({n_relations} lines for {keys[RELATION_TABLE]!r})"
             )
         relations = _read_vocab(rel_path, n_relations, "relation", keys[RELATION_TABLE])
-    if CONTEXT_TABLE in keys and specs[keys[CONTEXT_TABLE]][0][0] != n_entities:
-        raise CheckpointError(f"{path}: context table {keys[CONTEXT_TABLE]!r} must have {n_entities} rows")
+    contexts = _context_names(path, specs, keys, opts, sidecar_base, n_entities)
 
     tables = {name: np.ascontiguousarray(read(key), dtype=np.float32) for name, key in keys.items()}
     table_keys = set(keys.values())
@@ -426,6 +430,7 @@ def build_checkpoint(
         source=os.fspath(path),
         checksums="none",
         extras={**(extras or {}), "format": fmt, "keys": keys, "variables": variables, "slots": slots},
+        contexts=contexts,
     )
     from ..models import check_shapes
 
@@ -433,6 +438,26 @@ def build_checkpoint(
     # the tables and widths now, not a TensorFlow stack after training
     check_shapes(ckpt.model, ckpt.params, {n: int(t.shape[1]) for n, t in ckpt.tables().items()}, where=os.fspath(path))
     return ckpt
+
+
+def _context_names(path, specs, keys: dict[str, str], opts: LoadOptions, sidecar_base, n_entities: int):
+    """The context table's own names (``--context-vocab`` or ``<ckpt>.contexts.tsv``), or None when its
+    rows are indexed by the entities (then it must have as many rows)."""
+    if CONTEXT_TABLE not in keys:
+        if opts.context_vocab is not None:
+            raise UsageError(f"{path}: --context-vocab names the rows of the context table: give --context-var KEY too")
+        return None
+    key = keys[CONTEXT_TABLE]
+    n_rows = specs[key][0][0]
+    vocab_path, _ = _vocab_rows(opts.context_vocab, sidecar(sidecar_base, "contexts"))
+    if vocab_path is not None:
+        return _read_vocab(vocab_path, n_rows, "context", key)
+    if n_rows != n_entities:
+        raise CheckpointError(
+            f"{path}: context table {key!r} has {n_rows} rows but there are {n_entities} entities; if its rows "
+            "are a vocabulary of their own (items of a two-tower model), give --context-vocab FILE"
+        )
+    return None
 
 
 def _find_slots(specs, keys: dict[str, str], graph: VariableGraph | None = None) -> dict[str, str]:
@@ -538,7 +563,8 @@ def write_sidecars(
     binds: dict[str, Any] | None = None,
     shown_as: str | os.PathLike | None = None,
 ) -> None:
-    """Write ``<base>.entities.tsv``, ``<base>.relations.tsv`` (triple models) and ``<base>.embretrain.json``.
+    """Write ``<base>.entities.tsv``, ``<base>.relations.tsv`` (triple models), ``<base>.contexts.tsv`` (a pair
+    model with two vocabularies) and ``<base>.embretrain.json``.
 
     ``binds``: :func:`file_binding` of the file the sidecars belong to, recorded in the meta sidecar and
     checked by :func:`read_meta` at load. ``shown_as``: the base messages name (the final output, when
@@ -548,12 +574,15 @@ def write_sidecars(
     _write_vocab(sidecar(base, "entities"), ckpt.entities, "entity", sidecar(shown, "entities"))
     if ckpt.relations:
         _write_vocab(sidecar(base, "relations"), ckpt.relations, "relation", sidecar(shown, "relations"))
+    if ckpt.contexts is not None:
+        _write_vocab(sidecar(base, "contexts"), ckpt.contexts, "context", sidecar(shown, "contexts"))
     meta = {
         "tool": "embretrain",
         "model": ckpt.model,
         "params": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in ckpt.params.items()},
         "tables": keys,
-        "counts": {"entities": ckpt.n_entities, "relations": ckpt.n_relations},
+        "counts": {"entities": ckpt.n_entities, "relations": ckpt.n_relations,
+                   **({} if ckpt.contexts is None else {"contexts": len(ckpt.contexts)})},
         "lineage": ckpt.lineage,
     }
     if binds is not None:

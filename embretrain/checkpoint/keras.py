@@ -50,6 +50,7 @@ from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
 from .foreign import (
     LoadOptions,
+    VariableGraph,
     build_checkpoint,
     grown_variables,
     read_meta,
@@ -206,7 +207,21 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     if archive is not None:
         extras["keras_archive"] = archive
         extras["keras_config"] = config
-    return build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
+    return build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras,
+                            graph=VariableGraph(names=layer_names(groups, specs)))
+
+
+def layer_names(groups: dict[str, dict], keys) -> dict[str, str]:
+    """key -> the name the user gave its layer (``layers/embedding_1/vars/0`` -> ``item_emb``): Keras 3 keys
+    a layer by its class, and keeps the layer's own name in the ``name`` attribute of its ``vars`` group."""
+    names = {}
+    for key in keys:
+        name = groups.get(key.rpartition("/")[0], {}).get("name")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if isinstance(name, str) and not key.startswith("optimizer/"):
+            names[key] = name
+    return names
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
@@ -296,7 +311,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             f"{path}: a .keras archive needs the model's architecture, which only a .keras input carries; "
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
-    kinds = ("entities", "relations", "meta")
+    kinds = ("entities", "relations", "contexts", "meta")
     with scratch_dir(path) as scratch:
         # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
         # nothing reaches the target directory until the whole unit is ready

@@ -425,7 +425,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         }
     info.update({
         "tables": meta.get("tables") or {},
-        "vocabularies": {kind: os.fspath(sidecar(prefix, kind)) for kind in ("entities", "relations")
+        "vocabularies": {kind: os.fspath(sidecar(prefix, kind)) for kind in ("entities", "relations", "contexts")
                          if sidecar(prefix, kind).is_file()},
         "lineage": meta.get("lineage") or [],
     })
@@ -469,7 +469,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     with tf.device("/cpu:0"):
         values = [tf.constant(v) for v in parts]
     state = _state_text(directory, prefix)
-    kinds = ("entities", "relations", "meta")
+    kinds = ("entities", "relations", "contexts", "meta")
     with scratch_dir(prefix) as scratch:
         # everything is made in the scratch directory first; nothing reaches the target directory
         # until the whole unit (shards, sidecars, state file) is ready
