@@ -553,7 +553,8 @@ def inspect(ckpt, as_json):
         added = rec.get("entities_added", 0)
         click.echo(
             f"  {i}. {rec.get('time', '?')} {rec.get('command', '?')} (v{rec.get('tool_version', '?')}): "
-            f"+{added} entities, +{rec.get('relations_added', 0)} relations, seed {rec.get('seed')}, "
+            f"+{added} entities, +{rec.get('relations_added', 0)} relations"
+            + (f", +{rec['contexts_added']} contexts" if "contexts_added" in rec else "") + f", seed {rec.get('seed')}, "
             f"final loss {rec.get('final_loss')}"
         )
         for path, digest in (rec.get("inputs_sha256") or {}).items():

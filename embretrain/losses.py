@@ -5,7 +5,7 @@ Owns: the loss of a batch for a triple or a pair model (:func:`batch_loss`), the
 Every executor of :func:`embretrain.train.fit` (local or cluster) calls :func:`batch_loss`, so a step
 computes the same thing wherever it runs. Must not: create variables, apply gradients, or know where
 rows live; it needs from ``emb`` only ``.scorer``, ``.entity``/``.context``/``.relation`` tables
-(``lookup``, ``width``, ``n_old``) and ``sample_negatives``. ``rng`` is anything with
+(``lookup``, ``width``, ``n_old``) and ``sample_negatives`` / ``sample_b_negatives``. ``rng`` is anything with
 ``tf.random.Generator.uniform``'s signature; the order of its draws is part of the result (same seed,
 same bytes), so do not reorder them.
 

@@ -44,7 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IdTriples = np.ndarray  # int64 [n, 3], columns (head, relation, tail)
-IdPairs = np.ndarray  # int64 [n, 2], columns (a, b); both entity ids
+IdPairs = np.ndarray  # int64 [n, 2], columns (a, b); both entity ids (b a context id with two vocabularies)
 Mask = np.ndarray  # bool [n]
 
 TRIPLE_ENTITY_COLUMNS = (0, 2)  # head and tail; column 1 holds relation ids
