@@ -43,7 +43,15 @@ class SparseOptimizer:
         self.slots: dict[str, list] = {}
 
     def build(self, variables) -> None:
+        import tensorflow as tf
+
         self.variables = list(variables)
+        # a variable, not a constant of the traced step, so a schedule can change it between epochs
+        self.learning_rate = tf.Variable(self.lr, dtype=tf.float32, trainable=False, name="learning_rate")
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (a schedule calls this between epochs)."""
+        self.learning_rate.assign(lr)
 
     def apply(self, grads, variables) -> None:
         for grad, var in zip(grads, variables):
@@ -69,7 +77,7 @@ class SparseSGD(SparseOptimizer):
     def _apply_one(self, i, var, idx, values):
         import tensorflow as tf
 
-        var.scatter_sub(tf.IndexedSlices(self.lr * values, idx))
+        var.scatter_sub(tf.IndexedSlices(self.learning_rate * values, idx))
 
 
 class SparseAdagrad(SparseOptimizer):
@@ -95,7 +103,7 @@ class SparseAdagrad(SparseOptimizer):
         tf.raw_ops.ResourceSparseApplyAdagradV2(
             var=var.handle,
             accum=self.slots["accumulator"][i].handle,
-            lr=tf.constant(self.lr, var.dtype),
+            lr=tf.cast(self.learning_rate, var.dtype),
             epsilon=tf.constant(self.epsilon, var.dtype),
             grad=values,
             indices=idx,
@@ -135,7 +143,7 @@ class LazyAdam(SparseOptimizer):
         v = b2 * tf.gather(v_slot, idx) + (1.0 - b2) * tf.square(values)
         m_slot.scatter_update(tf.IndexedSlices(m, idx))
         v_slot.scatter_update(tf.IndexedSlices(v, idx))
-        step = self.lr * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
+        step = self.learning_rate * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
         var.scatter_sub(tf.IndexedSlices(step * m / (tf.sqrt(v) + self.epsilon), idx))
 
 
