@@ -28,7 +28,6 @@ from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta, scratch_delta)
 from .errors import UsageError
 from .summary import RunSummary
-from .tables import left_on_disk
 from .vocab import Vocab
 
 __all__ = ["load", "save", "train", "extend", "evaluate"]
@@ -142,15 +141,6 @@ def train(
     return ckpt, run.as_dict()
 
 
-def _check_old_rows_placement(ckpt: Checkpoint, strategy: str) -> None:
-    on_disk = left_on_disk(ckpt.entities) or any(left_on_disk(t) for t in ckpt.tables().values())
-    if on_disk and strategy != "local":
-        raise UsageError(
-            "old rows left on disk (old_rows='on-disk') train in this process; a parameter-server run keeps "
-            "the old rows on its ps tasks (load the checkpoint into memory, or train locally)"
-        )
-
-
 def extend(
     ckpt: Checkpoint,
     new_entities: NameInput,
@@ -188,7 +178,6 @@ def extend(
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
-    _check_old_rows_placement(ckpt, strategy)
     t0 = time.perf_counter()
     delta = prepare_delta(ckpt, scorer, new_entities, data, new_relations=new_relations, skip_unknown=skip_unknown,
                           replay=replay)

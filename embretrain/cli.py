@@ -127,6 +127,7 @@ def training_options(func):
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--cluster-timeout", type=click.FloatRange(min=0), help="parameter-server: seconds to wait for every ps and worker to accept connections (logging who is missing) before failing with exit 6 [120]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -264,6 +265,17 @@ def _check_strategy(opts: dict) -> None:
         read_tf_config()
     elif opts["shards"]:
         raise click.UsageError("--shards only applies with --strategy parameter-server")
+    elif opts["cluster_timeout"] is not None:
+        raise click.UsageError("--cluster-timeout only applies with --strategy parameter-server")
+
+
+def _wait_for_cluster(opts: dict) -> None:
+    """A cluster run waits for its servers before loading anything (bounded, logging who is missing)."""
+    if opts["strategy"] == "parameter-server":
+        from .distributed import CLUSTER_TIMEOUT, read_tf_config, wait_for_cluster
+
+        timeout = CLUSTER_TIMEOUT if opts["cluster_timeout"] is None else opts["cluster_timeout"]
+        wait_for_cluster(read_tf_config(), timeout)
 
 
 def _check_on_disk(opts: dict) -> None:
@@ -276,11 +288,6 @@ def _check_on_disk(opts: dict) -> None:
         raise UsageError(
             f"--old-rows on-disk reads native .h5 checkpoints only; {opts['ckpt']} is a "
             f"{'TensorFlow' if fmt == 'tf' else 'Keras'} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
-        )
-    if opts["strategy"] != "local":
-        raise UsageError(
-            "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
-            "(drop --old-rows or --strategy parameter-server)"
         )
 
 
@@ -355,6 +362,7 @@ def train(**opts):
     _check_strategy(opts)
 
     def body():
+        _wait_for_cluster(opts)
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
                                   strategy=opts["strategy"], shards=opts["shards"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
@@ -407,6 +415,7 @@ def extend(**opts):
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
 
     def body():
+        _wait_for_cluster(opts)
         t0 = time.perf_counter()
         logger.info("loading %s", opts["ckpt"])
         # read-only: frozen rows are never written to, and the save can continue the load's sha256
