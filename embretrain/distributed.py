@@ -1,8 +1,8 @@
 """Scale-out: the same ``train``/``extend`` on a TensorFlow ``ParameterServerStrategy`` cluster.
 
-Owns: reading ``TF_CONFIG``, connecting the chief (:func:`connect`), the sharded split table, the
-:class:`ClusterExecutor` that runs an epoch's steps on the workers, and the ps/worker servers. Must
-not: repeat the training loop or the losses (the loop is :func:`embretrain.train.fit`, which takes a
+Owns: reading ``TF_CONFIG``, waiting for the servers (:func:`wait_for_cluster`) and connecting the
+chief (:func:`connect`), the sharded split table, the :class:`ClusterExecutor` that runs an epoch's
+steps on the workers, and the ps/worker servers. Must not: repeat the training loop or the losses (the loop is :func:`embretrain.train.fit`, which takes a
 :class:`ClusterExecutor`; a step's loss is :func:`embretrain.losses.batch_loss`), or build checkpoints.
 
 The cluster comes from the standard ``TF_CONFIG`` environment variable (``chief``, ``worker``,
@@ -14,9 +14,12 @@ What is distributed, and what stays the same as a local run:
 - **Tables.** :class:`ShardedSplitTable` is the sharded twin of :class:`embretrain.tables.SplitTable`:
   the old rows in one non-trainable ``ShardedVariable``, the new rows in a trainable one, both cut
   into ``div`` (contiguous) shards by the strategy's ``variable_partitioner`` and placed round-robin
-  on the parameter servers. Lookups go through ``tf.nn.embedding_lookup``, which ``ShardedVariable``
-  overrides to gather on each shard, so the gradient of every new shard is an ``IndexedSlices``
-  over the rows a batch touched (the sparse optimizers refuse anything else).
+  on the parameter servers. Each shard starts as zeros made on its ps and the chief streams its rows
+  in (:data:`STREAM_BYTES` blocks, read from the input file block by block when the old rows were
+  left on disk), so no process ever holds the whole old table, and a ps only its own shards.
+  Lookups go through ``tf.nn.embedding_lookup``, which ``ShardedVariable`` overrides to gather on
+  each shard, so the gradient of every new shard is an ``IndexedSlices`` over the rows a batch
+  touched (the sparse optimizers refuse anything else).
 - **Optimizer.** One :mod:`embretrain.optim` optimizer per new shard, built under
   ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps, and the
   update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths

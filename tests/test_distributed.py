@@ -84,12 +84,13 @@ def test_cli_rejects_a_cluster_run_without_tf_config_before_loading(tmp_path, mo
     assert not out.exists()
 
 
-def test_cli_shards_needs_the_parameter_server_strategy(tmp_path):
+@pytest.mark.parametrize("option", [["--shards", "2"], ["--cluster-timeout", "5"]])
+def test_cluster_options_need_the_parameter_server_strategy(tmp_path, option):
     (tmp_path / "train.tsv").write_text("a\tr\tb\n")
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "train.tsv"), "--out",
-                                       str(tmp_path / "out.h5"), "--shards", "2"])
+                                       str(tmp_path / "out.h5"), *option])
     assert result.exit_code == 2, result.output
-    assert "--shards only applies with --strategy parameter-server" in result.output
+    assert f"{option[0]} only applies with --strategy parameter-server" in result.output
 
 
 def test_a_chief_without_servers_fails_naming_every_unreachable_task(demo_base, tmp_path, monkeypatch):
@@ -113,14 +114,6 @@ def test_a_chief_without_servers_fails_naming_every_unreachable_task(demo_base, 
         assert f"{name} {address} (Connection refused)" in error
     assert not out.exists()
     assert json.loads(report.read_text())["exit_code"] == 6
-
-
-def test_cluster_timeout_needs_the_parameter_server_strategy(tmp_path):
-    (tmp_path / "train.tsv").write_text("a\tr\tb\n")
-    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "train.tsv"), "--out",
-                                       str(tmp_path / "out.h5"), "--cluster-timeout", "5"])
-    assert result.exit_code == 2, result.output
-    assert "--cluster-timeout only applies with --strategy parameter-server" in result.output
 
 
 def test_server_role_must_match_tf_config(monkeypatch):
@@ -256,25 +249,16 @@ class _Lines:
 
 
 def _write_big_inputs(work: Path) -> dict[str, Path]:
-    """A BIG_ROWS x BIG_DIM TransE checkpoint of random rows, 100 new entities and their delta."""
-    from embretrain import api
-    from embretrain.checkpoint import Checkpoint
+    """A BIG_ROWS x BIG_DIM TransE checkpoint of random rows, 100 new entities and their delta (the benchmark's
+    generator: scripts/bench_distributed.py)."""
+    import importlib.util
 
-    rng = np.random.default_rng(0)
-    n_rel = 4
-    api.save(Checkpoint(
-        model="transe",
-        entities=[f"e{i}" for i in range(BIG_ROWS)],
-        relations=[f"r{i}" for i in range(n_rel)],
-        entity_tables={"entity_embeddings": rng.uniform(-0.1, 0.1, (BIG_ROWS, BIG_DIM)).astype(np.float32)},
-        relation_tables={"relation_embeddings": rng.uniform(-0.1, 0.1, (n_rel, BIG_DIM)).astype(np.float32)},
-        params={"norm": 2, "gamma": 6.0},
-    ), work / "big.h5")
-    (work / "big_new.tsv").write_text("".join(f"n{i}\n" for i in range(100)))
-    lines = [f"n{i % 100}\tr{i % n_rel}\te{p}\n" for i, p in enumerate(rng.integers(0, BIG_ROWS, 1000))]
-    (work / "big_delta.tsv").write_text("".join(lines))
-    return {"ckpt": work / "big.h5", "new": work / "big_new.tsv", "delta": work / "big_delta.tsv",
-            "out": work / "big_out.h5"}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_distributed.py"
+    spec = importlib.util.spec_from_file_location("bench_distributed", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.make_inputs(work, BIG_ROWS, 100, 1000, 4, BIG_DIM)
+    return {"ckpt": work / "old.h5", "new": work / "new.tsv", "delta": work / "delta.tsv", "out": work / "big_out.h5"}
 
 
 @pytest.fixture(scope="module")
