@@ -4,11 +4,13 @@
     >>> base, _ = et.train("train.tsv", Settings(model="transe", epochs=50))
     >>> grown, summary = et.extend(base, "new.tsv", "delta.tsv")
     >>> et.save(grown, "merged.h5")
+    >>> et.plan_extend(base, "new.tsv", "delta.tsv").summary()   # a dry run: counts, no TensorFlow
 
 Inputs may be paths (read with file:line errors) or in-memory lists.
 
 Owns: the composition of a run, data flowing once, downward: settings -> checkpoint -> scorer ->
-delta (:mod:`~embretrain.delta`) -> levers (:mod:`~embretrain.levers`) -> split tables
+delta (:mod:`~embretrain.delta`) -> levers (:mod:`~embretrain.levers`) [= the :class:`Plan`, all a dry run
+does, without TensorFlow] -> split tables
 (:mod:`~embretrain.tables`) -> :func:`~embretrain.train.fit` (locally, or with a cluster's executor from
 :mod:`~embretrain.distributed`) -> grown checkpoint -> summary (:mod:`~embretrain.summary`). Must not:
 parse CLI options, name CLI flags in its errors, or hold the logic of any step it composes.
@@ -17,20 +19,24 @@ parse CLI options, name CLI flags in its errors, or hold the logic of any step i
 from __future__ import annotations
 
 import logging
+import os
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import as_array
+from .storage import as_array
 from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
-from .delta import (NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta, scratch_delta)
+from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
+                    scratch_delta)
 from .errors import UsageError
-from .summary import RunSummary
+from .levers import with_tensorboard
+from .summary import RunSummary, last_added
 from .vocab import Vocab
 
-__all__ = ["load", "save", "train", "extend", "evaluate"]
+__all__ = ["load", "save", "Plan", "plan_train", "plan_extend", "train", "extend", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
     ent_old, rel_old = old_tables
     emb = Embeddings(
         scorer,
-        split_tables(ent_old, delta.n_new, rng, make_table=make_table),
+        split_tables(ent_old, delta.n_new, rng, start_rows=scorer.entity_start, make_table=make_table),
         split_tables(rel_old, delta.r_new, rng, start_rows=scorer.relation_start, make_table=make_table),
         negative_new_ids=delta.negative_new_ids,
     )
@@ -106,6 +112,53 @@ def _scorer(model: str, settings: Settings):
     return get_model(model, {k: getattr(settings, k) for k in MODEL_PARAMS.get(model, ())})
 
 
+@dataclass
+class Plan:
+    """What a ``train``/``extend`` run will do, decided from its inputs before TensorFlow is imported.
+
+    Everything a run validates (checkpoint already loaded, every data line, settings against the model)
+    and counts happens here, once: :func:`train` and :func:`extend` train from a plan, and a dry run
+    stops at :meth:`summary`, so the two can never report different counts.
+
+    Attributes:
+        settings: the effective settings (``for_extend`` applied).
+        scorer: the model's scorer (no TensorFlow until it scores).
+        old_tables: (entity tables, relation tables) to grow: the checkpoint's, or empty ones for ``train``.
+        delta: the examples in the grown id space.
+        levers: the optional levers, in hook order (empty when there is nothing to do).
+        run: the run's summary, filled in by training.
+        nothing_to_do: an ``extend`` whose every new name is already known (a rerun): nothing to train or write.
+    """
+
+    settings: Settings
+    scorer: Any
+    old_tables: tuple[dict, dict]
+    delta: Delta
+    run: RunSummary
+    levers: list = field(default_factory=list)
+    nothing_to_do: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """The counts the run reports (its "nothing to do" summary for a rerun), without training."""
+        return self.run.nothing_to_do() if self.nothing_to_do else self.run.planned()
+
+
+def plan_train(data: TripleInput | PairInput, settings: Settings | None = None, *, command: str = "train") -> Plan:
+    """Read and check ``data`` and ``settings`` for a :func:`train` run; train nothing.
+
+    Raises:
+        DataError: malformed data (naming file and line).
+        UsageError: settings the model cannot take (e.g. an odd ``dim`` for complex).
+    """
+    settings = settings or resolve_settings()
+    scorer = _scorer(settings.model, settings)
+    t0 = time.perf_counter()
+    delta = scratch_delta(scorer, data)
+    old_tables = delta.kind.empty_tables(scorer, settings)
+    run = RunSummary.for_train(command, settings, delta, time.perf_counter() - t0)
+    return Plan(settings, scorer, old_tables, delta, run)
+
+
 def train(
     data: TripleInput | PairInput,
     settings: Settings | None = None,
@@ -114,21 +167,21 @@ def train(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Train a model from scratch. Vocabularies are names in order of first appearance.
 
     Returns ``(checkpoint, summary)``; the summary has ``entities``, ``relations``, ``examples``,
-    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load``, ``train``).
+    ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load_data``, ``train``).
+    ``logdir``: also write loss, seconds and examples/s per epoch there as TensorBoard summaries
+    (:mod:`embretrain.tensorboard`).
     """
-    settings = settings or resolve_settings()
-    scorer = _scorer(settings.model, settings)
-    t0 = time.perf_counter()
-    delta = scratch_delta(scorer, data)
-    run = RunSummary.for_train(command, settings, delta, time.perf_counter() - t0)
-    ent_old, rel_old = delta.kind.empty_tables(scorer, settings)
-    new_rows, result = _fit_new_rows(scorer, settings, (ent_old, rel_old), delta, progress=progress,
+    plan = plan_train(data, settings, command=command)
+    settings, delta, (ent_old, rel_old) = plan.settings, plan.delta, plan.old_tables
+    levers = with_tensorboard([], logdir, len(delta.ids))
+    new_rows, result = _fit_new_rows(plan.scorer, settings, plan.old_tables, delta, levers, progress=progress,
                                      strategy=strategy, shards=shards)
-    run.trained(result)
+    run = plan.run.trained(result, levers)
     ckpt = Checkpoint(
         model=settings.model,
         entities=list(delta.entities.names),
@@ -139,6 +192,47 @@ def train(
     )
     ckpt.lineage.append(run.lineage_record())
     return ckpt, run.as_dict()
+
+
+def plan_extend(
+    ckpt: Checkpoint,
+    new_entities: NameInput,
+    data: TripleInput | PairInput,
+    settings: Settings | None = None,
+    *,
+    new_relations: NameInput = None,
+    skip_unknown: bool = False,
+    replay: TripleInput | None = None,
+    command: str = "extend",
+) -> Plan:
+    """Read and check the night's files against ``ckpt`` for an :func:`extend` run; train nothing.
+
+    ``plan.summary()`` holds the counts :func:`extend` would report (added, already known, duplicated,
+    used, dropped, skipped, untrained, examples per new entity), or its "nothing to do" summary.
+
+    Raises:
+        DataError: malformed data or a name that is neither old nor new (unless ``skip_unknown``).
+        UsageError: settings of another model, or a lever the model cannot take.
+    """
+    from .levers import choose_levers
+    from .models import get_model
+
+    settings = (settings or resolve_settings(model=ckpt.model)).for_extend()
+    if settings.model != ckpt.model:
+        raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
+    scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
+    t0 = time.perf_counter()
+    delta = prepare_delta(ckpt, scorer, new_entities, data, new_relations=new_relations, skip_unknown=skip_unknown,
+                          replay=replay)
+    t_load = time.perf_counter() - t0
+    levers = []
+    if not delta.nothing_to_do:
+        if delta.n_untrained:
+            logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
+        delta, levers = choose_levers(settings, ckpt, delta)
+    run = RunSummary.for_extend(command, ckpt, settings, delta, t_load)
+    return Plan(settings, scorer, (ckpt.entity_tables, ckpt.relation_tables), delta, run, levers,
+                nothing_to_do=delta.nothing_to_do)
 
 
 def extend(
@@ -154,47 +248,41 @@ def extend(
     progress: bool | None = None,
     strategy: str = "local",
     shards: int = 0,
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
     Old rows of every table are frozen and copied unchanged into the result. Returns
     ``(grown_checkpoint, summary)``. The summary counts what was added, already known, duplicated,
-    used, dropped (``examples_dropped_no_new``), skipped and left untrained, then ``epochs``,
-    ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds``; ``replay_examples``/``replay_skipped``
-    with ``replay``, ``init_placed_from_neighbors`` with a neighbour start, ``early_stopping`` with
-    ``valid_fraction``. ``summary["nothing_to_do"]`` is True (and ``ckpt`` is returned as is) when every
-    new name was already known. Epochs: ``settings.for_extend()`` (a preset's ``extend_epochs`` unless
-    ``epochs`` was given explicitly).
+    used, dropped (``examples_dropped_no_new``), skipped and left untrained, and how many examples each
+    new entity has (``examples_per_new_entity``), then ``epochs``, ``final_loss``, ``losses``,
+    ``epoch_seconds`` and ``seconds``; ``replay_examples``/``replay_skipped`` with ``replay``,
+    ``init_placed_from_neighbors`` with a neighbour start, ``early_stopping`` with ``valid_fraction``.
+    ``summary["nothing_to_do"]`` is True (and ``ckpt`` is returned as is) when every new name was
+    already known. Epochs: ``settings.for_extend()`` (a preset's ``extend_epochs`` unless ``epochs`` was
+    given explicitly). The counts are :func:`plan_extend`'s, which a dry run reports alone.
 
     ``strategy="parameter-server"`` trains on the ``TF_CONFIG`` cluster with tables cut into
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
     ``replay`` (triple models): old triples (e.g. the base's training file) replayed each step with
     negatives drawn from the new entities only; lines naming anything new or unknown are skipped.
+    ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
+    ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
-    from .levers import choose_levers
-    from .models import get_model
-
-    settings = (settings or resolve_settings(model=ckpt.model)).for_extend()
-    if settings.model != ckpt.model:
-        raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
-    scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
-    t0 = time.perf_counter()
-    delta = prepare_delta(ckpt, scorer, new_entities, data, new_relations=new_relations, skip_unknown=skip_unknown,
-                          replay=replay)
-    t_load = time.perf_counter() - t0
-    if delta.nothing_to_do:
+    plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, skip_unknown=skip_unknown,
+                       replay=replay, command=command)
+    if plan.nothing_to_do:
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
         logger.debug("nothing to do: every new name is already in the checkpoint")
-        return ckpt, RunSummary.for_extend(command, ckpt.model, settings, delta, t_load).nothing_to_do()
-    if delta.n_untrained:
-        logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
+        return ckpt, plan.summary()
+    delta = plan.delta
     logger.info("training %d new entities and %d new relations on %d examples", delta.n_new, delta.r_new,
                 len(delta.ids))
-    delta, levers = choose_levers(settings, ckpt, delta)
-    new_rows, result = _fit_new_rows(scorer, settings, (ckpt.entity_tables, ckpt.relation_tables), delta, levers,
+    levers = with_tensorboard(plan.levers, logdir, len(delta.ids))
+    new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, levers,
                                      progress=progress, strategy=strategy, shards=shards)
     grown = grow_checkpoint(ckpt, delta, new_rows)
-    run = RunSummary.for_extend(command, ckpt.model, settings, delta, t_load).trained(result, levers)
+    run = plan.run.trained(result, levers)
     grown.lineage.append(run.lineage_record())
     return grown, run.as_dict()
 
@@ -203,11 +291,7 @@ def extend(
 # evaluate
 def last_added_entities(ckpt: Checkpoint) -> range:
     """Ids added by the most recent run that added entities (from the lineage)."""
-    for rec in reversed(ckpt.lineage):
-        if rec.get("entities_added"):
-            start = int(rec.get("entities_before", 0))
-            return range(start, start + int(rec["entities_added"]))
-    return range(0)
+    return last_added(ckpt.lineage, "entities")
 
 
 def evaluate(

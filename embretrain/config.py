@@ -6,8 +6,8 @@ list of choices the CLI offers for a setting (``CHOICES``, ``STRATEGIES``, ``OLD
 them from here. Must not: import TensorFlow, read data, or name CLI flags in its errors (the CLI
 parses flags; this module speaks in setting names, which are also the TOML keys).
 
-Precedence, lowest first: the dataclass defaults < the model's defaults (``MODEL_DEFAULTS``)
-< a ``--config`` TOML file < options given explicitly (on the command line, or ``overrides``).
+Precedence, lowest first: the dataclass defaults < the model's defaults (``MODEL_DEFAULTS``, and its
+``scaled_defaults``: e.g. gamma from dim) < a ``--config`` TOML file < options given explicitly (on the command line, or ``overrides``).
 A TOML preset is flat ``key = value`` pairs named like the fields below (``batch_size``, not
 ``--batch-size``); unknown keys are an error so a typo never silently does nothing.
 """
@@ -208,4 +208,8 @@ def resolve_settings(
     values.update(from_file)
     values.update(explicit)
     values["model"] = name
+    if name in MODELS:
+        # the model's defaults that depend on other settings (gamma on dim): at its defaults' level, under the rest
+        derived = MODELS[name].scaled_defaults({**Settings().to_dict(), **values})
+        values.update({k: v for k, v in derived.items() if k not in from_file and k not in explicit})
     return Settings(**values, explicit=frozenset(explicit))

@@ -12,6 +12,7 @@ Shapes: ids int64 ``[n, 3]`` (head, relation, tail) for triples, ``[n, 2]`` for 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -19,8 +20,9 @@ from typing import Sequence, Union
 import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import RowStack
-from .data import NameFile, PairFile, TripleFile, read_names, read_pairs, read_triples, sha256_file
+from . import storage
+from .data import (_FIELD_NAMES, NameFile, PairFile, TripleFile, _field_label, _parse_weight, read_names, read_pairs,
+                   read_triples, sha256_file)
 from .errors import DataError, UsageError
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, GrowReport, Vocab, map_pairs, map_triples, touching
 
@@ -29,6 +31,8 @@ __all__ = ["DataKind", "TRIPLES", "PAIRS", "data_kind", "Delta", "prepare_delta"
 
 logger = logging.getLogger(__name__)
 
+_NAME_BREAKERS = re.compile(r"[\t\r\n\x00]")  # what a TSV field, and so a name, cannot hold
+
 TripleInput = Union[str, Path, TripleFile, Sequence[tuple[str, str, str]]]
 PairInput = Union[str, Path, PairFile, Sequence[tuple]]
 NameInput = Union[str, Path, NameFile, Sequence[str], None]
@@ -36,38 +40,84 @@ NameInput = Union[str, Path, NameFile, Sequence[str], None]
 
 # ---------------------------------------------------------------------------------------------
 # inputs
-def _data_file(data, cls, read, from_rows):
+def _data_file(data, cls, read, from_rows, what: str):
     """``data`` as a ``cls`` file: itself, read from a path (file:line errors), or built from in-memory rows."""
     if isinstance(data, cls):
         return data
     if isinstance(data, (str, Path)):
         return read(data)
-    return from_rows(list(data))
+    try:
+        rows = list(data)
+    except TypeError:
+        raise DataError(f"expected a path or a list of {what}, got {type(data).__name__}") from None
+    return from_rows(rows)
 
 
 def _lines(rows) -> list[int]:
     return list(range(1, len(rows) + 1))
 
 
+def _checked_name(value, path: str, line: int, what: str, i: int) -> str:
+    """An in-memory name under the rules a data file's names follow (a non-empty str that fits a TSV field)."""
+    field = _field_label(what, i)
+    if not isinstance(value, str):  # no silent str(): 260881 and "00260881" must not be guessed at
+        raise DataError.at(path, line, f"{field} must be a string, got {type(value).__name__} {value!r}")
+    if not value:
+        raise DataError.at(path, line, f"{field} is empty")
+    if _NAME_BREAKERS.search(value):
+        raise DataError.at(path, line, f"{field} {value!r} holds a tab, line break or NUL, which names cannot hold")
+    return str(value)  # a numpy str_ becomes a plain str
+
+
+def _checked_rows(rows: list, path: str, what: str, n_fields: tuple[int, ...]) -> list[tuple]:
+    """In-memory triples or pairs checked like the lines of a file: ``DataError`` naming the row (1-based)."""
+    labels = ", ".join(_FIELD_NAMES[what][: max(n_fields)])
+    expected = " or ".join(map(str, n_fields))
+    out = []
+    for line, row in enumerate(rows, 1):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__len__"):
+            raise DataError.at(path, line, f"expected a tuple ({labels}), got {type(row).__name__} {row!r}")
+        if len(row) not in n_fields:
+            raise DataError.at(path, line, f"expected {expected} fields ({labels}), found {len(row)}")
+        names = tuple(_checked_name(v, path, line, what, i) for i, v in enumerate(row[:2] if what == "pairs" else row))
+        out.append(names + tuple(row[2:]) if what == "pairs" else names)
+    return out
+
+
 def triple_file(data: TripleInput) -> TripleFile:
-    return _data_file(data, TripleFile, read_triples,
-                      lambda rows: TripleFile(path="<triples>", triples=[tuple(t) for t in rows], lines=_lines(rows)))
+    """Triples from a path, a :class:`TripleFile`, or in-memory ``(head, relation, tail)`` tuples of names.
+
+    Raises:
+        DataError: a malformed line or row (file and line, or ``<triples>`` and row number, named).
+    """
+    def from_rows(rows):
+        return TripleFile(path="<triples>", triples=_checked_rows(rows, "<triples>", "triples", (3,)),
+                          lines=_lines(rows))
+
+    return _data_file(data, TripleFile, read_triples, from_rows, "triples")
 
 
 def pair_file(data: PairInput) -> PairFile:
+    """Pairs from a path, a :class:`PairFile`, or in-memory ``(a, b)`` / ``(a, b, weight)`` tuples (weight > 0)."""
     def from_rows(rows):
-        rows = [tuple(p) for p in rows]
-        weights = np.array([float(p[2]) if len(p) > 2 else 1.0 for p in rows], dtype=np.float32)
+        rows = _checked_rows(rows, "<pairs>", "pairs", (2, 3))
+        weights = np.array([_parse_weight("<pairs>", line, str(p[2])) if len(p) > 2 else 1.0
+                            for line, p in enumerate(rows, 1)], dtype=np.float32)
         return PairFile(path="<pairs>", pairs=[(p[0], p[1]) for p in rows], weights=weights, lines=_lines(rows))
 
-    return _data_file(data, PairFile, read_pairs, from_rows)
+    return _data_file(data, PairFile, read_pairs, from_rows, "pairs")
 
 
 def name_file(data: NameInput) -> NameFile:
+    """Names from a path, a :class:`NameFile`, or an in-memory list of names (None: no names)."""
     if data is None:
         return NameFile(path="<none>", names=[], lines=[])
-    return _data_file(data, NameFile, read_names, lambda rows: NameFile(path="<names>", names=rows,
-                                                                         lines=_lines(rows)))
+
+    def from_rows(rows):
+        names = [_checked_name(n, "<names>", line, "names", 0) for line, n in enumerate(rows, 1)]
+        return NameFile(path="<names>", names=names, lines=_lines(rows))
+
+    return _data_file(data, NameFile, read_names, from_rows, "names")
 
 
 def _reject_repeats(f: NameFile, kind: str) -> None:
@@ -192,10 +242,27 @@ class Delta:
             "examples_dropped_no_new": self.n_dropped,
             "examples_skipped_unknown": int(self.n_unknown),
             "entities_untrained": self.n_untrained,
+            "examples_per_new_entity": self.examples_per_new_entity(),
         }
         if self.replay_ids is not None:
             counts.update(replay_examples=int(len(self.replay_ids)), replay_skipped=int(self.n_replay_skipped))
         return counts
+
+    def new_entity_examples(self) -> np.ndarray:
+        """int64 ``[n_new]``: the training examples naming each new entity (a self-loop counts once)."""
+        cols = self.ids[:, list(self.kind.entity_columns)] - self.n_old
+        named = cols >= 0
+        named[:, 1] &= cols[:, 1] != cols[:, 0]
+        return np.bincount(cols[named], minlength=self.n_new)
+
+    def examples_per_new_entity(self) -> dict[str, float | int | None]:
+        """How well the new entities are covered: min/median/max examples each (0 while some are untrained),
+        and how many have 1, 2 to 5, 6 or more. A new entity with one example barely moves from its start."""
+        n = self.new_entity_examples()
+        if not len(n):
+            return {"min": None, "median": None, "max": None, "with_1": 0, "with_2_to_5": 0, "with_6_or_more": 0}
+        return {"min": int(n.min()), "median": float(np.median(n)), "max": int(n.max()), "with_1": int((n == 1).sum()),
+                "with_2_to_5": int(((n >= 2) & (n <= 5)).sum()), "with_6_or_more": int((n >= 6).sum())}
 
     def input_hashes(self) -> dict[str, str]:
         """sha256 of each input that is a file on disk, by path."""
@@ -206,14 +273,12 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
     """Grow a vocabulary (old names in a list, a read-only tuple or on disk) indexing only ``wanted``.
 
     Old names that cannot change (a tuple, names on disk) are not copied: the result's names are a
-    NameStack carrying the sha256 of the old names recorded at load, so a save only hashes the added ones.
+    NameStack whose old part carries its load-time sha256, so a save only hashes the added ones.
     """
     old = getattr(ckpt, kind)
     if isinstance(old, list) and len(set(old)) != len(old):
         Vocab(old)  # raises, naming the first repeated name
     vocab, report = Vocab.partial(old, wanted | set(new_names)).grow(new_names)
-    if hasattr(vocab.names, "prefix_digest"):  # old names kept as they are, behind the added ones
-        vocab.names.prefix_digest = ckpt.digest(kind)
     return vocab, report
 
 
@@ -290,7 +355,7 @@ def grow_checkpoint(ckpt: Checkpoint, delta: Delta, new_rows: dict[str, np.ndarr
     table is never copied; ``np.asarray`` builds one for a consumer that needs an array.
     """
     def grown(tables):
-        return {k: RowStack([v, new_rows[k]], ckpt.digest(k)) for k, v in tables.items()}
+        return {k: storage.stack_rows(v, new_rows[k]) for k, v in tables.items()}
 
     return Checkpoint(
         model=ckpt.model,

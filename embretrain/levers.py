@@ -1,4 +1,5 @@
-"""The optional levers of ``extend``: a neighbour start, early stopping, and replay of old triples.
+"""The optional levers of ``extend``: a neighbour start, early stopping, and replay of old triples; and, for
+``train`` too, TensorBoard curves (:func:`with_tensorboard`, the hook itself in :mod:`embretrain.tensorboard`).
 
 Owns: deciding which levers a run uses (:func:`choose_levers`) and each lever's part in the run, through
 explicit hooks that the pipeline calls in order: ``before_fit(emb)`` once the split tables exist,
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,7 @@ from .config import Settings
 from .delta import Delta
 from .errors import UsageError
 
-__all__ = ["Lever", "NeighbourStart", "EarlyStop", "Replay", "choose_levers"]
+__all__ = ["Lever", "NeighbourStart", "EarlyStop", "Replay", "choose_levers", "with_tensorboard"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class EarlyStop(Lever):
     def __init__(self, held_out: np.ndarray, known: np.ndarray, patience: int):
         self.held_out, self.known, self.patience = held_out, known, patience
         self.stopper = None
+        self.last_check_seconds = 0.0  # the last epoch's ranking: not training time (see tensorboard.py)
 
     def before_fit(self, emb) -> None:
         from .early_stop import EarlyStopping
@@ -89,7 +93,10 @@ class EarlyStop(Lever):
         self.stopper = EarlyStopping(emb, self.held_out, self.known, self.patience)
 
     def on_epoch(self, epoch: int, loss: float) -> bool:
-        return self.stopper.on_epoch(epoch, loss)
+        t0 = time.perf_counter()
+        stop = self.stopper.on_epoch(epoch, loss)
+        self.last_check_seconds = time.perf_counter() - t0
+        return stop
 
     def after_fit(self) -> None:
         self.stopper.after_fit()
@@ -125,3 +132,17 @@ def choose_levers(settings: Settings, ckpt: Checkpoint, delta: Delta) -> tuple[D
     if len(held_out):
         levers.append(EarlyStop(held_out, np.concatenate([ids, held_out]), settings.patience))
     return dataclasses.replace(delta, ids=ids), levers
+
+
+def with_tensorboard(levers: list[Lever], logdir: str | os.PathLike | None, examples: int) -> list[Lever]:
+    """``levers`` with a :class:`~embretrain.tensorboard.TensorBoardLog` last (``logdir`` given), else as is.
+
+    Last, so each epoch's held-out MRR is ranked before it is written and the next epoch's clock starts
+    when every other lever has had its turn. ``examples``: training examples per epoch.
+    """
+    if logdir is None:
+        return list(levers)
+    from .tensorboard import TensorBoardLog
+
+    early = next((lever for lever in levers if isinstance(lever, EarlyStop)), None)
+    return [*levers, TensorBoardLog(logdir, examples, early)]

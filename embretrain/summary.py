@@ -1,9 +1,14 @@
 """What a run reports: the JSON summary (``--json``, ``--report``) and the lineage record it leaves in the file.
 
 Owns: :class:`RunSummary`, the one place that names and orders the keys of a ``train``/``extend``
-summary (including the "nothing to do" summary of a rerun) and of a lineage record. Must not: train,
-read data, or print; the CLI adds its own keys (``status``, ``out``, write and total seconds) and
-writes the ``--report`` file from :meth:`RunSummary.as_dict`'s output.
+summary (including the "nothing to do" summary of a rerun and the planned summary of a dry run, which
+share the real run's counts) and of a lineage record, and :func:`last_added`, which reads those records back.
+Must not: train, read data, or print; the CLI adds its own keys (``status``, ``out``, the checkpoint's load,
+write and total seconds) and writes the ``--report`` file from :meth:`RunSummary.as_dict`'s output.
+
+``seconds`` holds disjoint parts of the run's wall time, in run order: ``load_checkpoint`` (reading and
+verifying ``--ckpt``; added by the CLI for ``extend``), ``load_data`` (reading, checking and mapping the
+data and name files), ``train``, ``write`` and ``total`` (the last two added by the CLI).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .config import Settings
+from .checkpoint.base import CONTEXT_TABLE
+from .config import MODEL_PARAMS, Settings
 
-__all__ = ["RunSummary"]
+__all__ = ["RunSummary", "last_added"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +31,12 @@ logger = logging.getLogger(__name__)
 _NOTHING_TO_DO_COUNTS = ("entities_before", "entities_added", "entities_already_known", "relations_before",
                          "relations_added", "relations_already_known", "examples_dropped_no_new",
                          "examples_skipped_unknown")
+
+
+def _params(model: str, values: dict[str, Any], delta, tied: bool) -> dict[str, Any]:
+    """The model's scoring parameters from ``values``, and ``tied`` for a pair model (one table or two)."""
+    params = {k: values[k] for k in MODEL_PARAMS.get(model, ()) if k in values}
+    return params if delta.kind.has_relations else {**params, "tied": tied}
 
 
 @dataclass
@@ -37,6 +49,9 @@ class RunSummary:
         delta: the run's :class:`~embretrain.delta.Delta` (its input files are hashed for the lineage).
         result: the :class:`~embretrain.train.TrainResult`, once trained.
         reports: keys the levers add to the summary (neighbour start, early stopping).
+        dim: the width the model really has (an ``extend``'s is the checkpoint's, not the settings').
+        model_params: the scoring parameters the model really uses (an ``extend``'s come from the
+            checkpoint); the lineage's ``config`` records these instead of the settings' defaults.
     """
 
     command: str
@@ -48,6 +63,8 @@ class RunSummary:
     lineage_counts: dict[str, Any] | None = None
     result: Any = None
     reports: dict[str, Any] = field(default_factory=dict)
+    dim: int | None = None
+    model_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def for_train(cls, command: str, settings: Settings, delta, load_seconds: float) -> RunSummary:
@@ -55,11 +72,15 @@ class RunSummary:
         return cls(command, settings.model, settings, {"entities": n_ent, "relations": n_rel, "examples": n_ex},
                    delta, load_seconds,
                    lineage_counts={"entities_before": 0, "entities_added": n_ent, "relations_before": 0,
-                                   "relations_added": n_rel, "examples": n_ex})
+                                   "relations_added": n_rel, "examples": n_ex},
+                   dim=settings.dim, model_params=_params(settings.model, settings.to_dict(), delta, settings.tied))
 
     @classmethod
-    def for_extend(cls, command: str, model: str, settings: Settings, delta, load_seconds: float) -> RunSummary:
-        return cls(command, model, settings, delta.counts(), delta, load_seconds)
+    def for_extend(cls, command: str, ckpt, settings: Settings, delta, load_seconds: float) -> RunSummary:
+        """``ckpt``: the checkpoint being grown; its model, width and parameters are the run's."""
+        tied = CONTEXT_TABLE not in ckpt.entity_tables  # a pair model's second table, or none
+        return cls(command, ckpt.model, settings, delta.counts(), delta, load_seconds, dim=ckpt.dim,
+                   model_params=_params(ckpt.model, ckpt.params, delta, tied))
 
     def trained(self, result, levers=()) -> RunSummary:
         """Record the training result and what the levers report."""
@@ -69,7 +90,15 @@ class RunSummary:
         return self
 
     def _seconds(self) -> dict[str, float]:
-        return {"load": round(self.load_seconds, 3), "train": round(self.result.seconds, 3) if self.result else 0.0}
+        return {"load_data": round(self.load_seconds, 3),
+                "train": round(self.result.seconds, 3) if self.result else 0.0}
+
+    def _config(self) -> dict[str, Any]:
+        """The settings as the run used them: the model's real width and parameters, none of another model's."""
+        others = {"tied", *(k for names in MODEL_PARAMS.values() for k in names)} - set(self.model_params)
+        config = {k: v for k, v in self.settings.to_dict().items() if k not in others}
+        config.update(model=self.model, dim=self.dim, **self.model_params)
+        return config
 
     def as_dict(self) -> dict[str, Any]:
         """The run's summary (what ``--json`` prints)."""
@@ -85,6 +114,10 @@ class RunSummary:
             "seconds": self._seconds(),
             **self.reports,
         }
+
+    def planned(self) -> dict[str, Any]:
+        """The summary of a dry run: the counts the run would report, nothing trained (``seconds`` holds the load)."""
+        return {"command": self.command, "model": self.model, **self.counts, "seconds": self._seconds()}
 
     def nothing_to_do(self) -> dict[str, Any]:
         """The summary of an ``extend`` whose every new name was already known: nothing trained or written."""
@@ -110,5 +143,15 @@ class RunSummary:
             "final_loss": self.result.final_loss,
             "inputs_sha256": self.delta.input_hashes(),
             "seed": self.settings.seed,
-            "config": self.settings.to_dict(),
+            "config": self._config(),
         }
+
+
+def last_added(lineage: list[dict[str, Any]], kind: str = "entities") -> range:
+    """Ids of the ``kind`` (``"entities"`` or ``"relations"``) added by the most recent run that added
+    any, from a checkpoint's lineage records; empty when no run did."""
+    for rec in reversed(lineage):
+        if rec.get(f"{kind}_added"):
+            start = int(rec.get(f"{kind}_before", 0))
+            return range(start, start + int(rec[f"{kind}_added"]))
+    return range(0)

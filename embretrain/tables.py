@@ -14,7 +14,7 @@ optimizer slot, nothing to update. Every command that trains goes through this c
 else decides what is trainable. ``train`` from scratch is the case ``n_old = 0``.
 
 The old part is held once: an in-memory array is shared with TensorFlow without a copy (DLPack),
-and rows left on disk (:class:`~embretrain.checkpoint.disk_rows.DiskRows`, ``--old-rows on-disk``)
+and rows left on disk (:class:`~embretrain.storage.DiskRows`, ``--old-rows on-disk``)
 are read per batch with ``tf.numpy_function``, only the ids that batch needs.
 """
 
@@ -24,10 +24,10 @@ import logging
 
 import numpy as np
 
-from .checkpoint.disk_rows import DiskNames, DiskRows, as_array
+from . import storage
 from .models import glorot_limit
 
-__all__ = ["SplitTable", "glorot_rows", "routed_lookup", "split_tables", "left_on_disk"]
+__all__ = ["SplitTable", "glorot_rows", "routed_lookup", "split_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,6 @@ def glorot_rows(rng: np.random.Generator, n_new: int, width: int, n_total: int) 
     return rng.uniform(-limit, limit, size=(n_new, width)).astype(np.float32)
 
 
-def left_on_disk(obj) -> bool:
-    """True for rows or names still in their checkpoint file (``--old-rows on-disk``): read where they are,
-    a batch at a time, never copied into memory. The one place outside the storage code that tells
-    the lazy storage types apart."""
-    return isinstance(obj, (DiskRows, DiskNames))
-
-
 def split_tables(old_tables: dict, n_new: int, rng: np.random.Generator, *, start_rows=None,
                  make_table=None) -> dict:
     """Split tables by name: each table's old rows frozen, ``n_new`` trainable rows from ``start_rows``.
@@ -65,8 +58,8 @@ def split_tables(old_tables: dict, n_new: int, rng: np.random.Generator, *, star
     make_table = make_table or SplitTable
     out = {}
     for name, old in old_tables.items():
-        if not left_on_disk(old):
-            old = as_array(old)  # a grown (lazy) table extended again in the same process
+        if not storage.on_disk(old):
+            old = storage.as_array(old)  # a grown (lazy) table extended again in the same process
         new = (start_rows or glorot_rows)(rng, n_new, int(old.shape[1]), int(old.shape[0]) + n_new)
         out[name] = make_table(old, new, name)
     return out
@@ -127,7 +120,7 @@ def _frozen_tensor(old: np.ndarray, name: str):
     return tf.experimental.dlpack.from_dlpack(capsule)
 
 
-def _disk_gather(rows: DiskRows, width: int):
+def _disk_gather(rows: storage.Rows, width: int):
     """``gather(params, ids)`` for rows left on disk: a ``tf.numpy_function`` reading just those rows.
 
     No gradient flows through it, which is right: old rows are frozen.
@@ -136,7 +129,7 @@ def _disk_gather(rows: DiskRows, width: int):
 
     def gather(_params, ids):
         ids = tf.convert_to_tensor(ids)
-        out = tf.numpy_function(rows.rows, [ids], tf.float32, name="read_old_rows")
+        out = tf.numpy_function(lambda i: storage.take(rows, i), [ids], tf.float32, name="read_old_rows")
         return tf.ensure_shape(out, ids.shape.concatenate([width]))
 
     return gather
@@ -148,7 +141,7 @@ class SplitTable:
     Args:
         old: float32 ``[n_old, width]``: an array, shared with TensorFlow without a copy (never read
             back: savers take old rows from the source, so they come out bit-identical), or
-            :class:`~embretrain.checkpoint.disk_rows.DiskRows` left in the checkpoint file.
+            :class:`~embretrain.storage.DiskRows` left in the checkpoint file.
         new: float32 ``[n_new, width]`` initial values of the trainable rows.
         name: variable name prefix.
 
@@ -173,7 +166,7 @@ class SplitTable:
     # --- the hooks a subclass overrides ---------------------------------------------------------
     def _frozen_part(self, old):
         """``(frozen part, its gather or None for :meth:`_gather`)``."""
-        if left_on_disk(old):
+        if storage.on_disk(old):
             return old, _disk_gather(old, self.width)
         return _frozen_tensor(old, self.name), None
 
@@ -194,7 +187,7 @@ class SplitTable:
     # --- shared --------------------------------------------------------------------------------
     @property
     def on_disk(self) -> bool:
-        return left_on_disk(self.old)
+        return storage.on_disk(self.old)
 
     @property
     def n_rows(self) -> int:

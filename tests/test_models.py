@@ -173,7 +173,7 @@ def test_transh_extend_keeps_old_rows_bit_identical_and_places_new_cells(tmp_pat
     files = {"train": write_tsv(tmp_path / "train.tsv", base_rows), "new": write_tsv(tmp_path / "new.tsv",
              [(n,) for n in new_cells]), "delta": write_tsv(tmp_path / "delta.tsv", delta)}
     run = CliRunner().invoke(main, ["-q", "train", "--data", str(files["train"]), "--model", "transh", "--dim", "16",
-                                    "--epochs", "30", "--batch-size", "16", "--negatives", "8", "--lr", "0.05",
+                                    "--epochs", "30", "--batch-size", "16", "--negatives", "8", "--lr", "0.05", "--gamma", "12",
                                     "--out", str(tmp_path / "base.h5")])
     assert run.exit_code == 0, run.output
     mrr = {}

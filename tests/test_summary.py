@@ -19,13 +19,13 @@ FAST = dict(dim=8, epochs=1, batch_size=32, negatives=4)
 TIMINGS = ["epochs", "final_loss", "losses", "epoch_seconds", "seconds"]
 COUNTS = ["entities_before", "entities_added", "entities_already_known", "entities_duplicate", "relations_before",
           "relations_added", "relations_already_known", "relations_duplicate", "examples_used",
-          "examples_dropped_no_new", "examples_skipped_unknown", "entities_untrained"]
+          "examples_dropped_no_new", "examples_skipped_unknown", "entities_untrained", "examples_per_new_entity"]
 
 
 def test_train_and_extend_summaries_and_lineage_have_their_keys_in_order(toy):
     base, s_train = et.train(toy["train"], Settings(model="transe", **FAST), progress=False)
     assert list(s_train) == ["command", "model", "entities", "relations", "examples", *TIMINGS]
-    assert list(s_train["seconds"]) == ["load", "train"]
+    assert list(s_train["seconds"]) == ["load_data", "train"]
     rec = base.lineage[-1]
     assert list(rec)[:6] == ["time", "tool", "tool_version", "command", "argv", "entities_before"]
     assert rec["entities_added"] == s_train["entities"] and rec["examples"] == s_train["examples"]
@@ -73,3 +73,24 @@ def test_an_api_caller_gets_the_clis_epochs(toy, tmp_path):
                          progress=False)
     assert (preset["epochs"], given["epochs"]) == (1, 2)
     assert np.isfinite(given["final_loss"])
+
+
+def test_lineage_config_records_the_models_real_width_and_parameters(toy, tmp_path):
+    """extend of a 16-d L2 TransE with default settings used to record dim 100 and norm 1 (the Settings defaults)."""
+    base, _ = et.train(toy["train"], Settings(model="transe", **{**FAST, "dim": 16}, norm=2, gamma=6.0),
+                       progress=False)
+    assert {k: base.lineage[-1]["config"][k] for k in ("model", "dim", "norm", "gamma")} == \
+        {"model": "transe", "dim": 16, "norm": 2, "gamma": 6.0}
+    et.save(base, tmp_path / "base.h5")
+    loaded = et.load(tmp_path / "base.h5")
+    grown, _ = et.extend(loaded, toy["new"], toy["delta"], Settings(model="transe", epochs=1), progress=False)
+    config = grown.lineage[-1]["config"]
+    assert (config["dim"], config["norm"], config["gamma"]) == (16, 2, 6.0)
+    assert "tied" not in config  # a pair model's option: a triple model has no such thing
+
+    pairs = [("a", "b"), ("b", "c"), ("c", "a")]
+    dot, _ = et.train(pairs, Settings(model="dot", dim=6, epochs=1, tied=True), progress=False)
+    grown, _ = et.extend(dot, ["d"], [("d", "a")], Settings(model="dot", epochs=1), progress=False)
+    config = grown.lineage[-1]["config"]
+    assert (config["model"], config["dim"], config["tied"]) == ("dot", 6, True)
+    assert "norm" not in config and "gamma" not in config  # TransE's parameters mean nothing for dot
