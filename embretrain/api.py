@@ -32,7 +32,6 @@ from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
                     scratch_delta)
 from .errors import UsageError
-from . import storage
 from .levers import with_tensorboard
 from .summary import RunSummary, last_added
 from .vocab import Vocab
@@ -195,15 +194,6 @@ def train(
     return ckpt, run.as_dict()
 
 
-def _check_old_rows_placement(ckpt: Checkpoint, strategy: str) -> None:
-    on_disk = storage.on_disk(ckpt.entities) or any(storage.on_disk(t) for t in ckpt.tables().values())
-    if on_disk and strategy != "local":
-        raise UsageError(
-            "old rows left on disk (old_rows='on-disk') train in this process; a parameter-server run keeps "
-            "the old rows on its ps tasks (load the checkpoint into memory, or train locally)"
-        )
-
-
 def plan_extend(
     ckpt: Checkpoint,
     new_entities: NameInput,
@@ -279,7 +269,6 @@ def extend(
     ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
     ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
-    _check_old_rows_placement(ckpt, strategy)
     plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, skip_unknown=skip_unknown,
                        replay=replay, command=command)
     if plan.nothing_to_do:

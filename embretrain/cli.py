@@ -130,6 +130,7 @@ def training_options(func):
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--cluster-timeout", type=click.FloatRange(min=0), help="parameter-server: seconds to wait for every ps and worker to accept connections (logging who is missing) before failing with exit 6 [120]."),
         click.option("--logdir", type=click.Path(file_okay=False), help="Write loss, seconds and examples/s per epoch (and held-out MRR with --valid-fraction) here as TensorBoard summaries; one directory per run."),
     ]
     for option in reversed(options):
@@ -268,19 +269,24 @@ def _check_strategy(opts: dict) -> None:
         read_tf_config()
     elif opts["shards"]:
         raise click.UsageError("--shards only applies with --strategy parameter-server")
+    elif opts["cluster_timeout"] is not None:
+        raise click.UsageError("--cluster-timeout only applies with --strategy parameter-server")
+
+
+def _wait_for_cluster(opts: dict) -> None:
+    """A cluster run waits for its servers before loading anything (bounded, logging who is missing)."""
+    if opts["strategy"] == "parameter-server":
+        from .distributed import CLUSTER_TIMEOUT, read_tf_config, wait_for_cluster
+
+        timeout = CLUSTER_TIMEOUT if opts["cluster_timeout"] is None else opts["cluster_timeout"]
+        wait_for_cluster(read_tf_config(), timeout)
 
 
 def _check_on_disk(opts: dict) -> None:
     """--old-rows on-disk: fail before loading anything if it cannot apply."""
     from .checkpoint import check_old_rows
-    from .errors import UsageError
 
     check_old_rows(opts["ckpt"], "on-disk")
-    if opts["strategy"] != "local":
-        raise UsageError(
-            "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
-            "(drop --old-rows or --strategy parameter-server)"
-        )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -389,6 +395,7 @@ def train(**opts):
         return
 
     def body():
+        _wait_for_cluster(opts)
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
                                   strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
@@ -481,6 +488,7 @@ def extend(**opts):
         return
 
     def body():
+        _wait_for_cluster(opts)
         ckpt, settings, t_load = load(opts["old_rows"])
         grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
                                     progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
