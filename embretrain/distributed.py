@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TrainingError, UsageError
+from .quiet_tf import import_tensorflow
 
 __all__ = [
     "STRATEGIES",
@@ -130,7 +131,7 @@ def _sharded_variable(value: np.ndarray, name: str, trainable: bool, strategy):
     The initial value is a callable taking ``shard_info``, so each shard is built from its own
     slice of ``value`` and sent to its ps alone (a whole-table constant would hit protobuf's 2 GB limit).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def initial(shard_info=None):
         if shard_info is None:
@@ -174,7 +175,7 @@ class ShardedSplitTable:
 
     def lookup(self, ids):
         """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable shards."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
         # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
@@ -184,7 +185,7 @@ class ShardedSplitTable:
 
     def all_rows(self):
         """The whole table as one tensor ``[n_rows, width]`` on the chief (for evaluation, not training)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         parts = [tf.convert_to_tensor(v) for v in (self.old, self.new) if v is not None]
         return tf.concat(parts, axis=0)
@@ -211,13 +212,13 @@ class _StepRng:
     """
 
     def __init__(self, seed: int, step):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
         self._calls = 0
 
     def uniform(self, shape, minval=0, maxval=None, dtype=None):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._calls += 1
         seed = tf.random.experimental.stateless_fold_in(self._seed, self._calls)
@@ -250,7 +251,7 @@ _CLUSTERS: dict[tuple, Cluster] = {}
 
 
 def _partitioner(shards: int, n_ps: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     partitioners = tf.distribute.experimental.partitioners
     if shards:
@@ -274,7 +275,7 @@ def connect(shards: int = 0, environ=None) -> Cluster:
         return _CLUSTERS[key]
     # Let RPCs to a dead worker fail fast so the coordinator can reschedule (TensorFlow's advice).
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     n_ps, n_workers = len(config["cluster"]["ps"]), len(config["cluster"]["worker"])
@@ -308,7 +309,7 @@ def colocated_optimizers(strategy, variables: list, name: str, lr: float) -> lis
 
 
 def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, progress=None, on_epoch=None):
-    import tensorflow as tf
+    tf = import_tensorflow()
     from tqdm.auto import tqdm
 
     from .train import TrainResult, _pair_loss, _triple_loss
@@ -360,7 +361,8 @@ def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, prog
         return strategy.run(replica_fn, args=(batch, batch_weights))
 
     steps_per_epoch = math.ceil(n / settings.batch_size)
-    show = sys.stderr.isatty() if progress is None else progress
+    # -q (warnings only) means nothing on stderr on success, a progress bar included
+    show = (sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)) if progress is None else progress
     start = time.perf_counter()
     step_no = 0
     for epoch in range(1, settings.epochs + 1):
@@ -389,7 +391,8 @@ def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, prog
         result.examples += count
         if hasattr(result, "epoch_seconds"):
             result.epoch_seconds.append(time.perf_counter() - epoch_start)
-        logger.info("epoch %d/%d loss %.5f (%d steps on %d workers)", epoch, settings.epochs, mean,
+        # one line per epoch is -v detail: the default stays a few lines per run
+        logger.debug("epoch %d/%d loss %.5f (%d steps on %d workers)", epoch, settings.epochs, mean,
                     steps_per_epoch, cluster.n_workers)
         # every step of the epoch has been fetched, so the rows are settled for a callback to read
         if on_epoch is not None and on_epoch(epoch, mean):
@@ -405,7 +408,7 @@ def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, prog
 # ---------------------------------------------------------------------------------------------
 # the other roles
 def _server_config(n_workers: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     # A worker runs several scheduled functions and their RPCs at once; on a small host TF's
     # default inter-op pool (one thread per core) can deadlock them (as TF's own in-process
@@ -424,7 +427,7 @@ def run_server(role: str, environ=None) -> None:
     environ = os.environ if environ is None else environ
     config = read_tf_config(environ, want=(role,))
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     task = config["task"]
     server = tf.distribute.Server(
@@ -459,7 +462,7 @@ def start_in_process_cluster(n_workers: int = 2, n_ps: int = 2) -> tuple[dict[st
         "ps": [f"127.0.0.1:{_free_port()}" for _ in range(n_ps)],
     }
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     spec = tf.train.ClusterSpec(cluster)
     config = _server_config(n_workers)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .checkpoint.disk_rows import DiskRows
 from .models import glorot_limit
+from .quiet_tf import import_tensorflow
 
 __all__ = ["SplitTable", "glorot_rows", "routed_lookup"]
 
@@ -46,7 +47,7 @@ def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather, gat
     part. Routing with ``dynamic_partition``/``dynamic_stitch`` keeps the gradient reaching ``new`` an
     ``IndexedSlices`` over the touched rows.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     gather_old = gather_old or gather
     if n_new == 0:
@@ -69,7 +70,7 @@ def _frozen_tensor(old: np.ndarray, name: str):
     DLPack hands TensorFlow the numpy buffer itself (the capsule keeps the array alive). numpy only
     exports writeable arrays, so a read-only one (how ``extend`` loads it) is unlocked for the export.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if old.shape[0] == 0:
         return tf.zeros(old.shape, dtype=tf.float32)
@@ -98,7 +99,7 @@ def _disk_gather(rows: DiskRows, width: int):
 
     No gradient flows through it, which is right: old rows are frozen.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def gather(_params, ids):
         ids = tf.convert_to_tensor(ids)
@@ -124,7 +125,7 @@ class SplitTable:
     """
 
     def __init__(self, old, new: np.ndarray, name: str):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if old.ndim != 2 or new.ndim != 2 or old.shape[1] != new.shape[1]:
             raise ValueError(f"{name}: old {old.shape} and new {new.shape} must be 2-D of equal width")
@@ -147,7 +148,7 @@ class SplitTable:
 
     def lookup(self, ids):
         """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable variable."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.gather,
                              gather_old=self._gather_old)
@@ -155,7 +156,7 @@ class SplitTable:
     def all_rows(self):
         """The whole table as one tensor ``[n_rows, width]`` (a full copy: for small tables and tests;
         training and early stopping use :meth:`lookup`)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         old = tf.constant(np.asarray(self.old)) if self.on_disk else self.old
         return tf.concat([old, self.new], axis=0)
