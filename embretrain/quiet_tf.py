@@ -25,12 +25,13 @@ import tempfile
 import threading
 from types import ModuleType
 
-__all__ = ["import_tensorflow", "is_chatter", "show_startup_logs"]
+__all__ = ["drop_chatter", "import_tensorflow", "is_chatter", "show_startup_logs"]
 
 _show_startup = False
 _lock = threading.Lock()
 
-# An absl INFO record: I, MMDD, time (00:00:<epoch seconds> before absl is initialised), thread id, file:line]. W/E/F records are kept: they may matter.
+# An absl INFO record: I, MMDD, time (00:00:<epoch seconds> before absl is initialised), thread id,
+# file:line]. W/E/F records are kept: they may matter.
 _ABSL_INFO = re.compile(rb"^I\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\s:\]]+:\d+\] ")
 _BANNER = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # cpu_feature_guard's INFO record (shown when TF_CPP_MIN_LOG_LEVEL < 2) continues on a second line.
@@ -51,7 +52,7 @@ def is_chatter(line: bytes, after_info: bool = False) -> bool:
     return after_info and line.startswith(_CONTINUATIONS)
 
 
-def _filter(captured: bytes) -> bytes:
+def drop_chatter(captured: bytes) -> bytes:
     """``captured`` without the chatter lines; everything else byte for byte, in order."""
     kept, after_info = [], False
     for line in captured.splitlines(keepends=True):
@@ -66,11 +67,13 @@ def _filter(captured: bytes) -> bytes:
 def import_tensorflow() -> ModuleType:
     """``import tensorflow`` with its start-up chatter removed from stderr; returns the module.
 
-    Costs nothing once TensorFlow is imported (also when the caller imported it first).
+    Costs a dict lookup once TensorFlow is imported (also when the caller imported it first).
     """
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        return tf
+    # One expression on purpose: code traced by tf.function calls this, and autograph converts what it calls.
+    return sys.modules.get("tensorflow") or _import_quietly()
+
+
+def _import_quietly() -> ModuleType:
     with _lock:
         if "tensorflow" in sys.modules or _show_startup:
             import tensorflow as tf
@@ -95,7 +98,7 @@ def import_tensorflow() -> ModuleType:
                 os.dup2(saved, 2)
                 os.close(saved)
                 capture.seek(0)
-                rest = _filter(capture.read())
+                rest = drop_chatter(capture.read())
                 while rest:
                     rest = rest[os.write(2, rest):]
         return tf

@@ -75,7 +75,7 @@ def _nightly(pub: Path, day: Path, **env):
     cwd = pub.parent.parent / "cwd"
     cwd.mkdir(exist_ok=True)
     return subprocess.run(["bash", str(SCRIPT), str(pub), str(day)], env=full, capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, check=False)
 
 
 def _wrapper(path: Path, body: str) -> dict[str, str]:
@@ -154,7 +154,7 @@ def test_bad_day_fails_with_embretrains_code_and_changes_nothing(site):
     original = _sha256(pub)
     (day / "delta.tsv").write_text("n0\tr0\n")
     result = _nightly(pub, day)
-    first, rest = _failure(result, 3)
+    first, _ = _failure(result, 3)
     assert first.endswith(f"embretrain extend exited 3; {pub} is unchanged")
     assert f"{day / 'delta.tsv'}:1" in result.stderr  # the cause, from the log's last lines
     assert "Traceback" not in result.stderr and "absl" not in result.stderr

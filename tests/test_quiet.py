@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import toy_graph, write_tsv
 
 from embretrain.checkpoint import Checkpoint, native
-from embretrain.quiet_tf import _filter, is_chatter
-
-from conftest import toy_graph, write_tsv
+from embretrain.quiet_tf import drop_chatter, is_chatter
 
 BIN = Path(sys.executable).parent
 ENV = {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"}}
@@ -45,7 +44,7 @@ CHATTER = (
 
 def _run(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "embretrain", *map(str, args)], cwd=cwd, env=env or ENV,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture
@@ -88,8 +87,8 @@ def test_the_filter_drops_the_chatter_and_keeps_every_other_line():
         b"To enable the following instructions: only chatter right after an INFO record\n"
     )
     w, e, py, after = kept.splitlines(keepends=True)
-    assert _filter(CHATTER + w + e + CHATTER + py + after) == kept
-    assert _filter(CHATTER) == b""
+    assert drop_chatter(CHATTER + w + e + CHATTER + py + after) == kept
+    assert drop_chatter(CHATTER) == b""
     assert not is_chatter(b"E0000 00:00:1796022316.2   22845 something.cc:3] an error stays\n")
 
 
@@ -103,6 +102,7 @@ def test_import_tensorflow_is_silent_and_runtime_output_still_reaches_stderr(tmp
         "tf.constant([1.0])[5]\n"  # a real run-time error: a traceback and exit 1
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                         check=False,
                          timeout=600)
     assert run.returncode == 1
     first, *rest = run.stderr.splitlines()
@@ -183,14 +183,17 @@ def test_verbose_adds_a_line_per_epoch(files):
 def test_shell_completion_script_completes_commands(tmp_path):
     env = {**ENV, "PATH": f"{BIN}{os.pathsep}{ENV.get('PATH', '')}"}
     script = subprocess.run(["embretrain"], env={**env, "_EMBRETRAIN_COMPLETE": "bash_source"}, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert script.returncode == 0, script.stderr
     assert "complete -o nosort -F _embretrain_completion embretrain" in script.stdout
     # What the README's line does in a user's shell: source it, then ask for completions of `embretrain ext`.
-    session = 'eval "$(_EMBRETRAIN_COMPLETE=bash_source embretrain)"\n' \
-              'COMP_WORDS=(embretrain ext); COMP_CWORD=1; _embretrain_completion embretrain; echo "${COMPREPLY[@]}"\n' \
-              'COMPREPLY=(); COMP_WORDS=(embretrain extend --new-e); COMP_CWORD=2; _embretrain_completion embretrain\n' \
-              'echo "${COMPREPLY[@]}"\n'
-    done = subprocess.run(["bash", "-c", session], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    session = (
+        'eval "$(_EMBRETRAIN_COMPLETE=bash_source embretrain)"\n'
+        'COMP_WORDS=(embretrain ext); COMP_CWORD=1; _embretrain_completion embretrain; echo "${COMPREPLY[@]}"\n'
+        'COMPREPLY=(); COMP_WORDS=(embretrain extend --new-e); COMP_CWORD=2; _embretrain_completion embretrain\n'
+        'echo "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", session], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["extend", "--new-entities"], done.stdout + done.stderr
