@@ -25,6 +25,9 @@ Every path written here may sit in a directory others can write to, so nothing i
 
 Outputs made of several files that must change together (a TF/Keras checkpoint and its name
 sidecars) use :func:`atomic_files`.
+
+Owns: every rename that publishes an output, and its temporary files. Must not: know any file format
+or what it writes (callers fill the temporary paths it hands out).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import glob
 import logging
 import os
@@ -63,6 +67,9 @@ logger = logging.getLogger(__name__)
 _TMP_PID = re.compile(r"\.tmp-(\d+)-[0-9a-f]+")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux: an unnamed file in a directory
+# the filesystem (NFS, FUSE, ...) or kernel has no O_TMPFILE: fall back to a named probe
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS}
 
 
 def check_target(path: str | os.PathLike, *, what: str = "file") -> None:
@@ -113,15 +120,28 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {target}: directory {directory} is not writable")
     # os.access says yes to root everywhere, and knows nothing of read-only mounts or sysfs:
-    # create (and remove) a real file, the only test that cannot lie.
+    # create a real file, the only test that cannot lie. An unnamed one (O_TMPFILE) where the
+    # filesystem can: the kernel checks the same permissions and mount flags, but no name appears
+    # in the directory and its mtime does not move (a dry run writes nothing, not even a probe).
+    if _TMPFILE:
+        try:
+            os.close(os.open(directory, os.O_WRONLY | _TMPFILE | _CLOEXEC, 0o600))
+            return directory
+        except OSError as err:
+            if err.errno not in _NO_TMPFILE:
+                raise _not_writable(target, directory, err) from None
     probe = directory / f".{target.name}.probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
     except OSError as err:
-        raise UsageError(f"cannot write {target}: directory {directory} is not writable ({err.strerror})") from None
+        raise _not_writable(target, directory, err) from None
     os.close(fd)
     probe.unlink()
     return directory
+
+
+def _not_writable(target: Path, directory: Path, err: OSError) -> UsageError:
+    return UsageError(f"cannot write {target}: directory {directory} is not writable ({err.strerror})")
 
 
 def fsync_path(path: str | os.PathLike) -> None:

@@ -17,6 +17,8 @@ import time
 import click
 
 from . import __version__, quiet_tf
+from .config import CHOICES, OLD_ROWS, STRATEGIES
+from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
     EXIT_CHECKPOINT,
     EXIT_OK,
@@ -27,7 +29,8 @@ from .errors import (
     EXIT_USAGE,
     EmbretrainError,
 )
-from .models import model_names
+
+__all__ = ["main"]
 
 logger = logging.getLogger("embretrain")
 
@@ -121,23 +124,24 @@ def training_options(func):
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
         click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64]."),
         click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
-        click.option("--optimizer", type=click.Choice(["adam", "adagrad", "sgd"]), help="Sparse optimizer [adam]."),
-        click.option("--loss", type=click.Choice(["logistic", "margin"]), help="Loss [logistic]."),
+        click.option("--optimizer", type=click.Choice(CHOICES["optimizer"]), help="Sparse optimizer [adam]."),
+        click.option("--loss", type=click.Choice(CHOICES["loss"]), help="Loss [logistic]."),
         click.option("--margin", type=float, help="Margin of the margin ranking loss [1.0]."),
         click.option("--adversarial-temperature", type=click.FloatRange(min=0), help="Self-adversarial negative weighting; 0 = off [0]."),
         click.option("--regularization", type=click.FloatRange(min=0), help="L2 weight on touched rows [0]."),
         click.option("--threads", type=click.IntRange(min=0), help="TensorFlow intra-op threads; 0 = all cores [0]."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
-        click.option("--strategy", type=click.Choice(["local", "parameter-server"]), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
+        click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--logdir", type=click.Path(file_okay=False), help="Write loss, seconds and examples/s per epoch (and held-out MRR with --valid-fraction) here as TensorBoard summaries; one directory per run."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-MODEL_CHOICE = click.Choice(model_names())
+MODEL_CHOICE = click.Choice(CHOICES["model"])
 _LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "model", "partition_strategy")
 
 
@@ -272,15 +276,10 @@ def _check_strategy(opts: dict) -> None:
 
 def _check_on_disk(opts: dict) -> None:
     """--old-rows on-disk: fail before loading anything if it cannot apply."""
-    from .checkpoint import format_of
+    from .checkpoint import check_old_rows
     from .errors import UsageError
 
-    fmt = format_of(opts["ckpt"])
-    if fmt != "h5":
-        raise UsageError(
-            f"--old-rows on-disk reads native .h5 checkpoints only; {opts['ckpt']} is a "
-            f"{'TensorFlow' if fmt == 'tf' else 'Keras'} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
-        )
+    check_old_rows(opts["ckpt"], "on-disk")
     if opts["strategy"] != "local":
         raise UsageError(
             "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
@@ -334,6 +333,31 @@ def _guarded_run(opts: dict, command: str, body) -> None:
     return summary
 
 
+def _dry_run(opts: dict, body) -> dict:
+    """``--dry-run``: fail exactly where the run would (lock included), run ``body()``, write nothing.
+
+    ``body`` reads and checks every input and returns the counts the run would report (it shares
+    :func:`embretrain.api.plan_train` / :func:`~embretrain.api.plan_extend` with the real run). The lock
+    is probed, not taken (:func:`~embretrain.lock.probe_lock`), stale temp files are left for the
+    real run to clean, and ``--report`` is not written (its path was checked like the real run's).
+    """
+    from .lock import probe_lock
+
+    started = time.perf_counter()
+    probe_lock(opts["out"])
+    if opts.get("report"):
+        logger.info("dry run: --report %s is not written (a dry run writes nothing)", opts["report"])
+    summary = body()
+    summary.update(dry_run=True, out=opts["out"], exit_code=EXIT_OK)
+    summary.setdefault("seconds", {})["total"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+DRY_RUN_HELP = ("Check everything the run would read and write (checkpoint checksums, vocabularies, every data line, "
+                "--out and its lock) and print the counts it would report, with its exit code; train nothing, write "
+                "nothing, import no TensorFlow (except to read a TensorFlow checkpoint).")
+
+
 # --- commands ----------------------------------------------------------------------------------
 @main.command()
 @click.option("--data", required=True, type=click.Path(), help="Training file: triples (head<TAB>relation<TAB>tail) or, for --model dot, pairs (a<TAB>b[<TAB>weight]).")
@@ -341,8 +365,9 @@ def _guarded_run(opts: dict, command: str, body) -> None:
 @click.option("--model", type=MODEL_CHOICE, help="Scoring model [transe].")
 @click.option("--dim", type=click.IntRange(min=1), help="Embedding width [100]; even for complex/rotate.")
 @click.option("--norm", type=click.Choice(["1", "2"]), callback=lambda c, p, v: None if v is None else int(v), help="transe: L1 or L2 distance [1].")
-@click.option("--gamma", type=float, help="transe/rotate: score = gamma - distance [12].")
+@click.option("--gamma", type=float, help="distance models (transe, transh, rotate): score = gamma - distance [0.06 x dim; 12 at dim 200].")
 @click.option("--tied/--untied", default=None, help="dot: one shared table (symmetric scores) instead of entity + context tables.")
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 @training_options
 @run_options
 def train(**opts):
@@ -358,9 +383,18 @@ def train(**opts):
     _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"])
     _check_strategy(opts)
 
+    if opts["dry_run"]:
+        def plan():
+            summary = api.plan_train(opts["data"], settings).summary()
+            summary["status"] = "ok"
+            return summary
+
+        _emit(_dry_run(opts, plan), opts["as_json"])
+        return
+
     def body():
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
-                                  strategy=opts["strategy"], shards=opts["shards"])
+                                  strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
         summary["status"] = "ok"
         return summary
@@ -376,13 +410,14 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
-@click.option("--init", type=click.Choice(["xavier", "neighbors", "neighbors-median"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
+@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
-@click.option("--corrupt", type=click.Choice(["any", "frozen"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
+@click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
 @click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
-@click.option("--out-format", type=click.Choice(["h5", "tf", "keras"]), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
-@click.option("--old-rows", type=click.Choice(["memory", "on-disk"]), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
+@click.option("--out-format", type=click.Choice(FORMAT_NAMES), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
+@click.option("--old-rows", type=click.Choice(OLD_ROWS), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 @checkpoint_options
 @training_options
 @run_options
@@ -409,39 +444,52 @@ def extend(**opts):
         _check_on_disk(opts)
     in_place = _same_file(opts["ckpt"], opts["out"])
     keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
+    delta_options = {"new_relations": opts["new_relations"], "skip_unknown": opts["skip_unknown"],
+                     "replay": opts["replay"]}
 
-    def body():
+    def load(old_rows: str):
         t0 = time.perf_counter()
         logger.info("loading %s", opts["ckpt"])
         # read-only: frozen rows are never written to, and the save can continue the load's sha256
-        ckpt = api.load(opts["ckpt"], old_rows=opts["old_rows"], read_only=True, **_load_options(opts))
-        t_load = time.perf_counter() - t0
-        settings = _settings(opts, model=ckpt.model)
-        if opts["epochs"] is not None:  # --epochs given here beats a preset's extend_epochs
-            settings.extend_epochs = -1
-        grown, summary = api.extend(
-            ckpt,
-            opts["new_entities"],
-            opts["data"],
-            settings,
-            new_relations=opts["new_relations"],
-            skip_unknown=opts["skip_unknown"],
-            replay=opts["replay"],
-            progress=opts["progress"],
-            strategy=opts["strategy"],
-            shards=opts["shards"],
+        ckpt = api.load(opts["ckpt"], old_rows=old_rows, read_only=True, **_load_options(opts))
+        # an explicit --epochs beats a preset's extend_epochs
+        return ckpt, _settings(opts, model=ckpt.model), time.perf_counter() - t0
+
+    def finish(summary: dict, t_load: float) -> dict | None:
+        """Timings of the load; the "nothing to do" outcome (None: there is something to do)."""
+        # disjoint parts in run order: reading and verifying --ckpt, then the data (see summary.py)
+        summary["seconds"] = {"load_checkpoint": round(t_load, 3), **summary["seconds"]}
+        if not summary.get("nothing_to_do"):
+            return None
+        message = (
+            f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "
+            f"{opts['ckpt']}; nothing was written"
         )
-        summary["seconds"]["load"] = round(summary["seconds"]["load"] + t_load, 3)  # checkpoint + delta + vocab
-        summary["seconds"]["load_checkpoint"] = round(t_load, 3)  # reading and verifying --ckpt alone
-        if summary.get("nothing_to_do"):
-            message = (
-                f"nothing to do: every name in {opts['new_entities'] or opts['new_relations']} is already in "
-                f"{opts['ckpt']}; nothing was written"
-            )
-            if opts["strict"]:
-                raise NothingToDoError(message + " (--strict)")
-            logger.info("%s", message)
-            summary["status"] = "nothing_to_do"
+        if opts["strict"]:
+            raise NothingToDoError(message + " (--strict)")
+        logger.info("%s", message)
+        summary["status"] = "nothing_to_do"
+        return summary
+
+    if opts["dry_run"]:
+        def plan():
+            from .checkpoint import format_of
+
+            # A native file is read as --old-rows on-disk reads it: every sha256, NaN/Inf and name
+            # check in one streaming pass, without holding the tables (a dry run needs no row).
+            ckpt, settings, t_load = load("on-disk" if format_of(opts["ckpt"]) == "h5" else opts["old_rows"])
+            summary = api.plan_extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options).summary()
+            return finish(summary, t_load) or {**summary, "status": "ok"}
+
+        _emit(_dry_run(opts, plan), opts["as_json"])
+        return
+
+    def body():
+        ckpt, settings, t_load = load(opts["old_rows"])
+        grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
+                                    progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
+                                    logdir=opts["logdir"])
+        if finish(summary, t_load) is not None:
             return summary
         _save_timed(grown, opts["out"], summary, keep=keep, out_format=opts["out_format"])
         summary["status"] = "ok"
@@ -529,7 +577,7 @@ def demo(workdir, as_json):
 
 @main.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard projector directory (vectors.tsv + metadata.tsv).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name and is_new columns).")
 @click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
 @click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
 @click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")

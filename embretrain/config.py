@@ -1,7 +1,13 @@
-"""Run settings: one dataclass, TOML presets, and a fixed precedence.
+"""Run settings: one dataclass, TOML presets, a fixed precedence, and the lists of choices.
 
-Precedence, lowest first: the dataclass defaults < the model's defaults (``MODEL_DEFAULTS``)
-< a ``--config`` TOML file < options given explicitly on the command line.
+Owns: :class:`Settings` (what shapes a ``train``/``extend`` run), the precedence that resolves it,
+the one decision of how many epochs an ``extend`` trains (:meth:`Settings.for_extend`), and every
+list of choices the CLI offers for a setting (``CHOICES``, ``STRATEGIES``, ``OLD_ROWS``): cli.py reads
+them from here. Must not: import TensorFlow, read data, or name CLI flags in its errors (the CLI
+parses flags; this module speaks in setting names, which are also the TOML keys).
+
+Precedence, lowest first: the dataclass defaults < the model's defaults (``MODEL_DEFAULTS``, and its
+``scaled_defaults``: e.g. gamma from dim) < a ``--config`` TOML file < options given explicitly (on the command line, or ``overrides``).
 A TOML preset is flat ``key = value`` pairs named like the fields below (``batch_size``, not
 ``--batch-size``); unknown keys are an error so a typo never silently does nothing.
 """
@@ -12,14 +18,15 @@ import dataclasses
 import logging
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 from .models import MODELS
 
-__all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "load_toml", "resolve_settings"]
+__all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "CHOICES", "STRATEGIES", "OLD_ROWS", "load_toml",
+           "resolve_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +61,24 @@ class Settings:
     valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
     patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
     corrupt: str = "any"  # negatives: any side | frozen (the old side of a triple with one new entity)
+    # Which settings were given explicitly (``overrides`` of resolve_settings: the command line), as opposed
+    # to defaults and presets. Not a setting: not in to_dict(), not a TOML key.
+    explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings by name (the TOML keys), as recorded in a checkpoint's lineage."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _FIELDS}
+
+    def for_extend(self) -> Settings:
+        """The settings an ``extend`` trains with: the one place that decides its epochs.
+
+        A preset's ``extend_epochs`` (new rows from a neighbour start need far fewer epochs than a table
+        from scratch) replaces ``epochs``, unless ``epochs`` was given explicitly, which always wins.
+        The result has ``extend_epochs = -1``: it is spent.
+        """
+        if self.extend_epochs >= 0 and "epochs" not in self.explicit:
+            return dataclasses.replace(self, epochs=self.extend_epochs, extend_epochs=-1)
+        return dataclasses.replace(self, extend_epochs=-1)
 
 
 # Scoring parameters per model (what the checkpoint stores as root attributes) and per-model starting points
@@ -64,9 +86,20 @@ class Settings:
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {name: cls.param_names for name, cls in MODELS.items()}
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODELS.items()}
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_CHOICES = {"optimizer": ("adam", "adagrad", "sgd"), "loss": ("logistic", "margin"),
-            "init": ("xavier", "neighbors", "neighbors-median"), "corrupt": ("any", "frozen")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "explicit"}
+# The values a setting may take; the CLI's click.Choice lists are these. Models come from the registry; the
+# others are spelled out rather than imported from optim.OPTIMIZERS and init.INIT_CHOICES (modules that
+# import numpy), so importing the CLI stays light. tests/test_config.py checks they agree.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": tuple(MODEL_PARAMS),
+    "optimizer": ("adam", "adagrad", "sgd"),
+    "loss": ("logistic", "margin"),
+    "init": ("xavier", "neighbors", "neighbors-median"),
+    "corrupt": ("any", "frozen"),
+}
+# Run options that are not settings (not recorded in lineage): where to train, where old rows live.
+STRATEGIES = ("local", "parameter-server")
+OLD_ROWS = ("memory", "on-disk")
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a preset is a few hundred bytes; anything this big is the wrong file
@@ -131,8 +164,8 @@ def _check(values: dict[str, Any], origin: str) -> dict[str, Any]:
             raise UsageError(f"{origin}: setting {key!r} is out of range ({_short(value)}; at most {_MAX_INT})")
         if want is float and not math.isfinite(value):
             raise UsageError(f"{origin}: setting {key!r} must be a finite number, got {_short(value)}")
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise UsageError(f"{origin}: setting {key!r} must be one of {', '.join(_CHOICES[key])}, got {_short(value)}")
+        if key in CHOICES and key != "model" and value not in CHOICES[key]:
+            raise UsageError(f"{origin}: setting {key!r} must be one of {', '.join(CHOICES[key])}, got {_short(value)}")
         out[key] = value
     _check_ranges(out, origin)
     return out
@@ -163,7 +196,8 @@ def resolve_settings(
 
     Args:
         config_file: optional TOML preset.
-        overrides: options given explicitly (``None`` values are ignored).
+        overrides: options given explicitly (``None`` values are ignored); remembered in
+            ``Settings.explicit`` (so an explicit ``epochs`` beats a preset's ``extend_epochs``).
         model: the model when it is fixed from outside (``extend`` takes it from the checkpoint).
     """
     from_file = load_toml(config_file) if config_file else {}
@@ -174,4 +208,8 @@ def resolve_settings(
     values.update(from_file)
     values.update(explicit)
     values["model"] = name
-    return Settings(**values)
+    if name in MODELS:
+        # the model's defaults that depend on other settings (gamma on dim): at its defaults' level, under the rest
+        derived = MODELS[name].scaled_defaults({**Settings().to_dict(), **values})
+        values.update({k: v for k, v in derived.items() if k not in from_file and k not in explicit})
+    return Settings(**values, explicit=frozenset(explicit))

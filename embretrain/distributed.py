@@ -1,5 +1,10 @@
 """Scale-out: the same ``train``/``extend`` on a TensorFlow ``ParameterServerStrategy`` cluster.
 
+Owns: reading ``TF_CONFIG``, connecting the chief (:func:`connect`), the sharded split table, the
+:class:`ClusterExecutor` that runs an epoch's steps on the workers, and the ps/worker servers. Must
+not: repeat the training loop or the losses (the loop is :func:`embretrain.train.fit`, which takes a
+:class:`ClusterExecutor`; a step's loss is :func:`embretrain.losses.batch_loss`), or build checkpoints.
+
 The cluster comes from the standard ``TF_CONFIG`` environment variable (``chief``, ``worker``,
 ``ps``). The process that runs ``embretrain train|extend --strategy parameter-server`` is the chief
 (TensorFlow's "coordinator"); ``embretrain server --role ps|worker`` starts the other roles.
@@ -16,8 +21,9 @@ What is distributed, and what stays the same as a local run:
   ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps, and the
   update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths
   does not mix rows, so per-shard optimizers compute what one optimizer over the table computes.
-- **Loss.** The loss functions of :mod:`embretrain.train` are reused unchanged (they only need
-  ``.lookup``, ``.width`` and ``.n_rows`` from a table).
+- **Loss and loop.** :func:`embretrain.train.fit` runs the epochs and :func:`embretrain.losses.batch_loss`
+  computes each step's loss (``--replay`` included) exactly as in a local run; only the optimizer
+  placement, the data feed and the scheduling below are this module's.
 - **Data.** ``distribute_datasets_from_function`` gives each worker its own shuffled, repeated copy
   of the (mapped) training ids; an epoch is ``ceil(n / batch_size)`` steps scheduled on whichever
   worker is free (TensorFlow's asynchronous parameter-server training).
@@ -35,20 +41,22 @@ import json
 import logging
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import TrainingError, UsageError
+from .config import STRATEGIES
+from .errors import UsageError
 from .quiet_tf import import_tensorflow
+from .tables import SplitTable
+from .train import EpochStats
 
 __all__ = [
     "STRATEGIES",
     "ROLES",
     "Cluster",
+    "ClusterExecutor",
     "ShardedSplitTable",
     "read_tf_config",
     "connect",
@@ -60,7 +68,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("local", "parameter-server")
 ROLES = ("ps", "worker")
 
 # MinSizePartitioner's shard floor when --shards is not given: tables under 256 KiB (65k floats)
@@ -143,8 +150,8 @@ def _sharded_variable(value: np.ndarray, name: str, trainable: bool, strategy):
         return tf.Variable(initial, shape=value.shape, dtype=tf.float32, trainable=trainable, name=name)
 
 
-class ShardedSplitTable:
-    """:class:`~embretrain.tables.SplitTable` sharded over parameter servers (same duck type).
+class ShardedSplitTable(SplitTable):
+    """:class:`~embretrain.tables.SplitTable` sharded over parameter servers.
 
     Args:
         old: float32 ``[n_old, width]`` frozen rows (a non-trainable sharded variable).
@@ -154,52 +161,31 @@ class ShardedSplitTable:
     """
 
     def __init__(self, old: np.ndarray, new: np.ndarray, name: str, *, strategy):
-        if old.ndim != 2 or new.ndim != 2 or old.shape[1] != new.shape[1]:
-            raise ValueError(f"{name}: old {old.shape} and new {new.shape} must be 2-D of equal width")
-        self.name = name
-        self.n_old = int(old.shape[0])
-        self.n_new = int(new.shape[0])
-        self.width = int(old.shape[1])
-        # An empty side gets no variable at all: a partitioner cannot cut a 0-row table.
-        self.old = _sharded_variable(old, f"{name}_old", False, strategy) if self.n_old else None
-        self.new = _sharded_variable(new, f"{name}_new", True, strategy) if self.n_new else None
+        self._strategy = strategy
+        super().__init__(old, new, name)
 
-    @property
-    def n_rows(self) -> int:
-        return self.n_old + self.n_new
+    # An empty side gets no variable at all: a partitioner cannot cut a 0-row table.
+    def _frozen_part(self, old):
+        return (_sharded_variable(old, f"{self.name}_old", False, self._strategy) if self.n_old else None), None
+
+    def _trainable_part(self, new):
+        return _sharded_variable(new, f"{self.name}_new", True, self._strategy) if self.n_new else None
+
+    def _gather(self, params, ids):
+        tf = import_tensorflow()
+
+        # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
+        # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
+        return tf.nn.embedding_lookup(params, ids)
+
+    def _new_variables(self) -> list:
+        """One variable per new shard: each gets its own colocated optimizer."""
+        return _shards(self.new) if self.new is not None else []
 
     @property
     def shards(self) -> dict[str, list]:
         """``{"old": [...], "new": [...]}`` per-ps variables (for placement checks and logs)."""
         return {side: _shards(var) if var is not None else [] for side, var in (("old", self.old), ("new", self.new))}
-
-    def lookup(self, ids):
-        """``ids`` int ``[...]`` -> float32 ``[..., width]``; ids >= n_old read the trainable shards."""
-        tf = import_tensorflow()
-
-        # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
-        # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
-        from .tables import routed_lookup
-
-        return routed_lookup(ids, self.old, self.new, self.n_old, self.n_new, self.width, tf.nn.embedding_lookup)
-
-    def all_rows(self):
-        """The whole table as one tensor ``[n_rows, width]`` on the chief (for evaluation, not training)."""
-        tf = import_tensorflow()
-
-        parts = [tf.convert_to_tensor(v) for v in (self.old, self.new) if v is not None]
-        return tf.concat(parts, axis=0)
-
-    def new_rows(self) -> np.ndarray:
-        """The trained rows gathered from every ps to the chief, float32 ``[n_new, width]``."""
-        if self.new is None:
-            return np.zeros((0, self.width), dtype=np.float32)
-        return np.concatenate([v.numpy() for v in _shards(self.new)], axis=0)
-
-    @property
-    def trainable(self) -> list:
-        """One variable per new shard: each gets its own colocated optimizer."""
-        return _shards(self.new) if self.new is not None else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,10 +227,9 @@ class Cluster:
     def table(self, old: np.ndarray, new: np.ndarray, name: str) -> ShardedSplitTable:
         return ShardedSplitTable(old, new, name, strategy=self.strategy)
 
-    def fit(self, emb, ids: np.ndarray, settings, *, weights: np.ndarray | None = None, progress: bool | None = None,
-            on_epoch=None):
-        """:func:`embretrain.train.fit` on the cluster: same arguments, same ``TrainResult``."""
-        return _fit(self, emb, ids, settings, weights=weights, progress=progress, on_epoch=on_epoch)
+    def executor(self) -> ClusterExecutor:
+        """What :func:`embretrain.train.fit` runs its epochs with on this cluster."""
+        return ClusterExecutor(self)
 
 
 _CLUSTERS: dict[tuple, Cluster] = {}
@@ -308,101 +293,75 @@ def colocated_optimizers(strategy, variables: list, name: str, lr: float) -> lis
     return optimizers
 
 
-def _fit(cluster: Cluster, emb, ids: np.ndarray, settings, *, weights=None, progress=None, on_epoch=None):
-    tf = import_tensorflow()
-    from tqdm.auto import tqdm
+class ClusterExecutor:
+    """Runs an epoch's steps on the cluster's workers (:func:`embretrain.train.fit`'s executor).
 
-    from .train import TrainResult, _pair_loss, _triple_loss
+    Each step is scheduled on whichever worker is free (asynchronous parameter-server training); an
+    epoch is ``ceil(n / batch_size)`` steps, and it ends when every one of them has been fetched.
+    """
 
-    strategy, coordinator = cluster.strategy, cluster.coordinator
-    result = TrainResult()
-    variables = emb.trainable()
-    n = int(ids.shape[0])
-    if n == 0 or not variables or settings.epochs == 0:
-        return result
-    pair = emb.scorer.kind == "pair"
-    if weights is None:
-        weights = np.ones(n, dtype=np.float32)
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self._step_no = 0
 
-    optimizers = colocated_optimizers(strategy, variables, settings.optimizer, settings.lr)
-    ids64, weights32 = ids.astype(np.int64), weights.astype(np.float32)
+    def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings) -> None:
+        tf = import_tensorflow()
 
-    def dataset_fn(_input_context):
-        # Every worker gets the whole delta, shuffled with its own (unseeded) order: a shared
-        # seed would make all workers train on the same batches in lockstep.
-        ds = tf.data.Dataset.from_tensor_slices((ids64, weights32))
-        ds = ds.shuffle(n, reshuffle_each_iteration=True).repeat()
-        return ds.batch(settings.batch_size).prefetch(2)
+        strategy, coordinator = self.cluster.strategy, self.cluster.coordinator
+        optimizers = colocated_optimizers(strategy, variables, settings.optimizer, settings.lr)
+        n = len(ids)
 
-    @tf.function
-    def per_worker_dataset():
-        return strategy.distribute_datasets_from_function(dataset_fn)
+        def dataset_fn(_input_context):
+            # Every worker gets the whole delta, shuffled with its own (unseeded) order: a shared
+            # seed would make all workers train on the same batches in lockstep.
+            ds = tf.data.Dataset.from_tensor_slices((ids, weights))
+            ds = ds.shuffle(n, reshuffle_each_iteration=True).repeat()
+            return ds.batch(settings.batch_size).prefetch(2)
 
-    iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
+        @tf.function
+        def per_worker_dataset():
+            return strategy.distribute_datasets_from_function(dataset_fn)
 
-    @tf.function
-    def worker_step(it, step):
-        def replica_fn(batch, batch_weights):
-            rng = _StepRng(settings.seed, step)
-            with tf.GradientTape() as tape:
-                if pair:
-                    loss = _pair_loss(emb, batch, batch_weights, rng, settings)
-                else:
-                    loss = _triple_loss(emb, batch, rng, settings)
-            grads = tape.gradient(loss, variables)
-            for opt, grad, var in zip(optimizers, grads, variables):
-                # Run the whole update on the shard's ps: lazy Adam's gather/maths/scatter of its
-                # moments would otherwise round-trip every touched row's slots through the worker.
-                with tf.device(var.device):
-                    opt.apply([grad], [var])
-            return loss, tf.shape(batch)[0]
+        iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
 
-        batch, batch_weights = next(it)
-        return strategy.run(replica_fn, args=(batch, batch_weights))
+        @tf.function
+        def worker_step(it, step):
+            def replica_fn(batch, batch_weights):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(batch, batch_weights, _StepRng(settings.seed, step))
+                grads = tape.gradient(loss, variables)
+                for opt, grad, var in zip(optimizers, grads, variables):
+                    # Run the whole update on the shard's ps: lazy Adam's gather/maths/scatter of its
+                    # moments would otherwise round-trip every touched row's slots through the worker.
+                    with tf.device(var.device):
+                        opt.apply([grad], [var])
+                return loss, tf.shape(batch)[0]
 
-    steps_per_epoch = math.ceil(n / settings.batch_size)
-    # -q (warnings only) means nothing on stderr on success, a progress bar included
-    show = (sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)) if progress is None else progress
-    start = time.perf_counter()
-    step_no = 0
-    for epoch in range(1, settings.epochs + 1):
-        epoch_start = time.perf_counter()
+            batch, batch_weights = next(it)
+            return strategy.run(replica_fn, args=(batch, batch_weights))
+
+        self._schedule = lambda: coordinator.schedule(worker_step, args=(iterator, tf.constant(self._step_no, tf.int64)))
+        self._steps_per_epoch = math.ceil(n / settings.batch_size)
+
+    def run_epoch(self, advance) -> EpochStats:
         pending = []
-        for _ in range(steps_per_epoch):
-            pending.append(coordinator.schedule(worker_step, args=(iterator, tf.constant(step_no, tf.int64))))
-            step_no += 1
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step",
-                   disable=not show, leave=False)
-        total, count = 0.0, 0
+        for _ in range(self._steps_per_epoch):
+            pending.append(self._schedule())
+            self._step_no += 1
+        stats = EpochStats()
         for remote in pending:
             loss, size = remote.fetch()  # blocks until that step ran; errors on a worker are raised here
-            total += float(loss) * int(size)
-            count += int(size)
-            bar.update(1)
-        bar.close()
-        mean = total / max(count, 1)
-        if not math.isfinite(mean):
-            raise TrainingError(
-                f"training diverged at epoch {epoch} (loss is {mean}); nothing was written. Try a smaller --lr."
-            )
-        result.losses.append(mean)
-        result.epochs = epoch
-        result.steps += steps_per_epoch
-        result.examples += count
-        if hasattr(result, "epoch_seconds"):
-            result.epoch_seconds.append(time.perf_counter() - epoch_start)
-        # one line per epoch is -v detail: the default stays a few lines per run
-        logger.debug("epoch %d/%d loss %.5f (%d steps on %d workers)", epoch, settings.epochs, mean,
-                    steps_per_epoch, cluster.n_workers)
-        # every step of the epoch has been fetched, so the rows are settled for a callback to read
-        if on_epoch is not None and on_epoch(epoch, mean):
-            break
-    coordinator.join()
-    result.seconds = time.perf_counter() - start
-    for name, table in {**emb.entity_tables, **emb.relation_tables}.items():
-        if not np.all(np.isfinite(table.new_rows())):
-            raise TrainingError(f"trained rows of {name} contain NaN or Inf; nothing was written. Try a smaller --lr.")
-    return result
+            stats.total_loss += float(loss) * int(size)
+            stats.examples += int(size)
+            stats.steps += 1
+            advance(int(size), float(loss))
+        return stats
+
+    def describe(self, stats: EpochStats) -> str:
+        return f" ({stats.steps} steps on {self.cluster.n_workers} workers)"
+
+    def finish(self) -> None:
+        self.cluster.coordinator.join()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ of the epoch with the best MRR are kept; training stops after ``patience`` epoch
 improvement. The slice (``max_size``) and the candidates are capped because ranking against every
 entity after every epoch would cost more than the epochs it saves; a sampled MRR is higher than the
 full one but orders epochs the same way, which is all the choice needs.
+
+Owns: the held-out split (:func:`holdout`) and the stopper's hooks (``on_epoch``, ``after_fit``,
+``report``), which :class:`embretrain.levers.EarlyStop` drives. Must not: train, read files, or decide
+whether early stopping applies (levers.py does).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def holdout(
 
 
 class EarlyStopping:
-    """``on_epoch`` callback for :func:`embretrain.train.fit` that remembers the best epoch's new rows.
+    """Ranks the held-out triples after every epoch and remembers the best epoch's new rows.
 
     Args:
         emb: the :class:`embretrain.train.Embeddings` being trained.
@@ -129,10 +133,11 @@ class EarlyStopping:
                     self.best_epoch)
         return self.patience > 0 and epoch - self.best_epoch >= self.patience
 
-    def __call__(self, epoch: int, loss: float) -> bool:
+    def on_epoch(self, epoch: int, loss: float) -> bool:
+        """Rank after ``epoch``; True when ``patience`` epochs passed without a better MRR (stop)."""
         return self._check(epoch)
 
-    def finish(self) -> None:
+    def after_fit(self) -> None:
         """Put the best epoch's rows back into the trainable variables."""
         if self._best is not None:
             for table, rows in zip(self._tables, self._best):
@@ -140,5 +145,6 @@ class EarlyStopping:
                     table.new.assign(rows)
 
     def report(self) -> dict[str, Any]:
+        """The summary's ``early_stopping`` section."""
         return {"held_out": int(len(self.held_out)), "best_epoch": self.best_epoch,
                 "best_mrr": round(self.best_mrr, 5), "mrr_by_epoch": self.history}

@@ -5,8 +5,11 @@
 * ``word2vec-binary``: the same header, then per row the name, a space, ``dim`` little-endian float32
   and a newline (``word2vec.c -binary 1``; gensim reads it with ``binary=True``).
 * ``tsv``: ``name<TAB>v1<TAB>...<TAB>v_dim`` per row, no header.
-* ``projector``: a directory with ``vectors.tsv`` (numbers only) and ``metadata.tsv`` (one name
-  per line, no header, as the Embedding Projector wants for a single column).
+* ``projector``: a log directory TensorBoard's projector plugin loads (``tensorboard --logdir DIR``):
+  ``projector_config.pbtxt`` (a ``ProjectorConfig`` naming the tensor, its shape and its metadata),
+  ``vectors.tsv`` (the tensor: ``dim`` tab-separated numbers per row) and ``metadata.tsv`` (a header
+  row, then one row per vector: ``name``, ``is_new``). The same two TSV files load in the standalone
+  Embedding Projector (projector.tensorflow.org, "Load").
 
 Numbers are written with 9 significant digits, which round-trips every float32 exactly.
 word2vec has no escaping, so whitespace (and NUL) inside a name becomes ``_`` (counted in the summary);
@@ -26,8 +29,9 @@ import numpy as np
 from .atomic import atomic_dir, atomic_write
 from .checkpoint import ENTITY_TABLE, Checkpoint
 from .errors import UsageError
+from .summary import last_added
 
-__all__ = ["FORMATS", "export", "default_out", "rows_to_export"]
+__all__ = ["FORMATS", "PROJECTOR_CONFIG", "export", "default_out", "rows_to_export", "projector_metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +39,17 @@ FORMATS = ("word2vec", "word2vec-binary", "tsv", "projector")
 _SUFFIX = {"word2vec": ".w2v.txt", "word2vec-binary": ".w2v.bin", "tsv": ".vectors.tsv", "projector": ".projector"}
 _WHITESPACE = re.compile(r"[\s\x00]+")
 _TSV_BREAKERS = re.compile(r"[\t\r\n\x00]+")
+PROJECTOR_CONFIG = "projector_config.pbtxt"  # the name the plugin looks for in a log directory
 
 
 def default_out(ckpt_path: str | os.PathLike, fmt: str) -> str:
     """``<ckpt>.w2v.txt``, ``<ckpt>.w2v.bin``, ``<ckpt>.vectors.tsv`` or the directory ``<ckpt>.projector``."""
     return os.fspath(ckpt_path).rstrip("/") + _SUFFIX[fmt]
+
+
+def _kind(ckpt: Checkpoint, table: str) -> str:
+    """``"relations"`` for a relation-indexed table, else ``"entities"`` (as the lineage counts them)."""
+    return "relations" if table in ckpt.relation_tables else "entities"
 
 
 def rows_to_export(ckpt: Checkpoint, table: str, only_new: bool) -> tuple[list[str], np.ndarray]:
@@ -48,21 +58,67 @@ def rows_to_export(ckpt: Checkpoint, table: str, only_new: bool) -> tuple[list[s
     Raises:
         UsageError: unknown table, or ``only_new`` and the lineage records no run that added rows.
     """
+    return _rows(ckpt, table, _row_ids(ckpt, table, only_new))
+
+
+def _rows(ckpt: Checkpoint, table: str, ids: range) -> tuple[list[str], np.ndarray]:
+    names = ckpt.relations if _kind(ckpt, table) == "relations" else ckpt.entities
+    return list(names[ids.start : ids.stop]), ckpt.tables()[table][ids.start : ids.stop]
+
+
+def _row_ids(ckpt: Checkpoint, table: str, only_new: bool) -> range:
     tables = ckpt.tables()
     if table not in tables:
         raise UsageError(f"the checkpoint has no table {table!r}; it has {', '.join(tables)}")
-    relation = table in ckpt.relation_tables
-    names = ckpt.relations if relation else ckpt.entities
-    values = tables[table]
     if not only_new:
-        return list(names), values
-    kind = "relations" if relation else "entities"
-    for rec in reversed(ckpt.lineage):
-        if rec.get(f"{kind}_added"):
-            start = int(rec.get(f"{kind}_before", 0))
-            stop = start + int(rec[f"{kind}_added"])
-            return list(names[start:stop]), values[start:stop]
-    raise UsageError(f"--only-new: the checkpoint's lineage records no run that added {kind}")
+        return range(len(tables[table]))
+    added = last_added(ckpt.lineage, _kind(ckpt, table))
+    if not added:
+        raise UsageError(f"--only-new: the checkpoint's lineage records no run that added {_kind(ckpt, table)}")
+    return added
+
+
+def projector_metadata(ckpt: Checkpoint, table: str, ids: range, names: list[str]) -> dict[str, list[str]]:
+    """The columns of ``metadata.tsv`` for rows ``ids`` of ``table``: column name -> one value per row.
+
+    A column is one entry here; the projector colours and labels points by any of them.
+    """
+    added = last_added(ckpt.lineage, _kind(ckpt, table))
+    return {
+        "name": names,
+        "is_new": ["true" if i in added else "false" for i in ids],  # added by the last run that added rows
+    }
+
+
+def _pbtxt_string(text: str) -> str:
+    """A protobuf text-format string literal (our table names are plain ASCII; quotes and backslashes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_projector(directory, ckpt: Checkpoint, table: str, ids: range, names: list[str], values: np.ndarray) -> None:
+    """The three files of the projector plugin's format (tensorboard/plugins/projector/projector_config.proto).
+
+    The tensor is TSV, not a TF checkpoint: the plugin reads ``tensor_path`` files directly and so
+    does the standalone projector, and no TensorFlow is needed to write it. Paths are relative to
+    the config file, which the plugin requires (it refuses paths resolving outside its directory).
+    """
+    n, dim = values.shape
+    (directory / "vectors.tsv").write_text(_text_rows(values, "\t"), encoding="utf-8")
+    columns = projector_metadata(ckpt, table, ids, names)
+    rows = zip(*columns.values())
+    # A header row whenever there are two or more columns: that is how the projector tells them apart.
+    (directory / "metadata.tsv").write_text(
+        "\t".join(columns) + "\n" + "".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
+    (directory / PROJECTOR_CONFIG).write_text(
+        "embeddings {\n"
+        f"  tensor_name: {_pbtxt_string(table)}\n"
+        f"  tensor_shape: {n}\n"
+        f"  tensor_shape: {dim}\n"
+        '  tensor_path: "vectors.tsv"\n'
+        '  metadata_path: "metadata.tsv"\n'
+        "}\n",
+        encoding="utf-8",
+    )
 
 
 def _clean(names: list[str], pattern: re.Pattern, repl: str, fmt: str) -> tuple[list[str], int]:
@@ -105,7 +161,8 @@ def export(
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    names, values = rows_to_export(ckpt, table, only_new)
+    ids = _row_ids(ckpt, table, only_new)
+    names, values = _rows(ckpt, table, ids)
     values = np.ascontiguousarray(values, dtype="<f4")
     n, dim = values.shape
     if fmt.startswith("word2vec"):
@@ -126,8 +183,7 @@ def export(
                 tmp.write_text("".join(f"{name}\t{row}\n" for name, row in zip(names, numbers)), encoding="utf-8")
         else:
             with atomic_dir(out) as tmp:
-                (tmp / "vectors.tsv").write_text(_text_rows(values, "\t"), encoding="utf-8")
-                (tmp / "metadata.tsv").write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+                _write_projector(tmp, ckpt, table, ids, names, values)
     logger.info("exported %d rows of %s to %s (%s)", n, table, out, fmt)
     return {"format": fmt, "out": os.fspath(out), "table": table, "rows": int(n), "dim": int(dim),
             "names_changed": int(changed)}

@@ -28,7 +28,7 @@ import logging
 
 import numpy as np
 
-from .checkpoint.disk_rows import blocks, take
+from .storage import blocks, take
 from .models import Estimate, scorer_class
 
 __all__ = ["INIT_CHOICES", "neighbor_rows"]
@@ -89,7 +89,7 @@ def neighbor_rows(
     Args:
         model: scorer name (a registered triple model; one without a closed form keeps ``start``).
         entities: float32 ``[n_old, d]`` frozen entity rows: an array, or rows left on disk
-            (:class:`~embretrain.checkpoint.disk_rows.DiskRows`); only the rows the delta touches are read.
+            (:class:`~embretrain.storage.DiskRows`); only the rows the delta touches are read.
         relations: float32 ``[n_rel_old, d_r]`` frozen relation rows (triples with a relation id beyond
             them are skipped).
         triples: int64 ``[n, 3]`` delta triples in the grown id space (new entities have ids >= n_old).

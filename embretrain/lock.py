@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .errors import LockedError, UsageError
 
-__all__ = ["lock_path", "output_lock"]
+__all__ = ["lock_path", "output_lock", "probe_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,25 +66,28 @@ def _refuse(path: Path, what: str) -> UsageError:
     )
 
 
-def _open_lock(path: Path) -> int:
-    """Open (creating if absent) the lock file without following a symlink or truncating anything.
+def _open_lock(path: Path, *, create: bool = True) -> int:
+    """Open (creating if absent, unless not ``create``) the lock file without following a symlink or
+    truncating anything.
 
     Raises:
         UsageError: ``path`` is a symlink, not a regular file, has other hard links, or holds
             something that is not a pid.
+        FileNotFoundError: no file at ``path`` (and not ``create``, or it was removed meanwhile).
     """
     flags = os.O_RDWR | _NOFOLLOW | _CLOEXEC
-    try:
-        # O_EXCL first: a file we create is ours to write; a nonblocking open never hangs on a FIFO.
-        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        pass
+    if create:
+        try:
+            # O_EXCL first: a file we create is ours to write; a nonblocking open never hangs on a FIFO.
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
     try:
         fd = os.open(path, flags | os.O_NONBLOCK)
     except OSError as err:
         if err.errno == errno.ELOOP or path.is_symlink():
             raise _refuse(path, f"is a symbolic link (to {os.readlink(path)!r})") from None
-        if err.errno == errno.ENOENT:  # removed since the O_EXCL attempt: let the caller retry
+        if err.errno == errno.ENOENT:  # removed since the O_EXCL attempt (or absent): the caller decides
             raise
         if err.errno == errno.EISDIR:
             raise _refuse(path, "is a directory") from None
@@ -103,6 +106,18 @@ def _open_lock(path: Path) -> int:
     return fd
 
 
+def _raise_locked(out, path: Path, fd: int, err: OSError) -> None:
+    """Close ``fd`` after a failed flock and raise: LockedError naming the holder, or ``err`` itself."""
+    holder = _holder(fd)
+    os.close(fd)
+    if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+        raise LockedError(
+            f"{out} is locked by another run ({holder} holds {path}); wait for it to finish "
+            "(the lock dies with its process, so there is never a stale lock to remove)"
+        ) from None
+    raise err
+
+
 @contextlib.contextmanager
 def output_lock(out: str | os.PathLike) -> Iterator[Path]:
     """Hold the exclusive lock on ``out`` for the ``with`` block; yield the lock file's path.
@@ -119,14 +134,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            holder = _holder(fd)
-            os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise LockedError(
-                    f"{out} is locked by another run ({holder} holds {path}); wait for it to finish "
-                    "(the lock dies with its process, so there is never a stale lock to remove)"
-                ) from None
-            raise
+            _raise_locked(out, path, fd, err)
         # The previous holder may have unlinked the file after we opened it: then we locked an
         # orphan inode, and a third process could lock a fresh file at the same path. Retry.
         try:
@@ -154,3 +162,29 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
                 path.unlink()
         os.close(fd)
         logger.debug("released %s", path)
+
+
+def probe_lock(out: str | os.PathLike) -> None:
+    """Fail as :func:`output_lock` would, without taking the lock or leaving anything behind (a dry run).
+
+    No file at ``<out>.lock`` means no holder (a holder's file exists for as long as it holds it), and
+    none is created. An existing file gets the same refusals as :func:`output_lock` (symlink,
+    directory, FIFO, hard links, content that is not a pid) and is then tested with a *shared*
+    non-blocking flock, released at once: it conflicts only with a holder's exclusive lock, so two
+    dry runs never stop each other, and the file is neither truncated nor written nor removed. A real
+    run starting in the microseconds the probe holds it finds it locked and exits like any second run.
+
+    Raises:
+        LockedError: another process holds the lock.
+        UsageError: something other than a lock file is at ``<out>.lock``.
+    """
+    path = lock_path(out)
+    try:
+        fd = _open_lock(path, create=False)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        _raise_locked(out, path, fd, err)
+    os.close(fd)  # releases the shared lock

@@ -4,7 +4,7 @@ A person looking at last night's new rows wants to know whether they landed amon
 entities. This module answers with cosine similarity over the entity table and, for triple models,
 with the model's own top tails/heads under an entity's most frequent relation.
 
-Cost follows one pass over the table: the table is read block by block (:func:`disk_rows.blocks`;
+Cost follows one pass over the table: the table is read block by block (:func:`storage.blocks`;
 a table left on disk is streamed and the next block is read while the current one is multiplied),
 each block is scored against all queries with one matrix product, and a top-k is merged per block
 with ``np.argpartition``. The table is never copied whole, so a 10M-row file needs a few blocks of
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from .checkpoint.disk_rows import BLOCK_BYTES, DiskRows, RowStack, blocks, take
+from .storage import BLOCK_BYTES, blocks, is_lazy, take
 from .errors import DataError, UsageError
 
 __all__ = ["AMONG", "format_text", "load_for_report", "nearest", "report", "sanity", "top_scores"]
@@ -46,7 +46,7 @@ def _read_ahead(table, block_rows: int | None) -> Iterator[tuple[int, np.ndarray
     """:func:`blocks` of ``table``; for a table on disk the next block is read in a second thread while
     the caller scores the current one (``preadv`` and BLAS both release the GIL)."""
     it = blocks(table, block_rows)
-    if not isinstance(table, (DiskRows, RowStack)):
+    if not is_lazy(table):
         yield from it  # in-memory blocks are views: nothing to overlap
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embretrain-neighbors") as pool:
@@ -170,23 +170,17 @@ def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _query(model: str, e: np.ndarray, r: np.ndarray, side: str) -> np.ndarray:
-    """Queries ``[c, d]`` scoring any entity as the ``side`` ("tail": ``(e, r, ?)``, "head": ``(?, r, e)``)."""
-    tail = side == "tail"
-    if model == "transe":
-        return e + r if tail else e - r
-    if model == "distmult":
-        return e * r
-    if model == "complex":
-        (er, ei), (rr, ri) = _halves(e), _halves(r)
-        if tail:
-            return np.concatenate([er * rr - ei * ri, er * ri + ei * rr], axis=-1)
-        return np.concatenate([rr * er + ri * ei, -(ri * er - rr * ei)], axis=-1)
-    if model == "rotate":
-        (er, ei), cos, sin = _halves(e), np.cos(r), np.sin(r)
-        if tail:
-            return np.concatenate([er * cos - ei * sin, er * sin + ei * cos], axis=-1)
-        return np.concatenate([er * cos + ei * sin, ei * cos - er * sin], axis=-1)
-    raise UsageError(f"model {model!r} has no relation queries")
+    """Queries ``[c, d]`` scoring any entity as the ``side`` ("tail": ``(e, r, ?)``, "head": ``(?, r, e)``).
+
+    The model's own numpy neighbour estimate (models/<name>.py) is exactly this query: the row that
+    scores the triple best (for bilinear models, its direction, which ranks the same).
+    """
+    from .models import scorer_class
+
+    estimate = scorer_class(model).estimate
+    if estimate is None:
+        raise UsageError(f"model {model!r} has no relation queries")
+    return np.asarray(estimate(e, r, e, side), dtype=np.float32)
 
 
 def _match_block(model: str, params: dict[str, Any], queries: np.ndarray) -> ScoreBlock:

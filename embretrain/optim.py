@@ -141,7 +141,7 @@ class LazyAdam(SparseOptimizer):
         var.scatter_sub(tf.IndexedSlices(step * m / (tf.sqrt(v) + self.epsilon), idx))
 
 
-OPTIMIZERS = {"sgd": SparseSGD, "adagrad": SparseAdagrad, "adam": LazyAdam}
+OPTIMIZERS = {"adam": LazyAdam, "adagrad": SparseAdagrad, "sgd": SparseSGD}  # the first is the default
 
 
 def make_optimizer(name: str, lr: float) -> SparseOptimizer:

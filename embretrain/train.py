@@ -1,12 +1,18 @@
-"""The compiled training step and the epoch loop.
+"""The training loop: one :func:`fit` for every run, local or on a cluster.
+
+Owns: :class:`Embeddings` (a scorer wired to its split tables), the epoch loop of :func:`fit`
+(empty checks, divergence checks, epoch bookkeeping, logging, the ``on_epoch`` hook, the final NaN/Inf
+check of trained rows), and :class:`LocalExecutor`, which runs an epoch's steps in this process (a
+``tf.function`` step fed by ``tf.data``). An executor is what differs between a local run and a cluster
+run: :class:`embretrain.distributed.ClusterExecutor` schedules the same step on parameter-server
+workers and is handed to :func:`fit` by the caller. Must not: import :mod:`embretrain.distributed`,
+read files, or build tables (tables.py does); the loss of a step lives in :mod:`embretrain.losses`.
 
 One step: sample negatives uniformly over the whole current vocabulary, one draw of K per chunk of
 ``negative_chunk`` positives (each positive corrupts its head or its tail), look up every id a batch
 needs through the split tables in one call per table, score positives ``[B]`` and negatives ``[B, K]``
 (a matrix product per chunk where the model allows), and apply a sparse optimizer to the trainable
-(new) rows only.
-The step is a ``tf.function`` fed by a ``tf.data`` pipeline; a tqdm bar shows triples/s and loss
-when stderr is a terminal.
+(new) rows only. A tqdm bar shows examples/s and loss when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from .models import Scorer
 from .optim import make_optimizer
 from .tables import SplitTable
 
-__all__ = ["Embeddings", "TrainResult", "fit", "configure_tensorflow"]
+__all__ = ["Embeddings", "TrainResult", "EpochStats", "LocalExecutor", "fit", "configure_tensorflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ class Embeddings:
     # their initial vector exactly. (A list of the new ids only: never an array the size of the old table.)
     negative_new_ids: np.ndarray | None = None
     # `extend --replay`: old triples int64 [m, 3] replayed each step with negatives drawn from the new
-    # entities only, so new rows are pushed out of old queries' answers (see _replay_loss).
+    # entities only, so new rows are pushed out of old queries' answers (see losses.replay_loss).
     replay_ids: np.ndarray | None = None
 
     @property
@@ -117,126 +123,6 @@ def configure_tensorflow(settings: Settings) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _example_loss(pos, neg, settings: Settings):
-    """Per-example loss ``[B]`` from positive scores ``[B]`` and negative scores ``[B, K]``."""
-    import tensorflow as tf
-
-    if settings.adversarial_temperature > 0:
-        # self-adversarial weights (Sun et al. 2019): harder negatives count more; no gradient through them
-        weights = tf.stop_gradient(tf.nn.softmax(settings.adversarial_temperature * neg, axis=-1))
-    else:
-        weights = tf.fill(tf.shape(neg), 1.0 / tf.cast(tf.shape(neg)[1], tf.float32))
-    if settings.loss == "margin":
-        return tf.reduce_sum(weights * tf.nn.relu(settings.margin - pos[:, None] + neg), axis=-1)
-    return tf.nn.softplus(-pos) + tf.reduce_sum(weights * tf.nn.softplus(neg), axis=-1)
-
-
-def _in_chunks(x, n_chunks: int, chunk: int):
-    """``[b, w]`` -> ``[n_chunks, chunk, w]``, zero rows padding the last chunk (their scores are dropped)."""
-    import tensorflow as tf
-
-    x = tf.pad(x, [[0, n_chunks * chunk - tf.shape(x)[0]], [0, 0]])
-    return tf.reshape(x, [n_chunks, chunk, tf.shape(x)[-1]])
-
-
-def _shared_negative_scores(scorer, q, negatives, chunk: int):
-    """Scores ``[b, K]`` of queries ``q [b, d_q]`` against ``negatives [n_chunks, K, d]``, one draw per chunk.
-
-    Each run of ``chunk`` positives shares its chunk's K negative rows (PyTorch-BigGraph's chunked
-    negatives): every positive still meets K negatives, but a batch looks up ``b / chunk * K`` negative
-    rows instead of ``b * K``, and the bilinear models (and TransE-L2) score a chunk with one matrix product.
-    """
-    import tensorflow as tf
-
-    b = tf.shape(q)[0]
-    scores = scorer.match(_in_chunks(q, tf.shape(negatives)[0], chunk), negatives)  # [n_chunks, chunk, K]
-    return tf.reshape(scores, [-1, tf.shape(negatives)[1]])[:b]
-
-
-def _chunking(settings: Settings, b):
-    """(chunk, n_chunks) for a batch of ``b`` positives."""
-    chunk = max(1, min(settings.negative_chunk, settings.batch_size))
-    return chunk, (b + chunk - 1) // chunk
-
-
-def _triple_loss(emb: Embeddings, batch, rng, settings: Settings):
-    import tensorflow as tf
-
-    k = settings.negatives
-    h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
-    b = tf.shape(batch)[0]
-    chunk, n_chunks = _chunking(settings, b)
-    neg = emb.sample_negatives(rng, [n_chunks, k])
-    corrupt_head = rng.uniform([b]) < 0.5
-    n_old = emb.entity.n_old
-    if settings.corrupt == "frozen" and n_old:
-        # A negative that replaces the only new entity of a triple scores frozen rows alone: no
-        # gradient, wasted work. Corrupt the frozen side instead (random when both or neither are new).
-        h_new, t_new = h >= n_old, t >= n_old
-        corrupt_head = tf.where(h_new & ~t_new, False, tf.where(t_new & ~h_new, True, corrupt_head))
-    return _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk, settings)
-
-
-def _corrupted_loss(emb: Embeddings, h, r, t, neg, corrupt_head, chunk: int, settings: Settings):
-    """Mean loss of positives ``(h, r, t)`` [b] against chunked negatives ``neg`` [n_chunks, K] replacing the
-    head (``corrupt_head``) or the tail of each positive."""
-    import tensorflow as tf
-
-    scorer, k, b = emb.scorer, settings.negatives, tf.shape(h)[0]
-    # one lookup (one partition/stitch) for every entity id the batch needs
-    vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
-    hv, tv = vecs[:b], vecs[b : 2 * b]
-    nv = tf.reshape(vecs[2 * b :], [-1, k, emb.entity.width])
-    rv = emb.relation.lookup(r)
-    pos = scorer.score(hv, rv, tv)
-    # the open side of each positive as a query: a corrupted head is matched against t - r (TransE), ...
-    q = tf.where(corrupt_head[:, None], scorer.head_query(rv, tv), scorer.tail_query(hv, rv))
-    negs = _shared_negative_scores(scorer, q, nv, chunk)
-    loss = tf.reduce_mean(_example_loss(pos, negs, settings))
-    if settings.regularization:
-        loss += settings.regularization * (
-            tf.reduce_mean(tf.reduce_sum(tf.square(vecs), -1)) + tf.reduce_mean(tf.reduce_sum(tf.square(rv), -1))
-        )
-    return loss
-
-
-def _replay_loss(emb: Embeddings, replay, new_pool, b, rng, settings: Settings):
-    """``b`` old triples drawn from ``replay`` [m, 3], each corrupted with new entities from ``new_pool`` only.
-
-    In a full retrain every old triple meets new entities among its negatives, which keeps new rows out of
-    old queries' answers; the delta alone never does that. Old rows are frozen, so the only gradient here
-    is the one pushing a new row down for an old query.
-    """
-    import tensorflow as tf
-
-    batch = tf.gather(replay, rng.uniform([b], 0, tf.shape(replay, out_type=tf.int64)[0], dtype=tf.int64))
-    chunk, n_chunks = _chunking(settings, b)
-    pick = rng.uniform([n_chunks, settings.negatives], 0, tf.shape(new_pool, out_type=tf.int64)[0], dtype=tf.int64)
-    corrupt_head = rng.uniform([b]) < 0.5
-    return _corrupted_loss(emb, batch[:, 0], batch[:, 1], batch[:, 2], tf.gather(new_pool, pick), corrupt_head,
-                           chunk, settings)
-
-
-def _pair_loss(emb: Embeddings, batch, weights, rng, settings: Settings):
-    import tensorflow as tf
-
-    k = settings.negatives
-    a, c = batch[:, 0], batch[:, 1]
-    b = tf.shape(batch)[0]
-    chunk, n_chunks = _chunking(settings, b)
-    neg = emb.sample_negatives(rng, [n_chunks, k])
-    av = emb.entity.lookup(a)
-    ctx = emb.context.lookup(tf.concat([c, tf.reshape(neg, [-1])], axis=0))
-    cv, nv = ctx[:b], tf.reshape(ctx[b:], [n_chunks, k, emb.context.width])
-    pos = emb.scorer.score(av, None, cv)
-    negs = _shared_negative_scores(emb.scorer, emb.scorer.tail_query(av, None), nv, chunk)
-    per = _example_loss(pos, negs, settings)
-    loss = tf.reduce_sum(weights * per) / tf.reduce_sum(weights)
-    if settings.regularization:
-        loss += settings.regularization * tf.reduce_mean(tf.reduce_sum(tf.square(ctx), -1))
-    return loss
-
-
 def _as_checkpoint_error(err):
     """A failed read of old rows left on disk (``--old-rows on-disk``) arrives as a TF op error wrapping our
     CheckpointError: give the user that one sentence (it names the file), not an internal error."""
@@ -247,6 +133,72 @@ def _as_checkpoint_error(err):
     return CheckpointError(text.split(marker, 1)[1].splitlines()[0].strip())
 
 
+@dataclass
+class EpochStats:
+    """What an executor reports for one epoch."""
+
+    total_loss: float = 0.0  # sum over steps of (mean loss of the step x its examples)
+    examples: int = 0
+    steps: int = 0
+
+
+class LocalExecutor:
+    """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
+
+    def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings: Settings) -> None:
+        """Build the optimizer, the data pipeline and the compiled step for ``loss_fn(batch, weights, rng)``."""
+        import tensorflow as tf
+
+        optimizer = make_optimizer(settings.optimizer, settings.lr)
+        optimizer.build(variables)
+        rng = tf.random.Generator.from_seed(settings.seed)
+        ds = tf.data.Dataset.from_tensor_slices((ids, weights))
+        ds = ds.shuffle(len(ids), seed=settings.seed, reshuffle_each_iteration=True)
+        # tf.data's autotuning off, with a fixed prefetch depth: with it on, the last next() of an epoch stalled
+        # for 1-2.4 s (measured on 200k triples: epochs padded to ~5.1 s instead of ~2.8-3.8 s, from 10k to 10M
+        # old rows), a large share of a nightly run's few epochs. Two batches are enough: the step, not this
+        # in-memory pipeline, is the bottleneck.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        self._dataset = ds.batch(settings.batch_size).prefetch(2).with_options(options)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, ids.shape[1]], tf.int64), tf.TensorSpec([None], tf.float32)])
+        def step(batch, batch_weights):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(batch, batch_weights, rng)
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        self._step = step
+
+    def run_epoch(self, advance) -> EpochStats:
+        """One pass over the data; ``advance(examples, loss)`` after each step."""
+        stats = EpochStats()
+        for batch, batch_weights in self._dataset:
+            loss = float(self._step(batch, batch_weights))
+            size = int(batch.shape[0])
+            stats.total_loss += loss * size
+            stats.examples += size
+            stats.steps += 1
+            advance(size, loss)
+        return stats
+
+    def describe(self, stats: EpochStats) -> str:
+        """Extra words for the epoch's log line."""
+        return ""
+
+    def finish(self) -> None:
+        """Wait for outstanding work (nothing is outstanding in this process)."""
+
+
+def _replay(emb: Embeddings):
+    """``(old triples, new entity pool)`` for ``--replay``'s loss, or None when there is nothing to replay."""
+    if emb.replay_ids is None or not len(emb.replay_ids) or emb.scorer.kind == "pair":
+        return None
+    pool = emb.new_entity_pool()
+    return (np.asarray(emb.replay_ids, dtype=np.int64), pool) if len(pool) else None
+
+
 def fit(
     emb: Embeddings,
     ids: np.ndarray,
@@ -255,6 +207,7 @@ def fit(
     weights: np.ndarray | None = None,
     progress: bool | None = None,
     on_epoch=None,
+    executor=None,
 ) -> TrainResult:
     """Train the trainable rows of ``emb`` on ``ids``.
 
@@ -262,7 +215,10 @@ def fit(
         ids: int64 ``[n, 3]`` (head, relation, tail) for triple models, ``[n, 2]`` for pair models.
         weights: float32 ``[n]`` pair weights (pair models only; default 1).
         progress: show a tqdm bar (default: only when stderr is a terminal).
-        on_epoch: optional ``callback(epoch, mean_loss) -> bool``; returning True stops training.
+        on_epoch: optional ``callback(epoch, mean_loss) -> bool``, called when every step of the epoch
+            has run (the rows are settled); returning True stops training.
+        executor: where the steps run: :class:`LocalExecutor` (default), or a cluster's
+            (:class:`embretrain.distributed.ClusterExecutor`, made by the caller).
 
     Raises:
         TrainingError: the loss became NaN or Inf (nothing has been written).
@@ -270,84 +226,60 @@ def fit(
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from .losses import batch_loss
+
     result = TrainResult()
     variables = emb.trainable()
     n = int(ids.shape[0])
     if n == 0 or not variables or settings.epochs == 0:
         return result
-    pair = emb.scorer.kind == "pair"
     if weights is None:
         weights = np.ones(n, dtype=np.float32)
+    executor = executor or LocalExecutor()
+    replay = _replay(emb)
 
-    optimizer = make_optimizer(settings.optimizer, settings.lr)
-    optimizer.build(variables)
-    rng = tf.random.Generator.from_seed(settings.seed)
-    ds = tf.data.Dataset.from_tensor_slices((ids.astype(np.int64), weights.astype(np.float32)))
-    ds = ds.shuffle(n, seed=settings.seed, reshuffle_each_iteration=True)
-    # tf.data's autotuning off, with a fixed prefetch depth: with it on, the last next() of an epoch stalled
-    # for 1-2.4 s (measured on 200k triples: epochs padded to ~5.1 s instead of ~2.8-3.8 s, from 10k to 10M
-    # old rows), a large share of a nightly run's few epochs. Two batches are enough: the step, not this
-    # in-memory pipeline, is the bottleneck.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    ds = ds.batch(settings.batch_size).prefetch(2).with_options(options)
+    def loss_fn(batch, batch_weights, rng):
+        return batch_loss(emb, batch, batch_weights, rng, settings, replay)
 
-    replay = new_pool = None
-    if emb.replay_ids is not None and len(emb.replay_ids) and not pair and len(emb.new_entity_pool()):
-        replay = tf.constant(emb.replay_ids, dtype=tf.int64)
-        new_pool = tf.constant(emb.new_entity_pool(), dtype=tf.int64)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, ids.shape[1]], tf.int64),
-            tf.TensorSpec([None], tf.float32),
-        ]
-    )
-    def step(batch, batch_weights):
-        with tf.GradientTape() as tape:
-            if pair:
-                loss = _pair_loss(emb, batch, batch_weights, rng, settings)
-            else:
-                loss = _triple_loss(emb, batch, rng, settings)
-                if replay is not None:
-                    loss += _replay_loss(emb, replay, new_pool, tf.shape(batch)[0], rng, settings)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
-        return loss
-
+    executor.prepare(variables, loss_fn, ids.astype(np.int64), weights.astype(np.float32), settings)
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
-        total, count = 0.0, 0
         epoch_start = time.perf_counter()
         bar = tqdm(total=n, desc=f"epoch {epoch}/{settings.epochs}", unit="ex", disable=not show, leave=False)
-        for batch, batch_weights in ds:
-            try:
-                loss = float(step(batch, batch_weights))
-            except tf.errors.OpError as err:
-                raise _as_checkpoint_error(err) from err
-            size = int(batch.shape[0])
-            total += loss * size
-            count += size
-            result.steps += 1
+
+        def advance(size: int, loss: float) -> None:
             bar.update(size)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        bar.close()
-        mean = total / max(count, 1)
+
+        try:
+            stats = executor.run_epoch(advance)
+        except tf.errors.OpError as err:
+            mapped = _as_checkpoint_error(err)
+            if mapped is err:
+                raise
+            raise mapped from err
+        finally:
+            bar.close()
+        mean = stats.total_loss / max(stats.examples, 1)
         if not math.isfinite(mean):
             raise TrainingError(
                 f"training diverged at epoch {epoch} (loss is {mean}); nothing was written. "
-                "Try a smaller --lr."
+                "Try a smaller learning rate (lr)."
             )
         result.losses.append(mean)
         result.epoch_seconds.append(time.perf_counter() - epoch_start)
         result.epochs = epoch
-        result.examples += count
-        logger.info("epoch %d/%d loss %.5f", epoch, settings.epochs, mean)
+        result.steps += stats.steps
+        result.examples += stats.examples
+        logger.info("epoch %d/%d loss %.5f%s", epoch, settings.epochs, mean, executor.describe(stats))
         if on_epoch is not None and on_epoch(epoch, mean):
             break
+    executor.finish()
     result.seconds = time.perf_counter() - start
-    for var in variables:
-        if not np.all(np.isfinite(var.numpy())):
-            raise TrainingError(f"trained rows of {var.name} contain NaN or Inf; nothing was written. Try a smaller --lr.")
+    for name, table in {**emb.entity_tables, **emb.relation_tables}.items():
+        if not np.all(np.isfinite(table.new_rows())):
+            raise TrainingError(
+                f"trained rows of {name} contain NaN or Inf; nothing was written. Try a smaller learning rate (lr)."
+            )
     return result

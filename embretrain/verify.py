@@ -20,7 +20,6 @@ A file that cannot be read is a :class:`~embretrain.errors.CheckpointError` (exi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -192,15 +191,10 @@ def _names(option, base: str, suffix: str, what: str, required: bool, path) -> l
     return _read_vocab(file, what)
 
 
-def _meta(base: str) -> dict[str, Any]:
-    file = Path(f"{base}.embretrain.json")
-    if not file.is_file():
-        return {}
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{file}: cannot read the embretrain metadata ({err})") from err
-    return meta if isinstance(meta, dict) else {}
+def _meta(base: str, binds: str | None = None) -> dict[str, Any]:
+    from .checkpoint.foreign import read_meta
+
+    return read_meta(base, binds=binds)  # bounded, and bound to the TF .index it was written with
 
 
 def _read_native(path: Path) -> _View:
@@ -255,7 +249,7 @@ def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[
 
 def _foreign_view(path, fmt: str, base: str, variables: dict[str, Any], options: dict[str, Any],
                   parts: dict[str, int], graph=None) -> _View:
-    meta = _meta(base)
+    meta = _meta(base, f"{base}.index" if fmt == "tf" else None)
     entities = _names(options.get("entity_vocab"), base, ".entities.tsv", "entity", True, path)
     keys = _roles(path, variables, options, meta, len(entities), graph)
     relations = _names(options.get("relation_vocab"), base, ".relations.tsv", "relation", RELATION_TABLE in keys, path)

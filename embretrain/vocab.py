@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint.disk_rows import DiskNames, NameStack
+from . import storage
 from .errors import CheckpointError, DataError
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class Vocab:
     def partial(cls, names: Sequence[str], wanted: Iterable[str]) -> Vocab:
         """A vocab over ``names`` whose index holds only the ``wanted`` names (ids as in the full vocab).
 
-        For names left on disk (:class:`~embretrain.checkpoint.disk_rows.DiskNames`): indexing ten
+        For names left on disk (:class:`~embretrain.storage.DiskNames`): indexing ten
         million names would cost gigabytes, while ``extend`` only needs the ids of the names its
         delta and its new-name files mention. ``names`` is kept as given (not copied); a name not
         in ``wanted`` looks unknown, so map only data whose names are all in ``wanted``.
@@ -172,7 +172,7 @@ class Vocab:
         """
         wanted = set(wanted)
         index: dict[str, int] = {}
-        if isinstance(names, DiskNames):
+        if storage.on_disk(names):
             for start, block in names.name_blocks():
                 hits = wanted.intersection(block)
                 if hits:
@@ -219,7 +219,7 @@ class Vocab:
 
         ``self`` is not modified. Names already present keep their ids, so growing twice with
         the same names gives an equal vocab and an empty ``added``. Names that are not a list (on
-        disk) are not copied: the result's names are a :class:`NameStack` of them and the added ones.
+        disk) are not copied: the result's names are a :class:`~embretrain.storage.NameStack` of them and the added ones.
         """
         index = dict(self.index)
         n_old = len(self.names)
@@ -235,7 +235,7 @@ class Vocab:
                 duplicates += 1
             else:
                 known_seen.add(name)
-        names = self.names + added if isinstance(self.names, list) else NameStack(self.names, added)
+        names = storage.stack_names(self.names, added)  # old names on disk or frozen are not copied
         report = GrowReport(added=list(added), already_known=len(known_seen), duplicates=duplicates)
         logger.debug(
             "grew vocab %d -> %d names (%d already known, %d duplicates)",

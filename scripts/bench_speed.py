@@ -123,8 +123,8 @@ def extend_once(work: Path, ckpt: Path, new: Path, delta: Path, args, old_rows: 
     steady = epochs[-1] if epochs else float("nan")
     return {
         "old_rows": old_rows,
-        "load_s": summary["seconds"]["load"],
-        "ckpt_load_s": summary["seconds"].get("load_checkpoint", float("nan")),
+        "load_s": summary["seconds"]["load_checkpoint"] + summary["seconds"]["load_data"],
+        "ckpt_load_s": summary["seconds"]["load_checkpoint"],
         "train_s": summary["seconds"]["train"],
         "epoch_s": steady,
         "first_epoch_s": epochs[0] if epochs else float("nan"),

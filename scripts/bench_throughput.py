@@ -1,25 +1,28 @@
-"""Training throughput (positives/s) at PyKEEN's configuration, and what each change to the step bought.
+"""Training throughput (positives/s) and test MRR: embretrain against PyKEEN, measured side by side in one run.
 
-Issue 6 compares with PyKEEN 1.11 on this machine's CPU: FB15k-237, TransE, dim 200, 32 negatives per
-positive, batch 1024 -- PyKEEN did about 16k positives/s there (17 s per epoch, 2 threads). This script trains
-that configuration through the real CLI (one child process per variant, so thread settings and environment
-apply from the start), in one run, and reports the steady epoch of each variant:
+Same data (FB15k-237 by default), same model (TransE L1 and DistMult, dim 200), same settings (32 negatives per
+positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
 
-    embretrain train --config configs/transe.toml --data train.txt --dim 200 --negatives 32 --batch-size 1024 ...
+- embretrain's default step (negatives shared by chunks of 64 positives),
+- embretrain with independent negatives (``negative_chunk`` 1: the sampling PyKEEN does),
+- PyKEEN's sLCWA loop with its basic negative sampler (when ``pykeen`` is installed: ``pip install -e '.[bench]'``).
 
-Each row of the ladder changes one thing (from the row before, or from the default), so the table says what each bought.
-With ``--evaluate`` each variant's model is also ranked on the test split (filtered MRR), to show a faster step
-did not buy its speed with quality at the same number of epochs.
+Each run is a fresh child process (scripts/throughput_runs.py). The tools alternate round by round (round 1 runs them
+in one order, round 2 in the reverse order, ...), so load from other jobs on the machine falls on both, and the ratio
+to PyKEEN is computed per round from runs of that round. The machine's arithmetic peak is measured at the start of
+every round (a float32 numpy matrix product), and each step's useful arithmetic is counted analytically
+(:func:`flops_per_positive`) to report the fraction of that peak it reaches.
 
-    python scripts/bench_throughput.py                        # the ladder, 3 epochs each
-    python scripts/bench_throughput.py --epochs 10 --evaluate # plus test MRR per variant
-    python scripts/bench_throughput.py --baseline-rev afe566c # first row: the step as it was at that commit
-    python scripts/bench_throughput.py --docs-from docs/speed/bench_throughput.json   # rewrite the docs section
+    python scripts/bench_throughput.py                                  # full run: 2 rounds, 3 epochs, both models
+    python scripts/bench_throughput.py --limit 20000 --epochs 2 --rounds 1   # a quick check of the harness
+    python scripts/bench_throughput.py --docs-from docs/throughput/fb15k-237.json   # rewrite the docs section
+    python scripts/bench_throughput.py --ladder --evaluate               # what each change to the step bought
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -30,142 +33,352 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchdocs.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchdocs.py, scripts/throughput_*.py
 
 from benchdocs import replace_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fb15k-237"
-PYKEEN_POSITIVES_PER_S = 16_000  # the issue's measurement of PyKEEN 1.11 on this machine (not rerun here)
+RUNNER = Path(__file__).resolve().parent / "throughput_runs.py"
+LADDER_JSON = ROOT / "docs" / "speed" / "bench_throughput.json"
 
-# (label, extra CLI options, extra environment): each rung changes one thing from the one before. The environment is
-# what users get (TensorFlow's defaults, oneDNN custom ops on) unless a rung says otherwise.
-LADDER = [
-    ("independent negatives (one draw per positive)", ["--negative-chunk", "1"], {}),
-    ("+ shared negatives, chunks of 64 positives (the default)", ["--negative-chunk", "64"], {}),
-    ("+ 1 intra-op thread instead of TensorFlow's choice", ["--negative-chunk", "64", "--threads", "1"], {}),
-    ("chunks of 64, oneDNN custom ops off (TF_ENABLE_ONEDNN_OPTS=0)", ["--negative-chunk", "64"], {"TF_ENABLE_ONEDNN_OPTS": "0"}),
-    ("chunks of 256", ["--negative-chunk", "256"], {}),
+# (label, tool, embretrain settings on top of the model's preset)
+CONFIGS = [
+    ("embretrain, shared negatives (default, chunks of 64)", "embretrain", {"negative_chunk": 64}),
+    ("embretrain, independent negatives (chunk 1)", "embretrain", {"negative_chunk": 1}),
+    ("PyKEEN sLCWA, basic sampler", "pykeen", {}),
 ]
+PEER = "pykeen"
 
 
-def checkout(rev: str, work: Path) -> Path:
-    """A read-only copy of the package at git revision ``rev`` (``git archive``), to time an earlier step in the same run."""
-    folder = work / f"rev-{rev}"
-    folder.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "embretrain"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return folder
+def flops_per_positive(model: str, dim: int, negatives: int) -> int:
+    """Useful floating-point operations per positive of one training step, forward and backward.
+
+    Forward, per positive, with d = ``dim`` and K = ``negatives``:
+
+    - TransE (L1 or L2): the positive's distance ``h + r - t`` (2d), its abs or square (d) and sum (d) = 4d; the query
+      ``h + r`` or ``t - r`` (d); each negative ``q - e`` (d), abs or square (d), sum (d) = 3d. Total (5 + 3K) d.
+    - DistMult: the positive's ``sum(h * r * t)`` (3d); the query ``h * r`` (d); each negative a dot product (2d).
+      Total (4 + 2K) d.
+
+    Backward is counted as twice the forward (one product for each input's gradient), so a step is 3x the forward.
+    The loss over K scores (O(K), under 1% here) and the optimizer update are not counted: they differ by tool
+    (embretrain's Adam touches the looked-up rows, PyKEEN's every row), and this is the arithmetic the model needs,
+    the same for every tool, so the fraction of peak compares like with like.
+    """
+    if model == "transe":
+        forward = (5 + 3 * negatives) * dim
+    elif model == "distmult":
+        forward = (4 + 2 * negatives) * dim
+    else:
+        raise ValueError(f"no FLOP count for model {model!r} (transe, distmult)")
+    return 3 * forward
 
 
-def run_variant(label: str, extra: list[str], env_extra: dict[str, str], args, work: Path) -> dict:
-    out = work / "model.h5"
-    cmd = [sys.executable, "-m", "embretrain", "-q", "train", "--config", str(ROOT / "configs" / "transe.toml"),
-           "--data", str(Path(args.data) / "train.txt"), "--out", str(out), "--dim", str(args.dim),
-           "--negatives", str(args.negatives), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
-           "--seed", "0", "--json", "--no-progress", *extra]
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}  # TensorFlow's default unless a rung sets it
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **env_extra})
-    if "PYTHONPATH" in env_extra:  # an earlier revision: its own package first on the path
-        env["PYTHONPATH"] = env_extra["PYTHONPATH"] + os.pathsep + os.environ.get("PYTHONPATH", "")
-    print(f"{label}: {' '.join(extra)} {env_extra or ''}", file=sys.stderr)
-    # `python -m` puts the working directory first on sys.path: run an earlier revision from its own folder
-    cwd = env_extra.get("PYTHONPATH", str(ROOT))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
-    version = subprocess.run([sys.executable, "-c", "import embretrain; print(embretrain.__file__)"],
-                             capture_output=True, text=True, env=env, cwd=cwd).stdout.strip()
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's arithmetic peak as this run sees it: the best of ``repeats`` float32 ``[n, n] @ [n, n]`` products
+    (2 n^3 operations each) through numpy's BLAS, with its default threads."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: thread pool start, page faults
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def prepare_data(src: Path, dst: Path, limit: int | None, test_limit: int | None = None) -> dict:
+    """Write train.txt (the first ``limit`` lines, or all), and valid.txt / test.txt cut to triples whose entities and
+    relation occur in that train.txt, into ``dst``: both tools then read identical files and rank the same triples
+    (each would otherwise drop unknown names its own way). ``test_limit`` keeps the first N of those test triples."""
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = [ln for ln in (src / "train.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    train = lines[:limit] if limit else lines
+    (dst / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    ents, rels = set(), set()
+    for ln in train:
+        h, r, t = ln.split("\t")
+        ents.update((h, t))
+        rels.add(r)
+    counts = {"train": len(train), "entities": len(ents), "relations": len(rels)}
+    for split in ("valid", "test"):
+        kept, dropped = [], 0
+        for ln in (src / f"{split}.txt").read_text(encoding="utf-8").splitlines():
+            if not ln.strip():
+                continue
+            h, r, t = ln.split("\t")
+            if h in ents and t in ents and r in rels:
+                kept.append(ln)
+            else:
+                dropped += 1
+        if split == "test" and test_limit:
+            dropped, kept = dropped + max(0, len(kept) - test_limit), kept[:test_limit]
+        (dst / f"{split}.txt").write_text("\n".join(kept) + "\n", encoding="utf-8")
+        counts[split], counts[f"{split}_dropped"] = len(kept), dropped
+    return counts
+
+
+def effective_settings(model: str, args, extra: dict) -> dict:
+    """embretrain's settings for ``model`` (its preset in configs/, then this run's options): the single source
+    both tools are configured from."""
+    from embretrain.config import resolve_settings  # no TensorFlow import
+
+    return resolve_settings(ROOT / "configs" / f"{model}.toml", overrides(args, extra)).to_dict()
+
+
+def overrides(args, extra: dict) -> dict:
+    # threads 0 = each tool's own default (TensorFlow's choice; PyTorch: one per core)
+    return {"dim": args.dim, "negatives": args.negatives, "batch_size": args.batch_size, "epochs": args.epochs,
+            "seed": args.seed, "threads": args.threads, **extra}
+
+
+def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
+    """One child process: train ``model`` with ``tool``, return its timings and test figures."""
+    spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
+            "config_file": str(ROOT / "configs" / f"{model}.toml"), "overrides": overrides(args, extra),
+            "settings": effective_settings(model, args, extra)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(spec)], capture_output=True, text=True, env=env,
+                          cwd=ROOT)
     if proc.returncode != 0:
-        raise SystemExit(f"{label} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    summary = json.loads(proc.stdout)
-    epochs = summary["epoch_seconds"]
+        raise SystemExit(f"{tool} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])  # libraries may print above the result line
+    epochs = out["epoch_seconds"]
+    # the first epoch includes tracing (TensorFlow) or set-up (PyKEEN): steady = median of the others
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
-    row = {
-        "variant": label,
-        "package": version,
-        "options": " ".join(extra),
-        "env": {k: v for k, v in env_extra.items() if k != "PYTHONPATH"},
-        "examples": summary["examples"],
-        "first_epoch_s": epochs[0],
-        "steady_epoch_s": round(steady, 3),
-        "positives_per_s": round(summary["examples"] / steady),
-        "final_loss": summary["final_loss"],
-    }
-    if args.evaluate:
-        ev = subprocess.run(
-            [sys.executable, "-m", "embretrain", "-q", "evaluate", "--ckpt", str(out),
-             "--test", str(Path(args.data) / "test.txt"), "--known", str(Path(args.data) / "train.txt"),
-             "--known", str(Path(args.data) / "valid.txt"), "--json"],
-            capture_output=True, text=True, env=env,
-        )
-        if ev.returncode != 0:
-            raise SystemExit(f"evaluate failed:\n{ev.stderr[-3000:]}")
-        row["test_mrr"] = round(json.loads(ev.stdout)["mrr"], 4)
-    out.unlink(missing_ok=True)
-    print(json.dumps(row), file=sys.stderr)
+    s = spec["settings"]
+    flops = flops_per_positive(model, s["dim"], s["negatives"])
+    row = {"label": label, "tool": tool, "model": model, "negative_chunk": s["negative_chunk"] if tool != PEER else 1,
+           **out, "steady_epoch_s": round(steady, 3), "positives_per_s": round(out["examples"] / steady),
+           "flops_per_positive": flops, "gflops": round(out["examples"] / steady * flops / 1e9, 6)}
+    for key in ("test_mrr", "test_hits10"):
+        if key in row:
+            row[key] = round(row[key], 4)
+    print(f"    {row['positives_per_s']:,} positives/s, test MRR {row.get('test_mrr', '-')}", file=sys.stderr)
     return row
 
 
-def render(rows: list[dict]) -> str:
-    base = rows[0]["positives_per_s"]
-    mrr = any("test_mrr" in r for r in rows)
-    lines = ["| variant | steady epoch s | positives/s | vs first row | vs PyKEEN 16k/s |" + (" test MRR |" if mrr else ""),
-             "|---|---:|---:|---:|---:|" + ("---:|" if mrr else "")]
-    for r in rows:
-        line = (f"| {r['variant']} | {r['steady_epoch_s']:.2f} | {r['positives_per_s']:,} | "
-                f"{r['positives_per_s'] / base:.2f}x | {r['positives_per_s'] / PYKEEN_POSITIVES_PER_S:.2f}x |")
-        if mrr:
-            line += f" {r.get('test_mrr', '')} |"
-        lines.append(line)
+def versions() -> dict:
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("embretrain", "tensorflow", "torch", "pykeen"):
+        try:
+            from importlib.metadata import version
+
+            out[name] = version(name if name != "tensorflow" else _tf_dist())
+        except Exception:  # not installed: the peer is optional  # noqa: BLE001
+            out[name] = None
+    return out
+
+
+def _tf_dist() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            version(dist)
+            return dist
+        except PackageNotFoundError:
+            continue
+    return "tensorflow"
+
+
+def bench(args) -> dict:
+    tools = args.tools.split(",")
+    if PEER in tools and importlib.util.find_spec("pykeen") is None:
+        print("pykeen is not installed (pip install -e '.[bench]'): timing embretrain only", file=sys.stderr)
+        tools.remove(PEER)
+    configs = [c for c in CONFIGS if c[1] in tools]
+    models = args.models.split(",")
+    runs, peaks = [], []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        counts = prepare_data(Path(args.data), data, args.limit, args.test_limit)
+        for rnd in range(args.rounds):
+            peak = matmul_peak_gflops()
+            peaks.append({"round": rnd + 1, "gflops": round(peak, 1)})
+            print(f"round {rnd + 1}/{args.rounds}: matmul peak {peak:.1f} GFLOP/s", file=sys.stderr)
+            order = configs if rnd % 2 == 0 else configs[::-1]  # alternate who goes first
+            for model in models:
+                for label, tool, extra in order:
+                    row = run_one(label, tool, extra, model, args, data)
+                    row.update(round=rnd + 1, peak_fraction=round(row["gflops"] / peak, 7))
+                    runs.append(row)
+    meta = {
+        "command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "time": time.strftime("%Y-%m-%d %H:%M"), "data": str(args.data), "limit": args.limit,
+        "test_limit": args.test_limit, "threads": args.threads, "counts": counts,
+        "epochs": args.epochs, "rounds": args.rounds, "dim": args.dim, "negatives": args.negatives,
+        "batch_size": args.batch_size, "seed": args.seed, "versions": versions(),
+        "settings": {m: effective_settings(m, args, {}) for m in models},
+        # other jobs on the machine: PyTorch's OpenMP threads slow down far more under load than TensorFlow's pool
+        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+    }
+    result = {"meta": meta, "peaks": peaks, "runs": runs, "ratios": ratios(runs)}
+    result["markdown"] = render(result)
+    return result
+
+
+def ratios(runs: list[dict]) -> list[dict]:
+    """Per round and model: each embretrain configuration's positives/s and test MRR over PyKEEN's in that round."""
+    out = []
+    for r in runs:
+        if r["tool"] == PEER:
+            continue
+        peer = next((p for p in runs if p["tool"] == PEER and p["round"] == r["round"] and p["model"] == r["model"]),
+                    None)
+        if peer is None:
+            continue
+        row = {"round": r["round"], "model": r["model"], "label": r["label"],
+               "speed_ratio": round(r["positives_per_s"] / peer["positives_per_s"], 2)}
+        if "test_mrr" in r and "test_mrr" in peer:
+            row["mrr_difference"] = round(r["test_mrr"] - peer["test_mrr"], 4)
+        out.append(row)
+    return out
+
+
+def render(result: dict) -> str:
+    """Markdown: one row per run (round by round), then the per-round ratios to PyKEEN."""
+    lines = ["| round | model | tool / step | steady epoch s | positives/s | GFLOP/s | of peak | test MRR | Hits@10 |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["runs"]:
+        mrr = f"{r['test_mrr']:.4f}" if "test_mrr" in r else "-"
+        hits = f"{r['test_hits10']:.4f}" if "test_hits10" in r else "-"
+        lines.append(f"| {r['round']} | {r['model']} | {r['label']} | {r['steady_epoch_s']:.2f} | "
+                     f"{r['positives_per_s']:,} | {r['gflops']:.2f} | {100 * r['peak_fraction']:.2f}% | {mrr} | {hits} |")
+    if result["ratios"]:
+        lines += ["", "| round | model | embretrain step | positives/s vs PyKEEN (same round) | test MRR minus PyKEEN's |",
+                  "|---:|---|---|---:|---:|"]
+        for q in result["ratios"]:
+            diff = f"{q['mrr_difference']:+.4f}" if "mrr_difference" in q else "-"
+            lines.append(f"| {q['round']} | {q['model']} | {q['label']} | {q['speed_ratio']:.2f}x | {diff} |")
     return "\n".join(lines)
 
 
-def docs_section(result: dict) -> str:
-    meta = result["meta"]
-    return (
+def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughput/fb15k-237.json") -> str:
+    """The '## Throughput' section of docs/BENCHMARKS.md from a run's JSON (``source``) and the ladder's."""
+    meta, c = result["meta"], result["meta"]["counts"]
+    v = meta["versions"]
+    peaks = ", ".join(f"{p['gflops']:.0f}" for p in result["peaks"])
+    smoke = (f"**A check of the harness, not a benchmark**: the first {meta['limit']:,} training triples only, so the "
+             "figures below say the script works end to end, not how fast either tool is at full size. The full run: "
+             "`python scripts/bench_throughput.py --json-out docs/throughput/fb15k-237.json` "
+             "(2 rounds, 3 epochs, TransE and DistMult).\n\n") if meta["limit"] else ""
+    text = (
         "## Throughput\n\n"
-        f"Measured with `{meta['command']}` on {meta['machine']} (one run; each variant is a fresh `embretrain train` "
-        f"process). Configuration as in issue 6's PyKEEN comparison: FB15k-237 ({meta['examples']:,} training triples), "
-        f"TransE, dim {meta['dim']}, {meta['negatives']} negatives per positive, batch {meta['batch_size']}, "
-        f"lazy Adam, {meta['epochs']} epochs; steady epoch = median of the epochs after the first (which includes tracing). "
-        f"PyKEEN 1.11 did about {PYKEEN_POSITIVES_PER_S:,} positives/s on this machine (the issue's figure; not rerun here).\n\n"
-        + result["markdown"] + "\n\n" + result.get("notes", "")
+        f"{smoke}"
+        f"Measured with `{meta['command']}` on {meta['machine']}, in one run "
+        f"(JSON: `{source}`). Data: {Path(meta['data']).name} train ({c['train']:,} triples, "
+        f"{c['entities']:,} entities); test MRR ranks {c['test']:,} test triples (those whose names occur in train"
+        + (f", the first {meta['test_limit']:,}" if meta.get("test_limit") else "")
+        + f"; filtered against train + valid + test, realistic ranks, head and tail pooled). Both tools: dim {meta['dim']}, "
+        f"{meta['negatives']} uniform negatives per positive corrupting its head or tail, batch {meta['batch_size']}, "
+        f"Adam at the lr of embretrain's preset, {meta['epochs']} epochs, the same loss (embretrain's logistic loss = "
+        "PyKEEN's `NSSALoss`, self-adversarial for TransE), Glorot starts, no unit-norm constraint "
+        "(scripts/throughput_runs.py says what is left different). "
+        f"Versions: embretrain {v.get('embretrain')}, TensorFlow {v.get('tensorflow')}, PyTorch {v.get('torch')}, "
+        f"PyKEEN {v.get('pykeen')}; threads: "
+        + (f"{meta['threads']} for both" if meta.get("threads") else "each tool's default")
+        + ". Every run is a fresh process; the tools alternate round by round so load from other "
+        "jobs on this shared machine falls on both; ratios are within one round. Steady epoch = median of the epochs after "
+        "the first (which includes tracing or set-up).\n\n"
+        f"Arithmetic peak, measured at the start of each round (float32 2048 x 2048 matrix product, numpy): {peaks} GFLOP/s. "
+        "GFLOP/s counts the arithmetic the model needs per positive, forward and backward (TransE: 3 x (5 + 3K) x d, "
+        "DistMult: 3 x (4 + 2K) x d for K negatives, d = dim; optimizer updates not counted, see "
+        "`flops_per_positive` in scripts/bench_throughput.py), the same for every tool.\n\n"
+        + result["markdown"] + "\n"
+        + (f"\n{result['notes']}\n" if result.get("notes") else "")
     )
+    if ladder:
+        text += (
+            "\n### What each change to embretrain's step bought\n\n"
+            f"Measured with `{ladder['meta']['command']}` (the ladder mode, now `--ladder`; JSON in "
+            "`docs/speed/bench_throughput.json`), TransE, same configuration, each variant a fresh `embretrain train` "
+            "process. No peer column: a peer's figure counts only when measured in the same run (the table above).\n\n"
+            + ladder["markdown_no_peer"] + "\n\n" + (ROOT / "docs" / "speed" / "throughput-notes.md").read_text()
+        )
+    return text
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DATA), help="folder with train.txt (and test.txt, valid.txt for --evaluate)")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--dim", type=int, default=200)
-    ap.add_argument("--negatives", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--evaluate", action="store_true", help="also rank the test split (filtered MRR) per variant")
-    ap.add_argument("--baseline-rev", help="first time the step of this git revision (e.g. the commit before a change)")
-    ap.add_argument("--only", help="comma-separated ladder indices to run (default: all)")
-    ap.add_argument("--json-out", default=str(ROOT / "bench-out" / "bench_throughput.json"))
-    ap.add_argument("--docs-from", metavar="JSON", help="only rewrite the '## Throughput' section of docs/BENCHMARKS.md")
-    args = ap.parse_args()
-    if args.docs_from:
-        replace_section("## Throughput", docs_section(json.loads(Path(args.docs_from).read_text())))
-        return
+def ladder_result(path: Path) -> dict | None:
+    """The ladder's JSON, re-rendered without any peer figure it may carry."""
+    if not path.is_file():
+        return None
+    from throughput_ladder import render as render_ladder
+
+    ladder = json.loads(path.read_text())
+    ladder["markdown_no_peer"] = render_ladder(ladder["rows"])
+    return ladder
+
+
+def run_ladder(args) -> None:
+    from throughput_ladder import LADDER, checkout, run_variant
+    from throughput_ladder import render as render_ladder
+
     ladder = LADDER if not args.only else [LADDER[int(i)] for i in args.only.split(",")]
+    args.evaluate = not args.no_evaluate
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline_rev:
             old = checkout(args.baseline_rev, Path(tmp))
             ladder = [(f"step of revision {args.baseline_rev} (before this work)", [], {"PYTHONPATH": str(old)}), *ladder]
         rows = [run_variant(label, extra, env, args, Path(tmp)) for label, extra, env in ladder]
-    table = render(rows)
+    table = render_ladder(rows)
     print(table)
-    meta = {
-        "command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "time": time.strftime("%Y-%m-%d %H:%M"),
-        "examples": rows[0]["examples"], "dim": args.dim, "negatives": args.negatives,
-        "batch_size": args.batch_size, "epochs": args.epochs,
-    }
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows, "markdown": table}, indent=2))
-    print(f"\nwrote {args.json_out}", file=sys.stderr)
+    meta = {"command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "time": time.strftime("%Y-%m-%d %H:%M"), "examples": rows[0]["examples"], "dim": args.dim,
+            "negatives": args.negatives, "batch_size": args.batch_size, "epochs": args.epochs}
+    out = Path(args.json_out or ROOT / "bench-out" / "bench_throughput_ladder.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "markdown": table}, indent=2))
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA), help="folder with train.txt, valid.txt, test.txt")
+    ap.add_argument("--limit", type=int, help="train on the first N triples of train.txt only (a quick check)")
+    ap.add_argument("--models", default="transe,distmult", help="comma-separated: transe, distmult")
+    ap.add_argument("--tools", default="embretrain,pykeen", help="comma-separated: embretrain, pykeen")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--dim", type=int, default=200)
+    ap.add_argument("--negatives", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--test-limit", type=int, help="rank only the first N test triples (both tools the same N)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="intra-op threads for both tools (TensorFlow, PyTorch); 0 = each tool's default")
+    ap.add_argument("--no-evaluate", action="store_true", help="skip test MRR (timings only)")
+    ap.add_argument("--json-out", help="default: bench-out/bench_throughput.json")
+    ap.add_argument("--docs-from", metavar="JSON", help="only rewrite the '## Throughput' section of docs/BENCHMARKS.md")
+    ap.add_argument("--ladder", action="store_true", help="embretrain's ladder of step variants instead (TransE)")
+    ap.add_argument("--evaluate", action="store_true", help=argparse.SUPPRESS)  # the ladder's old spelling: default now
+    ap.add_argument("--baseline-rev", help="--ladder: first time the step of this git revision")
+    ap.add_argument("--only", help="--ladder: comma-separated ladder indices to run (default: all)")
+    args = ap.parse_args(argv)
+    if args.docs_from:
+        result = json.loads(Path(args.docs_from).read_text())
+        replace_section("## Throughput", docs_section(result, ladder_result(LADDER_JSON), args.docs_from))
+        return
+    if args.ladder:
+        run_ladder(args)
+        return
+    result = bench(args)
+    print(result["markdown"])
+    out = Path(args.json_out or ROOT / "bench-out" / "bench_throughput.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

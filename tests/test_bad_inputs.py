@@ -279,7 +279,7 @@ def test_good_input_passes_preflight_and_the_battery_is_not_vacuous(workdir, mon
     def stop(*a, **k):
         raise SystemExit(99)
 
-    monkeypatch.setattr(api, "_run", stop)
+    monkeypatch.setattr(api, "_fit_new_rows", stop)
     result, out = _run(workdir, {})
     assert result.exit_code == 99, result.output
 

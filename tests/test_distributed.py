@@ -186,7 +186,12 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     trained = tmp_path / "trained.h5"
     train_argv = ["-q", "train", "--data", str(data / "train.tsv"), "--out", str(trained), "--dim", "8",
                   "--epochs", "1", "--negatives", "4", "--strategy", "parameter-server", "--no-progress"]
-    spec.write_text(json.dumps({"argvs": [argv, train_argv], "probe": str(probe)}))
+    # and --replay on the cluster: the shared loss replays old triples there too (one short epoch)
+    replayed, replay_report = tmp_path / "replay.h5", tmp_path / "replay.json"
+    replay_argv = [*argv[: argv.index("--out")], "--out", str(replayed), "--report", str(replay_report),
+                   "--strategy", "parameter-server", "--no-progress", "--epochs", "1", "--batch-size", "256",
+                   "--replay", str(data / "train.tsv")]
+    spec.write_text(json.dumps({"argvs": [argv, train_argv, replay_argv], "probe": str(probe)}))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
     env.pop("TF_CONFIG", None)
     child = subprocess.run([sys.executable, __file__, str(spec)], env=env, capture_output=True, text=True,
@@ -224,6 +229,15 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     assert scratch.entities == base.entities and scratch.tables()["entity_embeddings"].shape == (base.n_entities, 8)
     assert all(np.isfinite(t).all() for t in scratch.tables().values())
     assert len(scratch.lineage) == 1 and scratch.lineage[0]["command"] == "train"
+
+    n_train = sum(1 for line in (data / "train.tsv").read_text().splitlines() if line.strip())
+    replay_summary = json.loads(replay_report.read_text())
+    assert replay_summary["status"] == "ok" and replay_summary["replay_examples"] == n_train, replay_summary
+    with_replay = api.load(replayed)
+    for name, old in base.tables().items():
+        assert np.array_equal(with_replay.tables()[name][: len(old)], old), f"{name}: an old row moved (replay)"
+    new_rows = with_replay.tables()["entity_embeddings"][n_old:]
+    assert np.isfinite(new_rows).all() and not np.allclose(new_rows, glorot.tables()["entity_embeddings"][n_old:])
 
     facts = json.loads(probe.read_text())
     full = np.concatenate([np.arange(28, dtype=np.float32).reshape(7, 4),

@@ -51,11 +51,11 @@ def test_best_epoch_rows_are_restored():
                      {"relation_embeddings": SplitTable(rel, np.zeros((0, dim), np.float32), "r")})
     stop = EarlyStopping(emb, held, held, patience=2)
     emb.entity.new.assign(good)  # epoch 1: perfect rows
-    assert stop(1, 0.0) is False
+    assert stop.on_epoch(1, 0.0) is False
     emb.entity.new.assign(rng.normal(size=(n_new, dim)).astype(np.float32))  # epochs 2-3: worse
-    assert stop(2, 0.0) is False
-    assert stop(3, 0.0) is True  # two epochs without improvement
-    stop.finish()
+    assert stop.on_epoch(2, 0.0) is False
+    assert stop.on_epoch(3, 0.0) is True  # two epochs without improvement
+    stop.after_fit()
     assert np.array_equal(emb.entity.new_rows(), good)
     report = stop.report()
     assert report["best_epoch"] == 1 and report["best_mrr"] == pytest.approx(1.0)

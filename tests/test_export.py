@@ -1,7 +1,10 @@
-"""Exports: word2vec text/binary as word2vec.c writes them, TSV, the TensorBoard projector pair,
-``--only-new`` from the lineage, and names the formats cannot hold."""
+"""Exports: word2vec text/binary as word2vec.c writes them, TSV, the TensorBoard projector's log directory
+(read back with TensorBoard's own projector protobuf and plugin), ``--only-new`` from the lineage, and names
+the formats cannot hold."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -76,12 +79,6 @@ def test_only_new_tsv_and_projector(ckpt_path, tmp_path):
     assert [r[0] for r in rows] == ["n1", "n2"]
     assert np.array([r[1:] for r in rows], dtype=np.float32).tobytes() == _table(ckpt_path)[5:].tobytes()
 
-    _run(ckpt_path, "--format", "projector")  # default output beside the checkpoint
-    proj = tmp_path / "m.h5.projector"
-    assert (proj / "metadata.tsv").read_text(encoding="utf-8").splitlines() == ENTITIES  # one column: no header
-    vectors = np.loadtxt(proj / "vectors.tsv", delimiter="\t", dtype=np.float32)
-    assert vectors.tobytes() == _table(ckpt_path).tobytes()
-
     _run(ckpt_path, "--format", "tsv", "--table", "relation_embeddings", "--out", tmp_path / "rel.tsv")
     assert [line.split("\t")[0] for line in (tmp_path / "rel.tsv").read_text().splitlines()] == ["r0", "r1"]
 
@@ -106,3 +103,63 @@ def test_gensim_reads_both_word2vec_outputs(ckpt_path, tmp_path):
         kv = gensim_models.KeyedVectors.load_word2vec_format(str(path), binary=binary)
         assert kv.index_to_key == ["a", "b", "Zürich", "New_York", "e4", "n1", "n2"]
         assert kv.vectors.astype(np.float32).tobytes() == table.tobytes()
+
+
+def _projector_config(directory):
+    """The directory's config, parsed with TensorBoard's own protobuf (as its projector plugin does)."""
+    projector = pytest.importorskip("tensorboard.plugins.projector")
+    from google.protobuf import text_format
+
+    config = projector.ProjectorConfig()
+    text_format.Parse((directory / "projector_config.pbtxt").read_text(encoding="utf-8"), config)
+    return config
+
+
+def test_projector_writes_the_plugins_config_tensor_and_metadata(ckpt_path, tmp_path):
+    _run(ckpt_path, "--format", "projector")  # default output beside the checkpoint
+    proj = tmp_path / "m.h5.projector"
+    (embedding,) = _projector_config(proj).embeddings
+    assert embedding.tensor_name == "entity_embeddings"
+    assert list(embedding.tensor_shape) == [len(ENTITIES), 5]
+    assert (embedding.tensor_path, embedding.metadata_path) == ("vectors.tsv", "metadata.tsv")
+    vectors = np.loadtxt(proj / embedding.tensor_path, delimiter="\t", dtype=np.float32)
+    assert vectors.tobytes() == _table(ckpt_path).tobytes()
+    rows = [line.split("\t") for line in (proj / embedding.metadata_path).read_text(encoding="utf-8").splitlines()]
+    assert rows[0] == ["name", "is_new"]  # two columns: the header row names them
+    assert rows[1:] == [[name, "true" if name in ("n1", "n2") else "false"] for name in ENTITIES]
+
+    _run(ckpt_path, "--format", "projector", "--only-new", "--out", tmp_path / "new")
+    (embedding,) = _projector_config(tmp_path / "new").embeddings
+    assert list(embedding.tensor_shape) == [2, 5]
+    assert (tmp_path / "new" / "metadata.tsv").read_text(encoding="utf-8") == "name\tis_new\nn1\ttrue\nn2\ttrue\n"
+
+
+def test_tensorboards_projector_plugin_serves_the_export(ckpt_path, tmp_path):
+    """What a person sees in `tensorboard --logdir DIR`: the plugin's own routes over the exported directory."""
+    pytest.importorskip("tensorboard.plugins.projector")
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector import projector_plugin
+    from werkzeug import Response
+    from werkzeug.test import Client
+
+    logdir = tmp_path / "relations"
+    _run(ckpt_path, "--format", "projector", "--table", "relation_embeddings", "--out", logdir)
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    context = base_plugin.TBContext(logdir=str(logdir),
+                                    data_provider=data_provider.MultiplexerDataProvider(mux, str(logdir)))
+    apps = projector_plugin.ProjectorPlugin(context).get_plugin_apps()
+
+    def get(route, **query):
+        response = Client(apps[route], Response).get(route, query_string=query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data()
+
+    assert json.loads(get("/runs")) == ["."]
+    info = json.loads(get("/info", run="."))
+    assert info["embeddings"][0]["tensorShape"] == [2, 5]
+    tensor = np.frombuffer(get("/tensor", run=".", name="relation_embeddings"), dtype=np.float32)
+    assert tensor.tobytes() == native.load(ckpt_path).relation_tables[RELATION_TABLE].tobytes()
+    metadata = get("/metadata", run=".", name="relation_embeddings").decode("utf-8")
+    assert metadata == "name\tis_new\nr0\tfalse\nr1\tfalse\n"  # the lineage added no relations last

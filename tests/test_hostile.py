@@ -305,6 +305,39 @@ def _bomb(d: Path) -> list[str]:
     return ["inspect", str(d / "m.keras")]
 
 
+def _keras_weights(d: Path, *, rel_width: int | None = None, names=None, meta: bytes | str | None = None) -> Path:
+    """A Keras ``.weights.h5`` written by hand (no TensorFlow) with its sidecars; ``meta``: bytes for the
+    meta sidecar, ``"fifo"``, ``"huge"`` (a sparse file past the cap), or None (a TransE meta)."""
+    path = d / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers/embedding/vars/0", data=table(N, DIM))
+        f.create_dataset("layers/embedding_1/vars/0", data=table(len(RELS), rel_width or DIM, 1))
+    (d / "m.weights.h5.entities.tsv").write_text("".join(n + "\n" for n in (names or OLD)))
+    (d / "m.weights.h5.relations.tsv").write_text("".join(n + "\n" for n in RELS))
+    side = d / "m.weights.h5.embretrain.json"
+    if meta == "fifo":
+        os.mkfifo(side)
+    elif meta == "huge":
+        from embretrain.checkpoint.foreign import MAX_META_BYTES
+
+        with open(side, "wb") as fh:
+            fh.truncate(MAX_META_BYTES + 1)  # sparse: nothing is written, the size alone is refused
+    else:
+        side.write_bytes(meta if meta is not None else json.dumps({
+            "model": "transe", "params": {"norm": 1, "gamma": 12.0},
+            "tables": {"entity_embeddings": "layers/embedding/vars/0",
+                       "relation_embeddings": "layers/embedding_1/vars/0"}}).encode())
+    return path
+
+
+def _keras(cmd: str, **kw):
+    def setup(d: Path) -> list[str]:
+        path = _keras_weights(d, **kw)
+        return ["inspect", str(path)] if cmd == "inspect" else extend_argv(d, ckpt=path, out=d / "out.weights.h5")
+
+    return setup
+
+
 # --------------------------------------------------------------------------- 4./5. shapes and names
 
 
@@ -418,6 +451,17 @@ CASES = [
          "context_embeddings has width 4; entity_embeddings has width 8"),
     Case("transe-norm-3", _native(params={"norm": 3, "gamma": 12.0}), EXIT_CHECKPOINT, "norm must be 1 or 2"),
     Case("transe-gamma-string", _native(params={"norm": 1, "gamma": "big"}), EXIT_CHECKPOINT, "must be numbers"),
+    Case("keras-transe-relation-width-extend", _keras("extend", rel_width=6), EXIT_CHECKPOINT,
+         "m.weights.h5: transe: relation_embeddings has width 6; entity_embeddings of width 8 needs width 8"),
+    Case("keras-meta-fifo", _keras("inspect", meta="fifo"), EXIT_CHECKPOINT,
+         "m.weights.h5.embretrain.json: the embretrain metadata beside the checkpoint is not a regular file"),
+    Case("keras-meta-fifo-extend", _keras("extend", meta="fifo"), EXIT_CHECKPOINT, "is not a regular file"),
+    Case("keras-meta-huge", _keras("inspect", meta="huge"), EXIT_CHECKPOINT, "too big for the embretrain metadata"),
+    Case("keras-meta-not-json", _keras("extend", meta=b"{\"model\": "), EXIT_CHECKPOINT,
+         "m.weights.h5.embretrain.json: cannot read the embretrain metadata"),
+    Case("keras-meta-deep-json", _keras("extend", meta=b"[" * 100000), EXIT_CHECKPOINT, "cannot read the embretrain metadata"),
+    Case("keras-sidecar-name-tab", _keras("extend", names=OLD[:4] + ["a\tb"] + OLD[5:]), EXIT_DATA,
+         "m.weights.h5.entities.tsv:5"),
     # 5. names that cannot round-trip (written by plain h5py, checksums valid)
     Case("name-nul-fixed-length", _names(OLD[:3] + [b"a\x00b"] + OLD[4:], dtype="fixed"), EXIT_CHECKPOINT,
          "/entities row 3: name 'a\\x00b' contains a NUL character"),

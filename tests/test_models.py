@@ -173,7 +173,7 @@ def test_transh_extend_keeps_old_rows_bit_identical_and_places_new_cells(tmp_pat
     files = {"train": write_tsv(tmp_path / "train.tsv", base_rows), "new": write_tsv(tmp_path / "new.tsv",
              [(n,) for n in new_cells]), "delta": write_tsv(tmp_path / "delta.tsv", delta)}
     run = CliRunner().invoke(main, ["-q", "train", "--data", str(files["train"]), "--model", "transh", "--dim", "16",
-                                    "--epochs", "30", "--batch-size", "16", "--negatives", "8", "--lr", "0.05",
+                                    "--epochs", "30", "--batch-size", "16", "--negatives", "8", "--lr", "0.05", "--gamma", "12",
                                     "--out", str(tmp_path / "base.h5")])
     assert run.exit_code == 0, run.output
     mrr = {}
@@ -198,7 +198,8 @@ def test_training_gradients_are_sparse_and_touch_new_rows_only(name):
     over rows of the trainable (new) part; the frozen part is a constant."""
     from embretrain.config import Settings
     from embretrain.tables import SplitTable
-    from embretrain.train import Embeddings, _pair_loss, _triple_loss
+    from embretrain.losses import pair_loss, triple_loss
+    from embretrain.train import Embeddings
 
     scorer = get_model(name)
     rng = np.random.default_rng(0)
@@ -218,9 +219,9 @@ def test_training_gradients_are_sparse_and_touch_new_rows_only(name):
     with tf.GradientTape() as tape:
         if scorer.kind == "pair":
             pairs = tf.stack([batch[:, 0], batch[:, 2]], 1)
-            loss = _pair_loss(emb, pairs, tf.ones([6]), tf.random.Generator.from_seed(1), settings)
+            loss = pair_loss(emb, pairs, tf.ones([6]), tf.random.Generator.from_seed(1), settings)
         else:
-            loss = _triple_loss(emb, batch, tf.random.Generator.from_seed(1), settings)
+            loss = triple_loss(emb, batch, tf.random.Generator.from_seed(1), settings)
     grads = tape.gradient(loss, emb.trainable())
     assert np.isfinite(loss.numpy())
     for var, grad in zip(emb.trainable(), grads):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from embretrain.checkpoint import native
+from embretrain.checkpoint.native import checksums, write
 from embretrain.checkpoint.base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from embretrain.errors import CheckpointError, UsageError
 
@@ -172,9 +173,9 @@ def test_table_sha256_streams_in_chunks(monkeypatch):
     table = _table(1000, 7, 9)
     expected = hashlib.sha256(table.astype("<f4").tobytes()).hexdigest()
     assert native.table_sha256(table) == expected
-    monkeypatch.setattr(native, "_HASH_CHUNK_BYTES", 100)  # several rows per block, odd remainder
+    monkeypatch.setattr(checksums, "_HASH_CHUNK_BYTES", 100)  # several rows per block, odd remainder
     assert native.table_sha256(table) == expected
-    monkeypatch.setattr(native, "_HASH_CHUNK_NAMES", 2)
+    monkeypatch.setattr(checksums, "_HASH_CHUNK_NAMES", 2)
     assert native.vocab_sha256(ENTITIES) == hashlib.sha256("".join(n + "\n" for n in ENTITIES).encode()).hexdigest()
 
 
@@ -474,10 +475,10 @@ def test_save_into_missing_directory_is_usage_error(tmp_path, triple_ckpt):
 @pytest.fixture(params=["string-dtype", "bytes"])
 def name_reader(request, monkeypatch):
     """Run a test with names read into numpy's StringDType (when this numpy has it) and as Python bytes."""
-    from embretrain.checkpoint import disk_rows
+    from embretrain.storage import disk
 
     if request.param == "bytes":
-        monkeypatch.setattr(disk_rows, "_STRING_DTYPE", None)
+        monkeypatch.setattr(disk, "_STRING_DTYPE", None)
     return request.param
 
 
@@ -520,19 +521,20 @@ def test_names_written_by_plain_h5py_load_in_both_modes(tmp_path, name_reader, m
 
 @pytest.mark.parametrize("mode", native.OLD_ROWS)
 def test_non_ascii_names_round_trip_through_the_fast_save_and_plain_h5py(tmp_path, name_reader, mode, monkeypatch):
-    monkeypatch.setattr(native, "_NAME_BLOCK", 7)  # many blocks, the last one short
+    monkeypatch.setattr(checksums, "NAME_BLOCK", 7)
+    monkeypatch.setattr(write, "NAME_BLOCK", 7)  # many blocks, the last one short
     names = ENTITIES + [f"名前{i}" for i in range(40)] + ["a\tb", "é" * 300]
     path = _names_file(tmp_path / "in.h5", names)
     ckpt = native.load(path, old_rows=mode, read_only=True)
-    from embretrain.checkpoint.disk_rows import NameStack, RowStack
+    from embretrain import storage
 
     new = ["Genève", "ß", "新"]
+    assert storage.sha256(ckpt.entities) is not None  # the old names carry their load-time sha256
     grown = Checkpoint(
         model="dot",
-        entities=NameStack(ckpt.entities, new, ckpt.digest("entities")),
+        entities=storage.stack_names(ckpt.entities, new),
         relations=[],
-        entity_tables={ENTITY_TABLE: RowStack([ckpt.entity_tables[ENTITY_TABLE], np.zeros((3, 2), np.float32)],
-                                              ckpt.digest(ENTITY_TABLE))},
+        entity_tables={ENTITY_TABLE: storage.stack_rows(ckpt.entity_tables[ENTITY_TABLE], np.zeros((3, 2), np.float32))},
     )
     native.save(grown, tmp_path / "out.h5")
     with h5py.File(tmp_path / "out.h5") as f:
@@ -547,7 +549,7 @@ def test_non_ascii_names_round_trip_through_the_fast_save_and_plain_h5py(tmp_pat
 
 @pytest.mark.parametrize("mode", native.OLD_ROWS)
 def test_duplicate_in_a_big_vocabulary_is_caught_across_blocks(tmp_path, name_reader, mode, monkeypatch):
-    monkeypatch.setattr(native, "_NAME_BLOCK", 1000)
+    monkeypatch.setattr(checksums, "NAME_BLOCK", 1000)
     names = [f"entity/{i}" for i in range(5000)]
     names[4321] = names[17]
     path = _names_file(tmp_path / "dup.h5", names)
@@ -558,8 +560,8 @@ def test_duplicate_in_a_big_vocabulary_is_caught_across_blocks(tmp_path, name_re
 @pytest.mark.parametrize("mode", native.OLD_ROWS)
 def test_colliding_name_hashes_are_compared_exactly(tmp_path, mode, monkeypatch):
     """Uniqueness is checked on 64-bit hashes; a collision alone must not fail a load, a real repeat must."""
-    monkeypatch.setattr(native, "_name_hashes", lambda names: np.zeros(len(names), dtype=np.int64))
-    monkeypatch.setattr(native, "hash", lambda item: 0, raising=False)
+    monkeypatch.setattr(checksums, "_name_hashes", lambda names: np.zeros(len(names), dtype=np.int64))
+    monkeypatch.setattr(checksums, "hash", lambda item: 0, raising=False)
     names = [f"x{i}" for i in range(300)]
     assert list(native.load(_names_file(tmp_path / "ok.h5", names), old_rows=mode).entities) == names
     names[299] = "x3"
@@ -582,7 +584,7 @@ def test_names_that_are_not_utf8_fail_naming_the_file(tmp_path, name_reader, mod
 
 
 def test_utf8_vlen_names_are_read_into_string_dtype_when_numpy_and_h5py_can(tmp_path):
-    from embretrain.checkpoint.disk_rows import StrReader
+    from embretrain.storage import StrReader
 
     path = _names_file(tmp_path / "fast.h5", ["a", "Zürich", "名前"])
     with h5py.File(path) as f:
@@ -603,7 +605,7 @@ def test_a_failed_table_write_leaves_the_target_and_no_temp_file(saved, triple_c
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(native, "pwrite_all", full)  # the thread streaming the tables fails
+    monkeypatch.setattr(write, "pwrite_all", full)  # the thread streaming the tables fails
     with pytest.raises(EmbretrainError, match=r"cannot write .*No space left on device.*is unchanged"):
         native.save(triple_ckpt, saved)
     assert saved.read_bytes() == before
@@ -621,7 +623,7 @@ def test_a_name_that_cannot_be_encoded_is_refused_before_anything_is_written(sav
 
 @pytest.mark.parametrize("shape", [(3, 5), (1 << 17, 128)])  # below and above the size mapped on its own
 def test_aligned_empty_is_aligned_writable_and_freezable(shape):
-    from embretrain.checkpoint.disk_rows import aligned_empty
+    from embretrain.storage import aligned_empty
 
     table = aligned_empty(shape)
     assert table.shape == shape and table.dtype == np.float32 and table.flags.c_contiguous
@@ -631,3 +633,52 @@ def test_aligned_empty_is_aligned_writable_and_freezable(shape):
     table.flags.writeable = False  # what load(read_only=True) does
     with pytest.raises(ValueError):
         table[0, 0] = 0.0
+
+
+# --------------------------------------------------------------------------- the format registry and the sha256 hand-over
+
+
+def test_every_registered_format_has_its_five_parts_and_the_cli_offers_exactly_them():
+    import click
+
+    from embretrain.checkpoint import FORMAT_NAMES, FORMATS
+    from embretrain.cli import main
+
+    for fmt in FORMATS.values():
+        for part in ("detect", "load", "save", "describe", "check_out"):
+            assert callable(getattr(fmt.impl, part)), f"format {fmt.name} lacks {part}"
+    assert [f.name for f in FORMATS.values() if f.fallback] == ["h5"]  # one catch-all, tried last
+    (choice,) = [p for p in main.commands["extend"].params if p.name == "out_format"]
+    assert isinstance(choice.type, click.Choice) and tuple(choice.type.choices) == FORMAT_NAMES
+
+
+def test_a_sha256_travels_with_frozen_rows_not_with_the_checkpoint(tmp_path, triple_ckpt):
+    """The saver continues the state the rows carry (a planted wrong state proves it is used, not recomputed);
+    a slice, a copy or rows unlocked for writing carry none, so their sha256 is computed from their bytes."""
+    import hashlib
+
+    from embretrain import storage
+
+    path = tmp_path / "m.h5"
+    native.save(triple_ckpt, path)
+    ckpt = native.load(path, read_only=True)
+    table = ckpt.entity_tables[ENTITY_TABLE]
+    assert storage.sha256(table).hexdigest() == native.table_sha256(table)
+    assert storage.sha256(table[1:]) is None and storage.sha256(np.array(table)) is None
+
+    planted = storage.freeze_rows(np.array(table), hashlib.sha256(b"not these rows"))
+    native.save(Checkpoint(model=ckpt.model, entities=list(ckpt.entities), relations=list(ckpt.relations),
+                           entity_tables={**ckpt.entity_tables, ENTITY_TABLE: planted},
+                           relation_tables=ckpt.relation_tables, params=ckpt.params), tmp_path / "planted.h5")
+    with pytest.raises(CheckpointError, match="entity_embeddings' fails its sha256 checksum"):
+        native.load(tmp_path / "planted.h5")
+
+    unlocked = storage.freeze_rows(np.array(table), hashlib.sha256(b"stale"))
+    unlocked.flags.writeable = True
+    unlocked[0] = 7.0  # changed after it was hashed: its state must not be trusted
+    assert storage.sha256(unlocked) is None
+    native.save(Checkpoint(model=ckpt.model, entities=list(ckpt.entities), relations=list(ckpt.relations),
+                           entity_tables={**ckpt.entity_tables, ENTITY_TABLE: unlocked},
+                           relation_tables=ckpt.relation_tables, params=ckpt.params), tmp_path / "edited.h5")
+    back = native.load(tmp_path / "edited.h5")
+    assert back.checksums == "verified" and np.all(back.entity_tables[ENTITY_TABLE][0] == 7.0)

@@ -19,9 +19,11 @@ from conftest import toy_graph, write_tsv
 pytest.importorskip("tensorflow")
 
 from embretrain import api as et  # noqa: E402
-from embretrain.checkpoint import ENTITY_TABLE, RELATION_TABLE, disk_rows, native  # noqa: E402
+from embretrain import storage  # noqa: E402
+from embretrain.checkpoint import ENTITY_TABLE, RELATION_TABLE, native  # noqa: E402
+from embretrain.checkpoint.native import write  # noqa: E402
 from embretrain.checkpoint.base import Checkpoint  # noqa: E402
-from embretrain.checkpoint.disk_rows import DiskNames, DiskRows, NameStack, RowStack, Source  # noqa: E402
+from embretrain.storage import DiskNames, DiskRows, NameStack, RowStack, Source  # noqa: E402
 from embretrain.cli import main  # noqa: E402
 from embretrain.config import resolve_settings  # noqa: E402
 from embretrain.errors import CheckpointError  # noqa: E402
@@ -119,21 +121,21 @@ def test_on_disk_with_the_api_keeps_tables_and_names_in_the_file(graph):
 
 
 def test_streaming_save_writes_verified_checksums_and_the_concatenation(graph, tmp_path, monkeypatch):
-    monkeypatch.setattr(disk_rows, "BLOCK_BYTES", 64)  # two rows per block: many blocks per table
+    monkeypatch.setattr(storage.base, "BLOCK_BYTES", 64)  # two rows per block: many blocks per table
     base = graph["dir"] / "transe.h5"
     rng = np.random.default_rng(3)
     for mode, read_only in (("on-disk", False), ("memory", True), ("memory", False)):
         ckpt = native.load(base, old_rows=mode, read_only=read_only)
         new_rows = {n: rng.standard_normal((3, t.shape[1])).astype(np.float32) for n, t in ckpt.tables().items()}
-        known = ckpt.digest(ENTITY_TABLE)
+        known = storage.sha256(ckpt.entity_tables[ENTITY_TABLE])  # carried by the rows themselves
         assert (known is not None) == (mode == "on-disk" or read_only)
         grown = Checkpoint(
             model=ckpt.model,
-            entities=NameStack(ckpt.entities, ["x1", "x2", "x3"], ckpt.digest("entities"))
+            entities=storage.stack_names(ckpt.entities, ["x1", "x2", "x3"])
             if mode == "on-disk" else list(ckpt.entities) + ["x1", "x2", "x3"],
             relations=list(ckpt.relations) + ["q1", "q2", "q3"],
-            entity_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.entity_tables.items()},
-            relation_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.relation_tables.items()},
+            entity_tables={n: storage.stack_rows(t, new_rows[n]) for n, t in ckpt.entity_tables.items()},
+            relation_tables={n: storage.stack_rows(t, new_rows[n]) for n, t in ckpt.relation_tables.items()},
             params=ckpt.params,
         )
         out = tmp_path / f"{mode}-{read_only}.h5"
@@ -264,7 +266,7 @@ def test_save_copies_old_rows_file_to_file_or_falls_back(graph, tmp_path, monkey
     import errno
     import os
 
-    monkeypatch.setattr(disk_rows, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(storage.base, "BLOCK_BYTES", 64)
     fallbacks = []
     if copy == "refused":
         def refuse(*args):
@@ -274,17 +276,17 @@ def test_save_copies_old_rows_file_to_file_or_falls_back(graph, tmp_path, monkey
     elif copy == "absent":
         monkeypatch.delattr(os, "copy_file_range", raising=False)
     elif copy == "through h5py":
-        monkeypatch.setattr(native, "_raw_offset", lambda dset: None)
+        monkeypatch.setattr(write, "raw_offset", lambda dset: None)
     base = graph["dir"] / "transe.h5"
     ckpt = native.load(base, old_rows="on-disk", read_only=True)
     rng = np.random.default_rng(5)
     new_rows = {n: rng.standard_normal((2, t.shape[1])).astype(np.float32) for n, t in ckpt.tables().items()}
     grown = Checkpoint(
         model=ckpt.model,
-        entities=NameStack(ckpt.entities, ["y1", "y2"], ckpt.digest("entities")),
-        relations=NameStack(ckpt.relations, ["p1", "p2"], ckpt.digest("relations")),
-        entity_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.entity_tables.items()},
-        relation_tables={n: RowStack([t, new_rows[n]], ckpt.digest(n)) for n, t in ckpt.relation_tables.items()},
+        entities=storage.stack_names(ckpt.entities, ["y1", "y2"]),
+        relations=storage.stack_names(ckpt.relations, ["p1", "p2"]),
+        entity_tables={n: storage.stack_rows(t, new_rows[n]) for n, t in ckpt.entity_tables.items()},
+        relation_tables={n: storage.stack_rows(t, new_rows[n]) for n, t in ckpt.relation_tables.items()},
         params=ckpt.params,
     )
     out = tmp_path / "merged.h5"

@@ -56,7 +56,7 @@ def test_glorot_rows_bound_uses_merged_table_shape():
 
 
 def test_aligned_old_rows_are_shared_with_tensorflow_not_copied():
-    from embretrain.checkpoint.disk_rows import aligned_empty
+    from embretrain.storage import aligned_empty
 
     old = aligned_empty((6, 4))
     old[:] = np.arange(24, dtype=np.float32).reshape(6, 4)
@@ -86,7 +86,7 @@ def test_unaligned_or_foreign_old_rows_are_copied_safely():
 def test_old_rows_on_disk_are_read_per_lookup_with_sparse_gradients(tmp_path):
     import h5py
 
-    from embretrain.checkpoint.disk_rows import DiskRows, Source
+    from embretrain.storage import DiskRows, Source
 
     old = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
     with h5py.File(tmp_path / "t.h5", "w") as f:

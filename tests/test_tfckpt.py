@@ -313,3 +313,88 @@ def test_object_graph_slots_are_proven_or_refused():
     graph.slot_owner[loose] = table
     with pytest.raises(CheckpointError, match="belongs to table .* but has another shape"):
         _find_slots(specs, {ENTITY_TABLE: table}, graph)
+
+
+# --------------------------------------------------------------------------- hostile TF outputs and inputs
+
+
+def _transe(n_e: int = N_E, rel_width: int = 4, seed: int = 0, relations=("r0", "r1")) -> Checkpoint:
+    rng = np.random.default_rng(seed)
+    return Checkpoint(
+        model="transe", entities=[f"item{i:02d}" for i in range(n_e)], relations=list(relations),
+        entity_tables={ENTITY_TABLE: rng.standard_normal((n_e, 4)).astype(np.float32)},
+        relation_tables={"relation_embeddings": rng.standard_normal((len(relations), rel_width)).astype(np.float32)},
+        params={"norm": 2, "gamma": 6.0},
+    )
+
+
+def _files(d) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def test_tf_transe_relation_width_is_refused_at_load(tmp_path):
+    """The model's shape contract is checked at load for TF as for native: exit 4 naming the widths."""
+    save(_transe(), tmp_path / "ok", format="tf")
+    meta = (tmp_path / "ok.embretrain.json").read_text()
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "bad"), tensor_names=["entity_embeddings", "relation_embeddings"],
+                      shape_and_slices=["", ""], tensors=[np.zeros((N_E, 4), np.float32), np.zeros((2, 3), np.float32)])
+    for kind in ("entities.tsv", "relations.tsv"):
+        (tmp_path / f"bad.{kind}").write_bytes((tmp_path / f"ok.{kind}").read_bytes())
+    import json
+
+    bad_meta = json.loads(meta)
+    bad_meta.pop("binds")  # a sidecar written by hand: nothing to bind
+    (tmp_path / "bad.embretrain.json").write_text(json.dumps(bad_meta))
+    with pytest.raises(CheckpointError, match=r"bad.*relation_embeddings has width 3; entity_embeddings of width 4"):
+        load(tmp_path / "bad")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "ok"), str(tmp_path / "bad")])
+    assert result.exit_code == 4 and "relation_embeddings has width 3" in result.output, result.output
+
+
+def test_tf_sidecar_of_another_save_is_refused(tmp_path):
+    """A crash between the renames of one save (new meta sidecar, old .index) is caught at load."""
+    save(_transe(seed=0), tmp_path / "m", format="tf")
+    old_meta = (tmp_path / "m.embretrain.json").read_bytes()
+    assert load(tmp_path / "m").entities[0] == "item00"
+    save(_transe(seed=1), tmp_path / "m", format="tf")
+    (tmp_path / "m.embretrain.json").write_bytes(old_meta)  # the unit half replaced
+    with pytest.raises(CheckpointError, match=r"m\.embretrain\.json belongs to another version of .*m\.index"):
+        load(tmp_path / "m")
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "m"), str(tmp_path / "m")])
+    assert result.exit_code == 4 and "Traceback" not in result.output
+    assert result.output.count("m.embretrain.json") == 1 and "m.index" in result.output
+
+
+def test_tf_save_is_one_unit_a_failed_rename_puts_every_old_file_back(tmp_path, monkeypatch):
+    import os
+
+    from embretrain import atomic
+
+    save(_transe(seed=0), tmp_path / "m", format="tf")
+    before = _files(tmp_path)
+    real = os.replace
+
+    def fail_on_index(src, dst, *a, **kw):
+        if str(dst).endswith("m.index"):
+            raise OSError(5, "Input/output error")
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "replace", fail_on_index)
+    with pytest.raises(OSError):
+        save(_transe(n_e=N_E + 2, seed=1, relations=("r0",)), tmp_path / "m", format="tf")
+    monkeypatch.undo()
+    assert _files(tmp_path) == before  # sidecars, shards, state file: the old unit, nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+    assert load(tmp_path / "m").n_entities == N_E
+
+
+def test_tf_state_file_is_switched_last_and_names_with_tabs_are_never_written(tmp_path):
+    save(_transe(), tmp_path / "a", format="tf")
+    save(_transe(seed=1), tmp_path / "b", format="tf")
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("b")
+    before = _files(tmp_path)
+    bad = _transe()
+    bad.entities[3] = "tab\there"
+    with pytest.raises(CheckpointError, match=r"cannot write .*c\.entities\.tsv: entity row 3: name 'tab\\there' contains a tab"):
+        save(bad, tmp_path / "c", format="tf")
+    assert _files(tmp_path) == before

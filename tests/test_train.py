@@ -10,7 +10,7 @@ tf = pytest.importorskip("tensorflow")
 from embretrain import api  # noqa: E402
 from embretrain.config import Settings  # noqa: E402
 from embretrain.models import get_model  # noqa: E402
-from embretrain.train import _shared_negative_scores  # noqa: E402
+from embretrain.losses import shared_negative_scores  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["transe", "distmult", "rotate"])
@@ -24,7 +24,7 @@ def test_shared_negative_scores_pad_and_match_each_positive(name, b, chunk):
     h = rng.normal(size=(b, d)).astype(np.float32)
     r = rng.normal(size=(b, model.relation_width(d))).astype(np.float32)
     negs = rng.normal(size=(n_chunks, k, d)).astype(np.float32)
-    got = _shared_negative_scores(model, model.tail_query(tf.constant(h), tf.constant(r)), tf.constant(negs), chunk)
+    got = shared_negative_scores(model, model.tail_query(tf.constant(h), tf.constant(r)), tf.constant(negs), chunk)
     assert got.shape == (b, k)
     want = np.stack([model.score(h[i][None], r[i][None], negs[i // chunk]).numpy() for i in range(b)])
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)

@@ -28,6 +28,9 @@ Sidecars written beside a TF or Keras output ``<out>``:
 
 * ``<out>.entities.tsv`` / ``<out>.relations.tsv``: one name per line, row i on line i + 1;
 * ``<out>.embretrain.json``: model, parameters, which key holds which table, and the lineage.
+
+Owns: what TF and Keras share (table choice, sidecars, slots, the shape contract at load). Must not:
+read or write either format's bytes (:mod:`.tfckpt`, :mod:`.keras` do), or import TensorFlow.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +59,7 @@ __all__ = [
     "sidecar",
     "write_sidecars",
     "read_meta",
+    "file_binding",
     "table_candidates",
 ]
 
@@ -127,24 +132,74 @@ def sidecar(base: str | os.PathLike, kind: str) -> Path:
     return Path(f"{os.fspath(base)}{suffix}")
 
 
-def read_meta(base: str | os.PathLike) -> dict[str, Any]:
-    """The ``<base>.embretrain.json`` sidecar as a dict, or ``{}`` if there is none."""
+MAX_META_BYTES = 64 << 20  # the meta sidecar holds the lineage (a record a night); far below this for decades
+
+
+def read_meta(base: str | os.PathLike, *, binds: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The ``<base>.embretrain.json`` sidecar as a dict, or ``{}`` if there is none.
+
+    Only a regular file of at most :data:`MAX_META_BYTES` is read (a FIFO or device is refused at open
+    without blocking, a huge file before it is read). ``binds``: the file the sidecar must belong to;
+    a sidecar that records another file's size and sha256 under ``"binds"`` (a crash between the
+    renames of one save left a new sidecar beside an old checkpoint) is refused.
+
+    Raises:
+        CheckpointError: unreadable, too big, not a JSON object, or bound to other bytes than ``binds``.
+    """
     path = sidecar(base, "meta")
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read the embretrain metadata beside the checkpoint ({err})") from err
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the embretrain metadata beside the checkpoint ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{path}: the embretrain metadata beside the checkpoint is not a regular file")
+        if st.st_size > MAX_META_BYTES:
+            raise CheckpointError(f"{path}: {st.st_size} bytes is too big for the embretrain metadata (at most {MAX_META_BYTES})")
+        data = fh.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: too big for the embretrain metadata (at most {MAX_META_BYTES} bytes)")
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot read the embretrain metadata beside the checkpoint ({reason})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
+    if binds is not None and "binds" in meta:
+        _check_binding(path, meta["binds"], Path(binds))
     return meta
+
+
+def file_binding(path: Path) -> dict[str, Any]:
+    """``{"file", "size", "sha256"}`` of a small file (a TF ``.index``) a sidecar belongs to."""
+    import hashlib
+
+    data = path.read_bytes()
+    return {"file": path.name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _check_binding(meta_path: Path, recorded: Any, target: Path) -> None:
+    try:
+        actual = file_binding(target)
+    except OSError as err:
+        raise CheckpointError(f"{target}: cannot read it to check {meta_path} ({err.strerror})") from None
+    if not isinstance(recorded, dict) or {k: recorded.get(k) for k in ("size", "sha256")} != {
+        k: actual[k] for k in ("size", "sha256")
+    }:
+        raise CheckpointError(
+            f"{meta_path} belongs to another version of {target} (size and sha256 differ); "
+            "a save was interrupted between its renames: restore both files from one save"
+        )
 
 
 def _read_vocab(path: str | os.PathLike, n_rows: int, kind: str, key: str) -> list[str]:
     """Names in row order from a one-name-per-line file that must have exactly ``n_rows`` lines."""
     from ..data import read_names
-    from ..vocab import Vocab
+    from ..vocab import Vocab, check_names
 
     names = read_names(path)
     # read_names skips blank lines; here a skipped line would shift every later row by one.
@@ -156,6 +211,9 @@ def _read_vocab(path: str | os.PathLike, n_rows: int, kind: str, key: str) -> li
             f"{path} lists {len(names.names)} {kind} names but variable {key!r} has {n_rows} rows; "
             "row i of the table must be the name on line i + 1"
         )
+    # what a native load refuses (NUL, line breaks, empty names) is refused here too; one name per
+    # line means no tab either (the same check the writer makes)
+    check_names(names.names, os.fspath(path), tsv=True)
     try:
         Vocab(names.names)
     except ValueError as err:
@@ -260,6 +318,7 @@ def build_checkpoint(
     extras: dict[str, Any] | None = None,
     graph: VariableGraph | None = None,
     on_tables: Callable[[dict[str, str]], None] | None = None,
+    binds: str | os.PathLike | None = None,
 ) -> Checkpoint:
     """Turn a flat ``key -> array`` checkpoint into a :class:`Checkpoint`.
 
@@ -274,13 +333,14 @@ def build_checkpoint(
         graph: what a TF2 object graph says (names users know, optimizer state and its owners).
         on_tables: called with table name -> key once the tables are chosen, before anything is
             read (the TF reader checks partitioned tables there).
+        binds: the file the meta sidecar must belong to (see :func:`read_meta`).
 
     Returns:
         A Checkpoint whose ``extras`` hold ``format``, ``keys`` (table name -> key), ``variables``
         (every other key -> value, file order), ``slots`` (slot key -> table name).
     """
     graph = graph or VariableGraph()
-    meta = read_meta(sidecar_base)
+    meta = read_meta(sidecar_base, binds=binds)
     meta_keys: dict[str, str] = dict(meta.get("tables") or {})
     wanted = {
         ENTITY_TABLE: opts.entity_var or meta_keys.get(ENTITY_TABLE),
@@ -355,7 +415,7 @@ def build_checkpoint(
         "%s: %s checkpoint, model %s, tables %s, %d other variables (%d optimizer slots of the tables)",
         path, fmt, model, keys, len(variables), len(slots),
     )
-    return Checkpoint(
+    ckpt = Checkpoint(
         model=model,
         entities=entities,
         relations=relations,
@@ -367,6 +427,12 @@ def build_checkpoint(
         checksums="none",
         extras={**(extras or {}), "format": fmt, "keys": keys, "variables": variables, "slots": slots},
     )
+    from ..models import check_shapes
+
+    # the shape contract every format meets at load (native checks it in its layout): one line naming
+    # the tables and widths now, not a TensorFlow stack after training
+    check_shapes(ckpt.model, ckpt.params, {n: int(t.shape[1]) for n, t in ckpt.tables().items()}, where=os.fspath(path))
+    return ckpt
 
 
 def _find_slots(specs, keys: dict[str, str], graph: VariableGraph | None = None) -> dict[str, str]:
@@ -456,19 +522,32 @@ def grown_variables(ckpt: Checkpoint) -> dict[str, Any]:
     return variables
 
 
-def _write_vocab(path: Path, names: list[str], kind: str) -> None:
-    bad = next((n for n in names if any(c in n for c in "\t\n\r")), None)
-    if bad is not None:
-        raise CheckpointError(f"cannot write {path}: {kind} name {bad!r} contains a tab or line break")
+def _write_vocab(path: Path, names, kind: str, shown_as: Path) -> None:
+    from ..vocab import check_names
+
+    # one name per line: what a load would refuse (or misread) is never written
+    check_names(list(names), f"cannot write {shown_as}: {kind}", tsv=True)
     with atomic_write(path) as tmp:
         tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
 
 
-def write_sidecars(ckpt: Checkpoint, base: str | os.PathLike, keys: dict[str, str]) -> None:
-    """Write ``<base>.entities.tsv``, ``<base>.relations.tsv`` (triple models) and ``<base>.embretrain.json``."""
-    _write_vocab(sidecar(base, "entities"), ckpt.entities, "entity")
+def write_sidecars(
+    ckpt: Checkpoint,
+    base: str | os.PathLike,
+    keys: dict[str, str],
+    binds: dict[str, Any] | None = None,
+    shown_as: str | os.PathLike | None = None,
+) -> None:
+    """Write ``<base>.entities.tsv``, ``<base>.relations.tsv`` (triple models) and ``<base>.embretrain.json``.
+
+    ``binds``: :func:`file_binding` of the file the sidecars belong to, recorded in the meta sidecar and
+    checked by :func:`read_meta` at load. ``shown_as``: the base messages name (the final output, when
+    ``base`` is in a scratch directory).
+    """
+    shown = shown_as if shown_as is not None else base
+    _write_vocab(sidecar(base, "entities"), ckpt.entities, "entity", sidecar(shown, "entities"))
     if ckpt.relations:
-        _write_vocab(sidecar(base, "relations"), ckpt.relations, "relation")
+        _write_vocab(sidecar(base, "relations"), ckpt.relations, "relation", sidecar(shown, "relations"))
     meta = {
         "tool": "embretrain",
         "model": ckpt.model,
@@ -477,5 +556,7 @@ def write_sidecars(ckpt: Checkpoint, base: str | os.PathLike, keys: dict[str, st
         "counts": {"entities": ckpt.n_entities, "relations": ckpt.n_relations},
         "lineage": ckpt.lineage,
     }
+    if binds is not None:
+        meta["binds"] = binds
     with atomic_write(sidecar(base, "meta")) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

@@ -23,6 +23,9 @@ An archive is untrusted input. Its member names must be plain relative paths (no
 :data:`MAX_RATIO` times its compressed size (and never past the size its header declares); and
 nothing is held in memory whole: ``model.weights.h5`` is streamed into a temporary file and opened
 there, and on save the other members are copied member by member from the input archive.
+
+Owns: the Keras format's entry in :data:`~embretrain.checkpoint.FORMATS`. Must not: import TensorFlow
+or Keras (files are read with h5py and zipfile), or decide which variable is a table (:mod:`.foreign`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ import numpy as np
 from ..atomic import atomic_files, check_writable_dir, scratch_dir, scratch_file
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
-from .foreign import LoadOptions, build_checkpoint, grown_variables, read_meta, sidecar, table_candidates, write_sidecars
+from .foreign import (
+    LoadOptions,
+    build_checkpoint,
+    grown_variables,
+    read_meta,
+    sidecar,
+    table_candidates,
+    write_sidecars,
+)
 from .h5guard import walk as _walk
 
 __all__ = ["is_keras", "load", "save", "describe", "check_out", "WEIGHTS_SUFFIX", "ARCHIVE_SUFFIX"]
@@ -83,6 +94,9 @@ def is_keras(path: str | os.PathLike) -> bool:
             )
     except Exception:  # a probe: anything unreadable is simply "not Keras"
         return False
+
+
+detect = is_keras  # the name the format registry (checkpoint.formats) calls
 
 
 def _member_problem(name: str) -> str | None:
@@ -192,11 +206,7 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     if archive is not None:
         extras["keras_archive"] = archive
         extras["keras_config"] = config
-    ckpt = build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
-    from ..models import check_shapes
-
-    check_shapes(ckpt.model, ckpt.params, {n: int(t.shape[1]) for n, t in ckpt.tables().items()}, where=str(path))
-    return ckpt
+    return build_checkpoint(path, "keras", specs, values.__getitem__, opts, sidecar_base=path, extras=extras)
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
@@ -286,17 +296,12 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             f"{path}: a .keras archive needs the model's architecture, which only a .keras input carries; "
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
-    from ..vocab import check_names
-
-    # one name per line in the sidecars: check before anything is written
-    check_names(list(ckpt.entities), f"cannot write {sidecar(path, 'entities')}: entity", tsv=True)
-    check_names(list(ckpt.relations), f"cannot write {sidecar(path, 'relations')}: relation", tsv=True)
     kinds = ("entities", "relations", "meta")
     with scratch_dir(path) as scratch:
         # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
         # nothing reaches the target directory until the whole unit is ready
         base = scratch / path.name
-        write_sidecars(ckpt, base, keys)
+        write_sidecars(ckpt, base, keys, shown_as=path)  # names checked here, before the checkpoint is written
         made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
         targets = {kind: sidecar(path, kind) for kind in made}
         stale = [sidecar(path, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model

@@ -11,9 +11,12 @@ The object graph records keys, not shapes, so it stays valid when a table grows.
 A path is a checkpoint *prefix* (``model.ckpt-1000``: files ``model.ckpt-1000.index`` and
 ``model.ckpt-1000.data-*``) or a directory, meaning the latest checkpoint its ``checkpoint`` file names.
 
-Output is atomic: files are written into a temporary directory next to the target, fsynced, moved
-into place data first and ``.index`` last (the index is what makes a prefix readable), then the
-directory's ``checkpoint`` state file is switched to the new prefix.
+Output is atomic and one unit with its sidecars (:func:`~embretrain.atomic.atomic_files`): every file
+is made in a scratch directory next to the target, fsynced, and renamed into place sidecars first,
+then the data shards, then ``.index`` (the index is what makes a prefix readable), and last the
+directory's ``checkpoint`` state file, switched to the new prefix. A failure puts the old files back.
+The meta sidecar records the size and sha256 of the ``.index`` it belongs to, checked at load: a
+crash between two renames is caught, never read as a new sidecar beside an old checkpoint.
 
 Partitioned variables (TF1 ``get_variable(..., partitioner=fixed_size_partitioner(N))``) are stored
 as N slices of one full tensor, part 0's rows first. Which id a row holds depends on how the user's
@@ -29,26 +32,34 @@ variables are sliced, and where each tensor's bytes are) so that a missing or tr
 
 Not supported: non-float32 tables, tables sliced along their columns. TensorFlow is imported inside
 the functions: importing this module is cheap.
+
+Owns: the TF format's entry in :data:`~embretrain.checkpoint.FORMATS`. Must not: import TensorFlow at
+module import, or decide which variable is a table (:mod:`.foreign` does).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import secrets
-import shutil
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write, check_writable_dir, fsync_path
+from ..atomic import atomic_files, check_writable_dir, scratch_dir
 from ..errors import CheckpointError, UsageError
 from .base import Checkpoint
-from .foreign import LoadOptions, VariableGraph, build_checkpoint, grown_variables, sidecar, write_sidecars
+from .foreign import (
+    LoadOptions,
+    VariableGraph,
+    build_checkpoint,
+    file_binding,
+    grown_variables,
+    sidecar,
+    write_sidecars,
+)
 
 __all__ = ["is_tf", "resolve_prefix", "load", "save", "describe", "list_variables", "check_out",
            "part_rows", "object_graph", "read_index"]
@@ -107,6 +118,9 @@ def is_tf(path: str | os.PathLike) -> bool:
         return resolve_prefix(path) is not None
     except OSError:
         return False
+
+
+detect = is_tf  # the name the format registry (checkpoint.formats) calls
 
 
 def _reader(path):
@@ -363,6 +377,7 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
     try:
         return build_checkpoint(
             path, "tf", specs, read, opts, sidecar_base=prefix, graph=graph, on_tables=check_tables,
+            binds=Path(f"{prefix}.index"),
             extras={"tf_kind": kind, "tf_prefix": os.fspath(prefix), "partitions": slices,
                     "partition_strategy": strategy},
         )
@@ -453,22 +468,30 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     tf = _tf()
     with tf.device("/cpu:0"):
         values = [tf.constant(v) for v in parts]
-    write_sidecars(ckpt, prefix, keys)
-    tmp = directory / f".{prefix.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        tf.raw_ops.SaveV2(prefix=os.fspath(tmp / prefix.name), tensor_names=names,
-                          shape_and_slices=specs, tensors=values)
-        files = sorted(tmp.iterdir(), key=lambda f: f.name.endswith(".index"))  # .index last
-        for f in files:
-            fsync_path(f)
-        for f in files:
-            os.replace(f, directory / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        fsync_path(directory)
-    _switch_state(directory, prefix)
+    state = _state_text(directory, prefix)
+    kinds = ("entities", "relations", "meta")
+    with scratch_dir(prefix) as scratch:
+        # everything is made in the scratch directory first; nothing reaches the target directory
+        # until the whole unit (shards, sidecars, state file) is ready
+        base = scratch / prefix.name
+        tf.raw_ops.SaveV2(prefix=os.fspath(base), tensor_names=names, shape_and_slices=specs, tensors=values)
+        shards = sorted(scratch.iterdir(), key=lambda f: f.name.endswith(".index"))  # .index last
+        # the meta sidecar names the .index it belongs to: a crash between the renames below cannot
+        # pair a new sidecar with an old checkpoint unnoticed (read_meta checks it at load)
+        write_sidecars(ckpt, base, keys, binds=file_binding(Path(f"{base}.index")), shown_as=prefix)
+        made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
+        stale = [sidecar(prefix, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
+        written = {**{kind: f for kind, f in made.items()}, **{f.name: f for f in shards}}
+        targets = {key: directory / f.name for key, f in written.items()}
+        state_tmp = scratch / STATE_FILE
+        state_tmp.write_text(state, encoding="utf-8")
+        written[STATE_FILE] = state_tmp
+        targets[STATE_FILE] = directory / STATE_FILE
+        # renamed in this order: sidecars, data shards, .index, then the state file that makes
+        # tf.train.latest_checkpoint see the new prefix
+        with atomic_files(targets, primary=STATE_FILE, remove=stale) as tmps:
+            for key, f in written.items():
+                os.replace(f, tmps[key])
     logger.info("saved TF checkpoint %s: %d variables, %d entities", prefix, len(tensors), ckpt.n_entities)
 
 
@@ -507,20 +530,18 @@ def _sliced(tensors: dict[str, Any], extras: dict[str, Any]) -> tuple[list[str],
     return names, specs, values
 
 
-def _switch_state(directory: Path, prefix: Path) -> None:
-    """Point ``directory/checkpoint`` at ``prefix``, keeping the checkpoints it already lists."""
+def _state_text(directory: Path, prefix: Path) -> str:
+    """The ``directory/checkpoint`` state pointing at ``prefix``, keeping the checkpoints it already lists."""
     tf = _tf()
     state = tf.train.get_checkpoint_state(os.fspath(directory))
     known = list(state.all_model_checkpoint_paths) if state else []
     rel = prefix.name
     known = [p for p in known if Path(p).name != rel] + [rel]
-    # The CheckpointState text proto, written like the rest (temp + fsync + rename) rather than through the
+    # The CheckpointState text proto, written with the rest of the unit rather than through the
     # deprecated tf.compat.v1.train.update_checkpoint_state; json.dumps gives proto-compatible string quoting.
-    text = f"model_checkpoint_path: {json.dumps(rel)}\n" + "".join(
+    return f"model_checkpoint_path: {json.dumps(rel)}\n" + "".join(
         f"all_model_checkpoint_paths: {json.dumps(p)}\n" for p in known
     )
-    with atomic_write(directory / STATE_FILE) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def check_out(path: str | os.PathLike) -> None:

@@ -18,8 +18,8 @@ from typing import Any, Callable, ClassVar, Mapping
 from ..errors import CheckpointError, UsageError
 from ..quiet_tf import import_tensorflow
 
-__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "glorot_limit", "lazy_tf", "lp_distance",
-           "tf_halves", "np_halves", "matmul", "pairwise"]
+__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "GAMMA_PER_DIM", "glorot_limit", "lazy_tf",
+           "lp_distance", "start_bound", "uniform_rows", "tf_halves", "np_halves", "matmul", "pairwise"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,16 @@ class Scorer:
     complex_valued: ClassVar[bool] = False  # entity rows are [re | im]: widths must be even
     # ``match`` is a matrix product (no [C, N, d] intermediate); evaluation sizes its query batches by it.
     matmul_ranking = False
-    relation_start = None  # (rng, n_new, width, n_total) -> float32 [n_new, width] start of new relation rows; None: Glorot
+    # (rng, n_new, width, n_total) -> float32 [n_new, width]: the start of new entity (and context) rows and of
+    # new relation rows; None: Glorot over the merged table [n_total, width] (tables.glorot_rows)
+    entity_start = None
+    relation_start = None
+
+    @classmethod
+    def scaled_defaults(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults that depend on other settings (e.g. a margin that grows with ``dim``), from the merged
+        ``settings``; applied at the level of :attr:`defaults` (a preset or the command line overrides them)."""
+        return {}
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.param_names)
@@ -147,13 +156,60 @@ class Scorer:
         return self.match(self.head_query(r, t), entities)
 
 
+# Distance models' default gamma, per float column of the entity rows: 12 at the presets' dim 200. The margin is a
+# sum over columns, so a fixed gamma is a different model at every width: at dim 16, gamma 12 leaves rows started
+# at the distance scale still saturated after a default run (Adam moves each column ~lr per step), at dim 1000 it is
+# tiny. Scaling gamma with dim keeps the start's per-column bound (~0.075) and the steps' relative size the same at
+# any dim (tests/test_defaults_learn.py).
+GAMMA_PER_DIM = 0.06
+_MEAN_ABS_NORMAL = math.sqrt(2.0 / math.pi)  # E|x| / std of a centred normal
+
+
+def start_bound(gamma: float, mean_distance_per_bound: float) -> float:
+    """Uniform bound ``a`` of start rows whose expected distance ``mean_distance_per_bound * a`` is ``gamma``.
+
+    Scores then start near 0, where the logistic loss moves positives and negatives alike. Rows far below the
+    margin (Glorot rows against gamma 12) score ~gamma, the loss saturates and a short run stays at random level;
+    the RotatE paper's ``embedding_range = (gamma + 2) / hidden_dim`` is the same idea.
+    """
+    return float(gamma) / mean_distance_per_bound
+
+
+def uniform_rows(rng, n_new: int, width: int, bound: float):
+    """float32 ``[n_new, width]`` uniform in ``[-bound, bound]``."""
+    import numpy as np
+
+    return rng.uniform(-bound, bound, size=(n_new, width)).astype(np.float32)
+
+
 class DistanceScorer(Scorer):
     """A model whose score is ``gamma - ||...||_p`` with p = ``norm`` (1 or 2): TransE, TransH.
 
     With the L2 norm its ``match`` should be matrix products (``|q|^2 + |e|^2 - 2 q.e``), hence ``matmul_ranking``.
+
+    Defaults and start are chosen together: ``gamma`` defaults to ``GAMMA_PER_DIM * dim`` (L1; for L2 the L2
+    length of the same rows), and new entity and relation rows start uniform with the bound that puts the
+    expected ``||h + r - t||_p`` at ``gamma`` (so a start depends on the checkpoint's gamma and width only: an
+    extend starts new rows on the scale the base was trained at, never on the merged table's row count).
     """
 
     param_names = ("norm", "gamma")
+
+    @staticmethod
+    def _distance_per_bound(norm: int, dim: int) -> float:
+        """Expected ``||h + r - t||_p`` for rows uniform in ``[-1, 1]`` (a sum of three such has std 1)."""
+        return _MEAN_ABS_NORMAL * dim if int(norm) == 1 else math.sqrt(dim)
+
+    @classmethod
+    def scaled_defaults(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        dim, norm = int(settings["dim"]), int(settings["norm"])
+        bound = GAMMA_PER_DIM / _MEAN_ABS_NORMAL  # the L1 default's start bound, for either norm
+        return {"gamma": round(bound * cls._distance_per_bound(norm, dim), 4)}
+
+    def entity_start(self, rng, n_new: int, width: int, n_total: int):
+        """Uniform rows whose expected distance is gamma (see :func:`start_bound`)."""
+        p = self.params
+        return uniform_rows(rng, n_new, width, start_bound(p["gamma"], self._distance_per_bound(p["norm"], width)))
 
     def __init__(self, norm: int = 1, gamma: float = 12.0):
         if int(norm) not in (1, 2):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Scorer, lazy_tf, np_halves, pairwise, tf_halves
+from .base import GAMMA_PER_DIM, Scorer, lazy_tf, np_halves, pairwise, start_bound, tf_halves, uniform_rows
 
 __all__ = ["RotatE"]
 
@@ -19,7 +19,7 @@ class RotatE(Scorer):
 
     name = "rotate"
     param_names = ("gamma",)
-    defaults = {"loss": "logistic", "gamma": 12.0, "lr": 0.01}
+    defaults = {"loss": "logistic", "lr": 0.01}  # gamma: scaled_defaults (0.06 x dim)
     preset = "rotate.toml"
     complex_valued = True
 
@@ -28,6 +28,24 @@ class RotatE(Scorer):
 
     def relation_width(self, dim: int) -> int:
         return dim // 2
+
+    @staticmethod
+    def _distance_per_bound(dim: int) -> float:
+        """Expected ``sum_k |h_k e^{i r_k} - t_k|`` over ``dim / 2`` complex columns for rows uniform in
+        ``[-1, 1]``: each difference has real and imaginary parts of std sqrt(2/3), a modulus of mean
+        sqrt(2/3) * sqrt(pi/2)."""
+        return math.sqrt(2.0 / 3.0) * math.sqrt(math.pi / 2.0) * dim / 2
+
+    @classmethod
+    def scaled_defaults(cls, settings):
+        # gamma as the distance models' (GAMMA_PER_DIM per float column): 12 at dim 200; see base.py
+        return {"gamma": round(GAMMA_PER_DIM * int(settings["dim"]), 4)}
+
+    def entity_start(self, rng, n_new: int, width: int, n_total: int):
+        """Uniform rows whose expected distance is gamma (:func:`~.base.start_bound`; the RotatE paper's
+        ``embedding_range``): Glorot rows at gamma 12 score ~12, the loss saturates and a short run ends at
+        random level."""
+        return uniform_rows(rng, n_new, width, start_bound(self.params["gamma"], self._distance_per_bound(width)))
 
     @staticmethod
     def relation_start(rng, n_new: int, width: int, n_total: int):

@@ -15,11 +15,15 @@ class TransE(DistanceScorer):
     """``gamma - ||h + r - t||_p``; entities ``[n, d]``, relations ``[n_r, d]``."""
 
     name = "transe"
-    defaults = {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01}
+    defaults = {"loss": "logistic", "norm": 1, "lr": 0.01}  # gamma: DistanceScorer.scaled_defaults (0.06 x dim)
     preset = "transe.toml"
 
     def relation_width(self, dim: int) -> int:
         return dim
+
+    def relation_start(self, rng, n_new: int, width: int, n_total: int):
+        """Translations start on the entities' scale (the bound that puts the expected distance at gamma)."""
+        return self.entity_start(rng, n_new, width, n_total)
 
     @staticmethod
     def estimate(h, r, t, side: str):

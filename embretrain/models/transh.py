@@ -29,11 +29,19 @@ class TransH(DistanceScorer):
     """
 
     name = "transh"
-    defaults = {"loss": "logistic", "gamma": 12.0, "norm": 1, "lr": 0.01}
+    defaults = {"loss": "logistic", "norm": 1, "lr": 0.01}  # gamma: DistanceScorer.scaled_defaults (0.06 x dim)
     preset = "transh.toml"
 
     def relation_width(self, dim: int) -> int:
         return 2 * dim
+
+    def relation_start(self, rng, n_new: int, width: int, n_total: int):
+        """``[normal | translation]``, both on the entities' scale: the normal is normalised when scoring (any
+        non-zero row will do), the translation starts like an entity row (expected distance at gamma)."""
+        import numpy as np
+
+        dim = width // 2
+        return np.concatenate([self.entity_start(rng, n_new, dim, n_total) for _ in range(2)], axis=1)
 
     @staticmethod
     def estimate(h, r, t, side: str):

@@ -224,7 +224,8 @@ def _hash_h5(path: Path, skip=("lineage",)) -> dict:
 
 
 def _hash_sidecars(base: str) -> dict:
-    """The names and metadata a TF/Keras output carries beside it (lineage left out)."""
+    """The names and metadata a TF/Keras output carries beside it (lineage left out, and the size and sha256
+    of the TF ``.index`` the metadata is bound to: the index's own bytes are not part of the record)."""
     out = {}
     for kind in ("entities", "relations"):
         p = Path(f"{base}.{kind}.tsv")
@@ -232,7 +233,7 @@ def _hash_sidecars(base: str) -> dict:
             out[f"sidecar:{kind}"] = _names_digest(p.read_text(encoding="utf-8").splitlines())
     meta = Path(f"{base}.embretrain.json")
     if meta.exists():
-        out["sidecar:meta"] = {k: v for k, v in json.loads(meta.read_text(encoding="utf-8")).items() if k != "lineage"}
+        out["sidecar:meta"] = {k: v for k, v in json.loads(meta.read_text(encoding="utf-8")).items() if k not in ("lineage", "binds")}
     return out
 
 

@@ -1,18 +1,16 @@
-"""Tables and vocabularies that stay in their HDF5 file, and lazy stacks of old + new parts.
+"""Tables and vocabularies left in their HDF5 file: positional reads of the open input checkpoint.
 
 ``extend --old-rows on-disk`` keeps the old rows of every table (and the old names) in the input
 checkpoint: training reads only the rows a batch needs, and the merged checkpoint is written by
-streaming the old part from the input file followed by the new rows. The objects here make that
-look enough like arrays and lists for the rest of the code:
+streaming the old part from the input file followed by the new rows.
 
+* :class:`Source`: the input file held open read-only (a descriptor and an h5py handle on one inode).
 * :class:`DiskRows`: a read-only ``[n_rows, width]`` float32 table in the file. ``rows(ids)``
-  reads the given rows, ``read(start, stop)`` a block, ``np.asarray`` the whole table (logged:
-  only a consumer that really needs every row, e.g. a TF/Keras saver, should do that).
+  reads the given rows, ``read(start, stop)`` a block, ``copy_into(fd, offset)`` copies it file to
+  file, ``np.asarray`` the whole table (logged: only a consumer that needs every row should).
 * :class:`DiskNames`: the read-only names of a vocabulary in the file, decoded a block at a time.
-* :class:`RowStack` / :class:`NameStack`: ``old`` part + ``new`` part, concatenated lazily. ``extend``
-  returns its grown tables as RowStacks (in both modes): the merged table is never built in memory,
-  :func:`embretrain.checkpoint.native.save` streams the parts, and ``np.asarray`` builds it for
-  anything else.
+
+Both carry ``sha256_state`` when the loader hashed them, so a saver copying them continues that hash.
 
 Why raw ``os.preadv`` for row reads instead of h5py: our native files store each table contiguous
 and uncompressed (``dset.id.get_offset()`` is where its bytes start), a batch needs a few thousand
@@ -20,68 +18,33 @@ scattered rows, and h5py's point selections cost far more per row than a positio
 also releases the GIL (a load hashes in one thread while another decodes names) and takes no
 library-wide lock. Other layouts (chunked, compressed, big-endian) fall back to h5py. Not
 ``np.memmap``: pages touched through a mapping count in the process RSS, page-cache reads do not.
+
+Owns: the open file and its raw I/O. Must not: know which dataset is which (the native layout does),
+check checksums or names (the loader does), or import TensorFlow.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
-import mmap
 import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import CheckpointError
+from . import base as _base
+from .base import NAME_BLOCK, Float32Rows, lazy_getitem
+from .memory import aligned_empty
 
-__all__ = [
-    "BLOCK_BYTES",
-    "DiskNames",
-    "DiskRows",
-    "NameStack",
-    "RowStack",
-    "Source",
-    "StrReader",
-    "aligned_empty",
-    "as_array",
-    "blocks",
-    "take",
-]
+__all__ = ["DiskNames", "DiskRows", "Source", "StrReader", "pread_exact", "pwrite_all", "raw_offset", "read_name_block"]
 
 logger = logging.getLogger(__name__)
 
-BLOCK_BYTES = 1 << 24  # 16 MiB: rows read, hashed, checked or written per step when streaming a table
-NAME_BLOCK = 1 << 16  # names decoded per step
 _F4 = np.dtype("<f4")
-_MAP_BYTES = 1 << 26  # aligned_empty: from this size on, a mapping of its own
-_ALIGN = 64  # TensorFlow's CPU tensors want 64-byte aligned buffers (EIGEN_MAX_ALIGN_BYTES)
-
-
-def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = _ALIGN) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
-
-    From 64 MiB on, an anonymous mapping of its own (page-aligned, unmapped when the array goes):
-    numpy advises the kernel to back big arrays with huge pages (``MADV_HUGEPAGE``), and where
-    transparent huge pages defragment on advice (a common default) the first write to each 2 MiB
-    then waits for the kernel to compact memory. Filling a 0.5 GB table that way took 1-1.4 s of
-    system time in a fresh process here, against ~0.4 s for a plain mapping (which still gets huge
-    pages when some are free).
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes >= _MAP_BYTES and align <= mmap.PAGESIZE:
-        return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    start = (-raw.ctypes.data) % align
-    return raw[start : start + nbytes].view(dtype).reshape(shape)
-
-
-# --------------------------------------------------------------------------- the open input file
 
 
 def pread_exact(fd: int, buf: np.ndarray, offset: int, path) -> None:
@@ -173,44 +136,23 @@ class Source:
             pass
 
 
-# --------------------------------------------------------------------------- tables
-
-
-class _Float32Rows:
-    """What numpy-minded callers ask of a lazy float32 table: ``shape`` (set by the subclass), ``ndim``, ``dtype``,
-    ``size``, ``nbytes``, ``len``."""
-
-    ndim = 2
-    dtype = np.dtype(np.float32)
-    shape: tuple[int, int]
-
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.shape[1] * 4
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-
-class DiskRows(_Float32Rows):
+class DiskRows(Float32Rows):
     """Read-only float32 rows ``[n_rows, width]`` of a 2-D dataset left in an HDF5 file.
 
     Args:
         source: the open input file.
         name: the dataset's name in the file (a table such as ``entity_embeddings``).
+        sha256_state: the hashlib state of its bytes, if the loader hashed them.
     """
 
-    def __init__(self, source: Source, name: str):
+    def __init__(self, source: Source, name: str, sha256_state=None):
         self.source = source
         self.name = name
+        self.sha256_state = sha256_state
         dset = source.h5[name]
         self.shape = (int(dset.shape[0]), int(dset.shape[1]))
         self.row_bytes = self.shape[1] * 4
-        self._offset = _raw_offset(dset)  # None: read through h5py
+        self._offset = raw_offset(dset)  # None: read through h5py
         self._dset = dset
 
     @property
@@ -260,7 +202,7 @@ class DiskRows(_Float32Rows):
                 if n <= 0:
                     raise CheckpointError(f"{self.source.path}: unexpected end of file at byte {src}; it is truncated")
                 src, offset, left = src + n, offset + n, left - n
-        buffer = np.empty(min(left, BLOCK_BYTES), dtype=np.uint8)
+        buffer = np.empty(min(left, _base.BLOCK_BYTES), dtype=np.uint8)
         while left:
             block = buffer[: min(left, len(buffer))]
             self.source.pread_into(block, src)
@@ -294,13 +236,13 @@ class DiskRows(_Float32Rows):
         return buf[inverse.reshape(-1)].reshape(ids.shape + (width,))
 
     def blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(start, rows)`` blocks of about :data:`BLOCK_BYTES` covering the table in order."""
-        step = block_rows or max(1, BLOCK_BYTES // max(1, self.row_bytes))
+        """``(start, rows)`` blocks of about :data:`_base.BLOCK_BYTES` covering the table in order."""
+        step = block_rows or max(1, _base.BLOCK_BYTES // max(1, self.row_bytes))
         for start in range(0, self.shape[0], step):
             yield start, self.read(start, start + step)
 
     def __getitem__(self, key):
-        return _getitem(self, key)
+        return lazy_getitem(self, key)
 
     def __array__(self, dtype=None, copy=None):
         if copy is False:
@@ -313,7 +255,7 @@ class DiskRows(_Float32Rows):
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
-def _raw_offset(dset) -> int | None:
+def raw_offset(dset) -> int | None:
     """Byte offset of a dataset readable with positional reads, or None (read it through h5py)."""
     import h5py
 
@@ -337,132 +279,6 @@ def _raw_offset(dset) -> int | None:
     except Exception:  # noqa: BLE001 - any doubt: the library path is always correct
         return None
     return offset
-
-
-class RowStack(_Float32Rows):
-    """Lazy vertical concatenation of row blocks (``ndarray`` or :class:`DiskRows`) of equal width.
-
-    Args:
-        parts: the blocks, top to bottom.
-        prefix_digest: optional ``hashlib.sha256`` state of ``parts[0]``'s little-endian float32
-            bytes, as computed when they were loaded; a saver continues it instead of re-hashing them.
-    """
-
-    def __init__(self, parts: Sequence[Any], prefix_digest=None):
-        parts = [p if isinstance(p, (DiskRows, RowStack)) else np.asarray(p) for p in parts]
-        widths = {int(p.shape[1]) for p in parts if p.ndim == 2}
-        if len(widths) != 1 or any(p.ndim != 2 for p in parts):
-            raise ValueError(f"RowStack parts must be 2-D of one width, got {[p.shape for p in parts]}")
-        self.parts = parts
-        self.prefix_digest = prefix_digest
-        self.shape = (sum(int(p.shape[0]) for p in parts), widths.pop())
-        self._starts = np.cumsum([0] + [int(p.shape[0]) for p in parts])
-
-    def __repr__(self) -> str:
-        return f"RowStack({' + '.join(type(p).__name__ + str(tuple(p.shape)) for p in self.parts)})"
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(0, start), min(stop, self.shape[0])
-        out = np.empty((max(0, stop - start), self.shape[1]), dtype=np.float32)
-        for p, lo in zip(self.parts, self._starts[:-1].tolist()):
-            a, b = max(start, lo), min(stop, lo + int(p.shape[0]))
-            if a < b:
-                out[a - start : b - start] = p.read(a - lo, b - lo) if not isinstance(p, np.ndarray) else p[a - lo : b - lo]
-        return out
-
-    def rows(self, ids) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        flat = ids.reshape(-1)
-        out = np.empty((flat.size, self.shape[1]), dtype=np.float32)
-        if flat.size and (flat.min() < 0 or flat.max() >= self.shape[0]):
-            raise IndexError(f"row ids out of range for {self!r}")
-        for p, lo in zip(self.parts, self._starts[:-1].tolist()):
-            mask = (flat >= lo) & (flat < lo + int(p.shape[0]))
-            if mask.any():
-                out[mask] = take(p, flat[mask] - lo)
-        return out.reshape(ids.shape + (self.shape[1],))
-
-    def __getitem__(self, key):
-        return _getitem(self, key)
-
-    # a few ndarray conveniences, each building the whole table in memory
-    def copy(self) -> np.ndarray:
-        return np.asarray(self)
-
-    def astype(self, dtype, copy: bool = True) -> np.ndarray:
-        return np.asarray(self).astype(dtype, copy=False)
-
-    def tobytes(self) -> bytes:
-        return np.asarray(self).tobytes()
-
-    def __array__(self, dtype=None, copy=None):
-        if copy is False:
-            raise ValueError("a RowStack cannot be viewed as one array without a copy")
-        out = aligned_empty(self.shape)
-        for p, lo in zip(self.parts, self._starts[:-1].tolist()):
-            out[lo : lo + p.shape[0]] = np.asarray(p)
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-
-def _getitem(table, key):
-    """Numpy-style indexing of a lazy table: int, slice, int array, or a tuple starting with one of them."""
-    rest: tuple = ()
-    if isinstance(key, tuple):
-        key, rest = key[0], key[1:]
-    n = table.shape[0]
-    if isinstance(key, (int, np.integer)):
-        i = int(key) + (n if key < 0 else 0)
-        if not 0 <= i < n:
-            raise IndexError(f"index {int(key)} is out of bounds for {n} rows")
-        out = table.read(i, i + 1)[0]
-    elif isinstance(key, slice):
-        start, stop, step = key.indices(n)
-        out = table.read(start, stop) if step == 1 else take(table, np.arange(start, stop, step))
-    elif key is Ellipsis:
-        out = np.asarray(table)
-    else:
-        arr = np.asarray(key)
-        if arr.dtype == bool:
-            arr = np.flatnonzero(arr)
-        out = take(table, np.where(arr < 0, arr + n, arr))
-    return out[(slice(None), *rest)] if rest and out.ndim == 2 else (out[rest] if rest else out)
-
-
-# --------------------------------------------------------------------------- helpers for any table
-
-
-def take(table, ids) -> np.ndarray:
-    """Rows ``ids`` (int ``[...]``) of an ndarray, :class:`DiskRows` or :class:`RowStack` -> ``[..., width]``."""
-    if isinstance(table, (DiskRows, RowStack)):
-        return table.rows(ids)
-    return np.asarray(table)[np.asarray(ids, dtype=np.int64)]
-
-
-def blocks(table, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, C-contiguous float32 rows)`` blocks covering any table in order, without materialising it."""
-    step = block_rows or max(1, BLOCK_BYTES // max(1, int(table.shape[1]) * 4))
-    if isinstance(table, DiskRows):
-        yield from table.blocks(step)
-        return
-    if isinstance(table, RowStack):
-        for p, lo in zip(table.parts, table._starts[:-1].tolist()):
-            for start, block in blocks(p, step):
-                yield lo + start, block
-        return
-    for start in range(0, table.shape[0], step):
-        yield start, np.ascontiguousarray(table[start : start + step], dtype=np.float32)
-
-
-def as_array(table) -> np.ndarray:
-    """An in-memory float32 array for any table (materialises a lazy one)."""
-    return np.asarray(table) if isinstance(table, (DiskRows, RowStack)) else table
-
-
-def is_lazy(table) -> bool:
-    return isinstance(table, (DiskRows, RowStack))
-
-
-# --------------------------------------------------------------------------- names
 
 
 def read_name_block(dset, start: int, stop: int) -> list[bytes]:
@@ -508,11 +324,13 @@ class StrReader:
 
 
 class DiskNames(Sequence):
-    """The names of a vocabulary left in an HDF5 file (a read-only sequence of ``str``)."""
+    """The names of a vocabulary left in an HDF5 file (a read-only sequence of ``str``), with
+    ``sha256_state`` over them (vocab_sha256 layout) if the loader hashed them."""
 
-    def __init__(self, source: Source, name: str):
+    def __init__(self, source: Source, name: str, sha256_state=None):
         self.source = source
         self.name = name
+        self.sha256_state = sha256_state
         self._dset = source.h5[name]
         self._n = int(self._dset.shape[0])
         self._read = StrReader(self._dset)
@@ -555,61 +373,3 @@ class DiskNames(Sequence):
         return self._str_block(i, i + 1)[0]
 
 
-class NameStack(Sequence):
-    """Old names (a list or :class:`DiskNames`) followed by new ones, without copying the old part.
-
-    Built only by vocabulary growth, which appends names the old part does not hold, so a saver can
-    trust that the whole is duplicate-free once the old part was checked at load.
-
-    Args:
-        prefix_digest: optional sha256 state of the old part's names (vocab_sha256 layout).
-    """
-
-    def __init__(self, old: Sequence[str], new: list[str], prefix_digest=None):
-        self.old = old
-        self.new = list(new)
-        self.prefix_digest = prefix_digest
-
-    @property
-    def parts(self) -> list[Sequence[str]]:
-        return [self.old, self.new]
-
-    def __len__(self) -> int:
-        return len(self.old) + len(self.new)
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.old
-        yield from self.new
-
-    def __getitem__(self, key):
-        n_old = len(self.old)
-        if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            if step != 1:
-                return list(self)[key]
-            head = list(self.old[start:min(stop, n_old)]) if start < n_old else []
-            return head + self.new[max(0, start - n_old) : max(0, stop - n_old)]
-        i = int(key) + (len(self) if key < 0 else 0)
-        if not 0 <= i < len(self):
-            raise IndexError(f"name index {int(key)} out of range")
-        return self.old[i] if i < n_old else self.new[i - n_old]
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, (list, tuple, NameStack, DiskNames)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None  # mutable-looking sequence: unhashable like a list
-
-    def __repr__(self) -> str:
-        return f"NameStack({self.old!r} + {len(self.new)} new)"
-
-
-def names_digest(names_blocks) -> Any:
-    """sha256 state over names given as blocks of UTF-8 bytes, in the vocab_sha256 layout."""
-    digest = hashlib.sha256()
-    for block in names_blocks:
-        if block:
-            digest.update(b"\n".join(block))
-            digest.update(b"\n")
-    return digest
