@@ -16,7 +16,7 @@ import time
 
 import click
 
-from . import __version__
+from . import __version__, quiet_tf
 from .config import CHOICES, OLD_ROWS, STRATEGIES
 from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
@@ -79,23 +79,27 @@ class Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+def _setup_logging(verbose: int, quiet: bool, debug: bool = False) -> None:
+    """stderr levels: ``-q`` warnings and errors only (cron mails nothing on success); default: a few lines
+    per run (start, counts, what was written); ``-v``: also per-epoch losses and debug detail.
+
+    TensorFlow's own start-up lines are never shown unless ``--debug`` (see :mod:`embretrain.quiet_tf`).
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("embretrain")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # TensorFlow's C++ logs would flood cron mail; keep errors only unless the user set it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf.show_startup_logs(debug)
 
 
 @click.group(cls=Group, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="embretrain")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="Also per-epoch losses and debug detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr unless something is wrong (for cron).")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors, and TensorFlow's start-up logs.")
 @click.pass_context
 def main(ctx, verbose, quiet, debug):
     """Grow a trained embedding table without retraining it.
@@ -106,7 +110,7 @@ def main(ctx, verbose, quiet, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    _setup_logging(verbose, quiet)
+    _setup_logging(verbose, quiet, debug)
 
 
 # --- shared options ----------------------------------------------------------------------------

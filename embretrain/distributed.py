@@ -51,6 +51,7 @@ import numpy as np
 
 from .config import STRATEGIES
 from .errors import TrainingError, UsageError
+from .quiet_tf import import_tensorflow
 from .tables import SplitTable
 from .train import EpochStats
 
@@ -220,7 +221,7 @@ def _sharded_variable(value, name: str, trainable: bool, strategy):
     built on the chief or sent over the network (a whole-table constant would also hit protobuf's
     2 GB limit).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     width = int(value.shape[1])
 
@@ -242,7 +243,7 @@ def _stream_rows(value, shards: list) -> None:
     is one ``scatter_update`` run on the shard's ps (a sliced assign would first read the whole
     shard to the chief).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     width = int(value.shape[1])
     step = max(1, STREAM_BYTES // (4 * max(1, width)))
@@ -279,7 +280,7 @@ class ShardedSplitTable(SplitTable):
         return _sharded_variable(new, f"{self.name}_new", True, self._strategy) if self.n_new else None
 
     def _gather(self, params, ids):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
         # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
@@ -305,13 +306,13 @@ class _StepRng:
     """
 
     def __init__(self, seed: int, step):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
         self._calls = 0
 
     def uniform(self, shape, minval=0, maxval=None, dtype=None):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._calls += 1
         seed = tf.random.experimental.stateless_fold_in(self._seed, self._calls)
@@ -343,7 +344,7 @@ _CLUSTERS: dict[tuple, Cluster] = {}
 
 
 def _partitioner(shards: int, n_ps: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     partitioners = tf.distribute.experimental.partitioners
     if shards:
@@ -373,7 +374,7 @@ def connect(shards: int = 0, environ=None, *, timeout: float = CLUSTER_TIMEOUT) 
     wait_for_cluster(config, timeout)
     # Let RPCs to a dead worker fail fast so the coordinator can reschedule (TensorFlow's advice).
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     n_ps, n_workers = len(config["cluster"]["ps"]), len(config["cluster"]["worker"])
@@ -418,7 +419,7 @@ class ClusterExecutor:
         self._step_no = 0
 
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings) -> None:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         strategy, coordinator = self.cluster.strategy, self.cluster.coordinator
         optimizers = colocated_optimizers(strategy, variables, settings.optimizer, settings.lr)
@@ -480,7 +481,7 @@ class ClusterExecutor:
 # ---------------------------------------------------------------------------------------------
 # the other roles
 def _server_config(n_workers: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     # A worker runs several scheduled functions and their RPCs at once; on a small host TF's
     # default inter-op pool (one thread per core) can deadlock them (as TF's own in-process
@@ -494,7 +495,7 @@ def start_servers(cluster: dict[str, list[str]], tasks: list[tuple[str, int]], p
     gRPC servers cannot be stopped: the process that starts them ends with ``os._exit``.
     """
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     spec = tf.train.ClusterSpec(cluster)
     config = _server_config(len(cluster["worker"]))

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import logging
 
+from .quiet_tf import import_tensorflow
+
 __all__ = ["SparseOptimizer", "make_optimizer", "OPTIMIZERS"]
 
 logger = logging.getLogger(__name__)
 
 
 def _dedupe(grad):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not isinstance(grad, tf.IndexedSlices):
         raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
@@ -75,7 +77,7 @@ class SparseSGD(SparseOptimizer):
     name = "sgd"
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         var.scatter_sub(tf.IndexedSlices(self.learning_rate * values, idx))
 
@@ -89,7 +91,7 @@ class SparseAdagrad(SparseOptimizer):
         self.epsilon = epsilon
 
     def build(self, variables):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         super().build(variables)
         self.slots["accumulator"] = [
@@ -98,7 +100,7 @@ class SparseAdagrad(SparseOptimizer):
         ]
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         tf.raw_ops.ResourceSparseApplyAdagradV2(
             var=var.handle,
@@ -122,7 +124,7 @@ class LazyAdam(SparseOptimizer):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def build(self, variables):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         super().build(variables)
         self.slots["m"] = [tf.Variable(tf.zeros(v.shape), trainable=False, name="m") for v in self.variables]
@@ -134,7 +136,7 @@ class LazyAdam(SparseOptimizer):
         super().apply(grads, variables)
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         t = tf.cast(self.iterations, tf.float32)
         b1, b2 = self.beta_1, self.beta_2

@@ -111,7 +111,9 @@ class TrainResult:
 
 def configure_tensorflow(settings: Settings) -> None:
     """Seed and make ops deterministic; set thread pools (must run before TF's first op)."""
-    import tensorflow as tf
+    from .quiet_tf import import_tensorflow
+
+    tf = import_tensorflow()  # usually the run's first TF import: without its start-up chatter
 
     if settings.threads:
         try:
@@ -254,7 +256,7 @@ def fit(
         return batch_loss(emb, batch, batch_weights, rng, settings, replay)
 
     executor.prepare(variables, loss_fn, ids.astype(np.int64), weights.astype(np.float32), settings)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)) if progress is None else progress
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
@@ -284,7 +286,7 @@ def fit(
         result.epochs = epoch
         result.steps += stats.steps
         result.examples += stats.examples
-        logger.info("epoch %d/%d loss %.5f%s", epoch, settings.epochs, mean, executor.describe(stats))
+        logger.debug("epoch %d/%d loss %.5f%s", epoch, settings.epochs, mean, executor.describe(stats))
         if on_epoch is not None and on_epoch(epoch, mean):
             break
         if settings.lr_decay != 1.0:

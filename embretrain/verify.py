@@ -292,7 +292,9 @@ def _read_tf(path, options: dict[str, Any], parts_of: dict[str, int] | None) -> 
     if prefix is None:
         raise CheckpointError(f"{path}: no TensorFlow checkpoint here")
     read_index(prefix)  # names a missing or truncated data shard (TF's own message does not)
-    import tensorflow as tf
+    from .quiet_tf import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         reader = tf.train.load_checkpoint(os.fspath(prefix))
