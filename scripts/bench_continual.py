@@ -342,7 +342,7 @@ def render_markdown(results: list[dict[str, Any]], notes: str = "") -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dataset", default="fb15k-237", help="a name in ../shared/data or a folder of train/valid/test.txt")
+    p.add_argument("--dataset", default="fb15k-237", help="../shared/data name, or a folder of train/valid/test.txt")
     p.add_argument("--snapshots", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="walk start, neighbour order and the 3:1:1 split")
     p.add_argument("--max-entities", type=int, default=0, help="the walk's first N entities only (timing); 0: all")
