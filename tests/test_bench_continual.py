@@ -140,7 +140,7 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
     smoke = str(ROOT / "configs" / "ci-smoke.toml")
     argv = ["--dataset", str(data), "--out-dir", str(out), "--in-process", "--json", str(tmp_path / "r.json"),
             "--train-args", f"--config {smoke} --model transe --epochs 5", "--variant", f"smoke=--config {smoke}",
-            "--variant", "headline=--epochs 2", "--full-retrain", "--update-docs", str(doc)]
+            "--variant", "headline=--epochs 2", "--full-retrain", "--test-sample", "12", "--update-docs", str(doc)]
     assert bench.main(argv) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res == json.loads((out / "results.json").read_text())
@@ -155,11 +155,14 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
         with h5py.File(out / f"{v['name']}-snapshot4.h5") as f:  # the final model knows every trained entity
             assert len(f["entities"]) == sum(c["new_entities"] for c in res["counts"])
         per = v["per_snapshot"]
-        assert [p["final"]["test_examples"] for p in per] == [c["test"] for c in res["counts"]]
+        # a seeded sample of each snapshot's test is scored, the same for every model
+        assert [p["final"]["test_examples"] for p in per] == [min(12, c["test"]) for c in res["counts"]]
+        assert [p["lkge_candidates"]["test_examples"] for p in per] == [min(12, c["test"]) for c in res["counts"]]
+        assert all(p["final"]["test_skipped_unknown"] == 0 for p in per)  # the final model knows every name
         assert all(0 < p["final"]["mrr"] <= 1 and 0 < p["lkge_candidates"]["mrr"] <= 1 for p in per)
         # snapshot 4's checkpoint is the final one: both protocols agree there
         assert per[-1]["final"]["mrr"] == pytest.approx(per[-1]["lkge_candidates"]["mrr"])
-        n_test = [c["test"] for c in res["counts"]]
+        n_test = [p["final"]["test_examples"] for p in per]
         want = sum(p["final"]["mrr"] * k for p, k in zip(per, n_test)) / sum(n_test)
         assert v["mean_mrr"] == pytest.approx(want)
     assert res["variants"][1]["extend"][0]["epochs"] == 2
@@ -168,3 +171,10 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
     assert "## Quality\n\nkept.\n" in text and text.count(bench.HEADING) == 1 and "| smoke |" in text
     bench.main(["--from-json", str(tmp_path / "r.json"), "--update-docs", str(doc)])
     assert doc.read_text() == text  # rendering again from the JSON changes nothing
+
+
+def test_committed_section_is_the_rendering_of_the_committed_json():
+    """docs/BENCHMARKS.md's section is only ever written from docs/continual/*.json and notes.md."""
+    results = [json.loads(f.read_text()) for f in sorted((ROOT / "docs" / "continual").glob("*.json"))]
+    notes = (ROOT / "docs" / "continual" / "notes.md").read_text(encoding="utf-8")
+    assert results and bench.render_markdown(results, notes) in (ROOT / "docs" / "BENCHMARKS.md").read_text()
