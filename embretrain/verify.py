@@ -139,8 +139,7 @@ def _pending_trained(old: _View, new: _View) -> tuple[set[str], set[str]]:
 
 
 def _compare_views(old: _View, new: _View) -> VerifyResult:
-    checked = {"entities": len(old.entities), "relations": len(old.relations), "tables": 0, "variables": 0,
-               "pending_trained": 0}
+    checked = {"entities": len(old.entities), "relations": len(old.relations), "tables": 0, "variables": 0}
     pending, trained = _pending_trained(old, new)
     may_change = np.array(sorted(i for i, name in enumerate(old.entities) if name in trained), dtype=np.int64)
     changed_pending: set[int] = set()
@@ -181,7 +180,8 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
                 first_entity=None if relation else names[row], checked=checked,
             )
         checked["tables"] += 1
-    checked["pending_trained"] = len(changed_pending)
+    if changed_pending:  # only then: a plain extension reports what it always did
+        checked["pending_trained"] = len(changed_pending)
     if old.fmt == new.fmt and old.fmt != "h5":
         problem, entity = _compare_variables(old, new, checked)
         if problem:
@@ -191,7 +191,8 @@ def _compare_views(old: _View, new: _View) -> VerifyResult:
         f"NEW extends OLD: {len(old.entities)} entities and {len(old.relations)} relations keep their names and rows "
         f"({checked['tables']} table(s) bit-identical, {checked['variables']} other variable(s) unchanged); "
         f"NEW adds {len(new.entities) - len(old.entities)} entities and {len(new.relations) - len(old.relations)} relations"
-        + (f"; {len(changed_pending)} pending entities were trained, as NEW's lineage records" if changed_pending else ""),
+        + (f"; {len(changed_pending)} pending {'entity was' if len(changed_pending) == 1 else 'entities were'} "
+           "trained, as NEW's lineage records" if changed_pending else ""),
         checked=checked,
     )
 
