@@ -205,6 +205,8 @@ class Delta:
         pending_before: entities pending before this run (names, from the checkpoint's lineage).
         pending_ids: int64 ``[j]`` old ids of the pending entities this run trains; in ``ids`` entity
             ``pending_ids[i]`` is the trainable id ``n_old + n_new + i``.
+        pending_trained: their names (``pending_ids``' order).
+        untrained: the new entities without an example: pending from this run on.
     """
 
     kind: DataKind
@@ -269,11 +271,9 @@ class Delta:
         pending entities trained tonight, so they start where they are."""
         if not self.n_pending_trained:
             return start_rows
-        from . import storage
-        from .tables import glorot_rows
+        from .tables import glorot_rows  # numpy only; delta builds no table
 
         start_rows = start_rows or glorot_rows
-
         current = storage.take(old, self.pending_ids)
 
         def starts(rng, n, width, n_total):
@@ -340,6 +340,30 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
     return vocab, report
 
 
+def _train_pending(ids: np.ndarray, kind: DataKind, entities: Vocab, pending: list[str],
+                   first: int) -> tuple[list[str], np.ndarray]:
+    """Map the pending entities the examples ``ids`` name to trainable ids ``first + j`` (in place).
+
+    Returns ``(their names, their old ids int64 [j])``, in the order they were added. An old id is
+    frozen, so a pending entity cannot train under it; the trainable id routes it to the trainable
+    rows, and :func:`grow_checkpoint` writes the result back at the old id.
+    """
+    cols = list(kind.entity_columns)
+    candidates = [n for n in pending if n in entities]  # pending names tonight's files mention (indexed)
+    mentioned = np.isin(np.array([entities[n] for n in candidates], dtype=np.int64), ids[:, cols])
+    names = [n for n, hit in zip(candidates, mentioned.tolist()) if hit]  # by an example, not a skipped line
+    old_ids = np.array([entities[n] for n in names], dtype=np.int64)
+    if len(old_ids):
+        order = np.argsort(old_ids)
+        sorted_ids, trainable = old_ids[order], (first + order).astype(np.int64)
+        named = ids[:, cols]
+        at = np.minimum(np.searchsorted(sorted_ids, named), len(sorted_ids) - 1)
+        hit = sorted_ids[at] == named
+        named[hit] = trainable[at[hit]]
+        ids[:, cols] = named
+    return names, old_ids
+
+
 def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, new_relations: NameInput = None,
                   skip_unknown: bool = False, replay: TripleInput | None = None) -> Delta:
     """Read the night's files and express them in the grown id space of ``ckpt``.
@@ -374,20 +398,7 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
 
     ids, weights, n_unknown = kind.map(f, entities, relations, skip_unknown=skip_unknown)
     n_new = len(ent_report.added)
-    # pending entities an example names are trained tonight (in the order they were added)
-    candidates = [n for n in pending_before if n in entities]  # the pending names tonight's files mention
-    mentioned = np.isin(np.array([entities[n] for n in candidates], dtype=np.int64), ids[:, list(kind.entity_columns)])
-    named_pending = [n for n, hit in zip(candidates, mentioned.tolist()) if hit]
-    pending_ids = np.array([entities[n] for n in named_pending], dtype=np.int64)
-    if len(pending_ids):  # old ids -> trainable ids past the new ones (the frozen old rows cannot move)
-        cols = list(kind.entity_columns)
-        order = np.argsort(pending_ids)
-        sorted_ids, trainable = pending_ids[order], (n_old + n_new + order).astype(np.int64)
-        named = ids[:, cols]
-        at = np.minimum(np.searchsorted(sorted_ids, named), len(sorted_ids) - 1)
-        hit = sorted_ids[at] == named
-        named[hit] = trainable[at[hit]]
-        ids[:, cols] = named
+    named_pending, pending_ids = _train_pending(ids, kind, entities, pending_before, n_old + n_new)
     keep = kind.touching_new(ids, n_old, r_old)
     ids = ids[keep]
     weights = None if weights is None else weights[keep]
