@@ -88,9 +88,14 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
         raise UsageError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}")
     rng = np.random.default_rng(settings.seed)  # Glorot draws: entity tables, then relation tables
     ent_old, rel_old = old_tables
+    # one table at a time (same draws, in the same order): each starts its pending rows from its own rows
+    entity_tables = {}
+    for name, old in ent_old.items():
+        entity_tables.update(split_tables({name: old}, delta.n_trainable, rng, make_table=make_table,
+                                          start_rows=delta.trainable_starts(old, scorer.entity_start)))
     emb = Embeddings(
         scorer,
-        split_tables(ent_old, delta.n_new, rng, start_rows=scorer.entity_start, make_table=make_table),
+        entity_tables,
         split_tables(rel_old, delta.r_new, rng, start_rows=scorer.relation_start, make_table=make_table),
         negative_new_ids=delta.negative_new_ids,
     )
@@ -228,7 +233,9 @@ def plan_extend(
     levers = []
     if not delta.nothing_to_do:
         if delta.n_untrained:
-            logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
+            shown = ", ".join(delta.untrained[:5]) + (", ..." if delta.n_untrained > 5 else "")
+            logger.warning("%d new entities have no training example and stay pending (%s): they keep their start "
+                           "row until a later delta names them", delta.n_untrained, shown)
         delta, levers = choose_levers(settings, ckpt, delta)
     run = RunSummary.for_extend(command, ckpt, settings, delta, t_load)
     return Plan(settings, scorer, (ckpt.entity_tables, ckpt.relation_tables), delta, run, levers,
@@ -276,8 +283,8 @@ def extend(
         logger.debug("nothing to do: every new name is already in the checkpoint")
         return ckpt, plan.summary()
     delta = plan.delta
-    logger.info("training %d new entities and %d new relations on %d examples", delta.n_new, delta.r_new,
-                len(delta.ids))
+    logger.info("training %d new entities, %d pending ones and %d new relations on %d examples", delta.n_new,
+                delta.n_pending_trained, delta.r_new, len(delta.ids))
     levers = with_tensorboard(plan.levers, logdir, len(delta.ids))
     new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, levers,
                                      progress=progress, strategy=strategy, shards=shards)

@@ -185,11 +185,19 @@ def _emit(summary: dict, as_json: bool) -> None:
     for key, value in summary.items():
         if key in ("losses", "epoch_seconds"):
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and set(value) == {"count", "names"}:  # a capped list of names
+            value = _name_list(value)
+        elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.6g}"
         click.echo(f"{key.replace('_', ' '):>28}: {value}")
+
+
+def _name_list(value: dict) -> str:
+    """``3 (a, b, ...)`` for ``{"count": 3, "names": ["a", "b"]}``."""
+    names = ", ".join(value["names"]) + (", ..." if value["count"] > len(value["names"]) else "")
+    return f"{value['count']} ({names})" if value["names"] else str(value["count"])
 
 
 def _save_timed(ckpt, out: str, summary: dict, keep: int = 0, out_format: str | None = None) -> None:
@@ -533,19 +541,23 @@ def evaluate(ckpt, test, known, new_only, batch_size, as_json, **load_opts):
 @click.argument("ckpt", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def inspect(ckpt, as_json):
-    """Show a checkpoint's format, model, dims, counts, checksums and lineage.
+    """Show a checkpoint's format, model, dims, counts, checksums, lineage and pending entities.
 
     For a TF checkpoint or Keras file: every variable's key, shape and dtype, and which could be
-    the entity table (for --entity-var).
+    the entity table (for --entity-var). Pending entities were added without data and keep their
+    start row until a later delta names them.
 
     \b
     Example:
       embretrain inspect merged.h5
     """
     from .checkpoint import describe
+    from .summary import PENDING_ADDED, PENDING_TRAINED, name_list, pending_names
 
     info = describe(ckpt)
+    pending = pending_names(info.get("lineage") or [])
     if as_json:
+        info["pending"] = name_list(pending, shown=len(pending))
         click.echo(json.dumps(info, indent=2, default=str))
         return
     lineage = info.pop("lineage", [])
@@ -559,13 +571,17 @@ def inspect(ckpt, as_json):
     click.echo(f"lineage: {len(lineage)} run(s)")
     for i, rec in enumerate(lineage, 1):
         added = rec.get("entities_added", 0)
+        n_pending, n_trained = (len(rec.get(k) or []) for k in (PENDING_ADDED, PENDING_TRAINED))
         click.echo(
             f"  {i}. {rec.get('time', '?')} {rec.get('command', '?')} (v{rec.get('tool_version', '?')}): "
-            f"+{added} entities, +{rec.get('relations_added', 0)} relations, seed {rec.get('seed')}, "
+            f"+{added} entities" + (f" ({n_pending} pending)" if n_pending else "")
+            + (f", trained {n_trained} pending" if n_trained else "")
+            + f", +{rec.get('relations_added', 0)} relations, seed {rec.get('seed')}, "
             f"final loss {rec.get('final_loss')}"
         )
         for path, digest in (rec.get("inputs_sha256") or {}).items():
             click.echo(f"       {path} sha256 {digest[:16]}...")
+    click.echo(f"pending entities: {_name_list(name_list(pending))}" if pending else "pending entities: 0")
 
 
 @main.command()
@@ -585,13 +601,14 @@ def demo(workdir, as_json):
 
 @main.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name and is_new columns).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector<TAB>pending TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name, is_new and pending columns).")
 @click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
 @click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
 @click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")
+@click.option("--skip-pending", is_flag=True, help="Leave out pending entities (added without data, still at their random start row); word2vec has no column to flag them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @checkpoint_options
-def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
+def export(ckpt, fmt, out, only_new, table, skip_pending, as_json, **load_opts):
     """Export a table for other tools (gensim, the Embedding Projector, spreadsheets).
 
     \b
@@ -602,7 +619,8 @@ def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
     from .export import default_out, export as export_table
 
     out = out or default_out(ckpt, fmt)
-    summary = export_table(api.load(ckpt, **_load_options(load_opts)), fmt, out, only_new=only_new, table=table)
+    summary = export_table(api.load(ckpt, **_load_options(load_opts)), fmt, out, only_new=only_new, table=table,
+                           skip_pending=skip_pending)
     _emit(summary, as_json)
 
 
