@@ -32,7 +32,6 @@ from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
 from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
                     scratch_delta)
 from .errors import UsageError
-from . import storage
 from .levers import with_tensorboard
 from .summary import RunSummary, last_added
 from .vocab import Vocab
@@ -89,12 +88,20 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
         raise UsageError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}")
     rng = np.random.default_rng(settings.seed)  # Glorot draws: entity tables, then relation tables
     ent_old, rel_old = old_tables
-    contexts = delta.contexts  # a pair model with two vocabularies: the context table grows by its own count
-    ent_new = {name: contexts.n_new if contexts is not None and name == CONTEXT_TABLE else delta.n_new
-               for name in ent_old}
+    # one table at a time (same draws, in the same order): each starts its pending rows from its own rows;
+    # with two vocabularies the context table grows by its own new rows (no pending entity lives there)
+    contexts = delta.contexts
+    entity_tables = {}
+    for name, old in ent_old.items():
+        if contexts is not None and name == CONTEXT_TABLE:
+            entity_tables.update(split_tables({name: old}, contexts.n_new, rng, make_table=make_table,
+                                              start_rows=scorer.entity_start))
+            continue
+        entity_tables.update(split_tables({name: old}, delta.n_trainable, rng, make_table=make_table,
+                                          start_rows=delta.trainable_starts(old, scorer.entity_start)))
     emb = Embeddings(
         scorer,
-        split_tables(ent_old, ent_new, rng, start_rows=scorer.entity_start, make_table=make_table),
+        entity_tables,
         split_tables(rel_old, delta.r_new, rng, start_rows=scorer.relation_start, make_table=make_table),
         negative_new_ids=delta.negative_new_ids,
         context_vocab=contexts is not None,
@@ -200,15 +207,6 @@ def train(
     return ckpt, run.as_dict()
 
 
-def _check_old_rows_placement(ckpt: Checkpoint, strategy: str) -> None:
-    on_disk = storage.on_disk(ckpt.entities) or any(storage.on_disk(t) for t in ckpt.tables().values())
-    if on_disk and strategy != "local":
-        raise UsageError(
-            "old rows left on disk (old_rows='on-disk') train in this process; a parameter-server run keeps "
-            "the old rows on its ps tasks (load the checkpoint into memory, or train locally)"
-        )
-
-
 def plan_extend(
     ckpt: Checkpoint,
     new_entities: NameInput,
@@ -244,7 +242,9 @@ def plan_extend(
     levers = []
     if not delta.nothing_to_do:
         if delta.n_untrained:
-            logger.warning("%d new entities have no training example and keep their initial vector", delta.n_untrained)
+            shown = ", ".join(delta.untrained[:5]) + (", ..." if delta.n_untrained > 5 else "")
+            logger.warning("%d new entities have no training example and stay pending (%s): they keep their start "
+                           "row until a later delta names them", delta.n_untrained, shown)
         if delta.contexts is not None and delta.contexts.n_untrained:
             logger.warning("%d new contexts have no training example and keep their initial vector",
                            delta.contexts.n_untrained)
@@ -292,7 +292,6 @@ def extend(
     ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
     ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     """
-    _check_old_rows_placement(ckpt, strategy)
     plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, new_contexts=new_contexts,
                        skip_unknown=skip_unknown, replay=replay, command=command)
     if plan.nothing_to_do:
@@ -300,7 +299,8 @@ def extend(
         logger.debug("nothing to do: every new name is already in the checkpoint")
         return ckpt, plan.summary()
     delta = plan.delta
-    logger.info("training %d new entities, %d new relations%s on %d examples", delta.n_new, delta.r_new,
+    logger.info("training %d new entities, %d pending ones and %d new relations%s on %d examples", delta.n_new,
+                delta.n_pending_trained, delta.r_new,
                 "" if delta.contexts is None else f" and {delta.contexts.n_new} new contexts", len(delta.ids))
     levers = with_tensorboard(plan.levers, logdir, len(delta.ids))
     new_rows, result = _fit_new_rows(plan.scorer, plan.settings, plan.old_tables, delta, levers,

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from . import __version__
+from . import __version__, quiet_tf
 from .config import CHOICES, OLD_ROWS, STRATEGIES
 from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
@@ -79,23 +79,27 @@ class Group(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+def _setup_logging(verbose: int, quiet: bool, debug: bool = False) -> None:
+    """stderr levels: ``-q`` warnings and errors only (cron mails nothing on success); default: a few lines
+    per run (start, counts, what was written); ``-v``: also per-epoch losses and debug detail.
+
+    TensorFlow's own start-up lines are never shown unless ``--debug`` (see :mod:`embretrain.quiet_tf`).
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("embretrain")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # TensorFlow's C++ logs would flood cron mail; keep errors only unless the user set it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf.show_startup_logs(debug)
 
 
 @click.group(cls=Group, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="embretrain")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="Also per-epoch losses and debug detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr unless something is wrong (for cron).")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors, and TensorFlow's start-up logs.")
 @click.pass_context
 def main(ctx, verbose, quiet, debug):
     """Grow a trained embedding table without retraining it.
@@ -106,7 +110,7 @@ def main(ctx, verbose, quiet, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    _setup_logging(verbose, quiet)
+    _setup_logging(verbose, quiet, debug)
 
 
 # --- shared options ----------------------------------------------------------------------------
@@ -130,6 +134,7 @@ def training_options(func):
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: only when stderr is a terminal)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default="local", show_default=True, help="Where to train: this process, or the TensorFlow parameter-server cluster in TF_CONFIG (this process is the chief)."),
         click.option("--shards", type=click.IntRange(min=0), default=0, help="parameter-server: shards per table; 0 = by size, at most one per ps [0]."),
+        click.option("--cluster-timeout", type=click.FloatRange(min=0), help="parameter-server: seconds to wait for every ps and worker to accept connections (logging who is missing) before failing with exit 6 [120]."),
         click.option("--logdir", type=click.Path(file_okay=False), help="Write loss, seconds and examples/s per epoch (and held-out MRR with --valid-fraction) here as TensorBoard summaries; one directory per run."),
     ]
     for option in reversed(options):
@@ -182,11 +187,19 @@ def _emit(summary: dict, as_json: bool) -> None:
     for key, value in summary.items():
         if key in ("losses", "epoch_seconds"):
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and set(value) == {"count", "names"}:  # a capped list of names
+            value = _name_list(value)
+        elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.6g}"
         click.echo(f"{key.replace('_', ' '):>28}: {value}")
+
+
+def _name_list(value: dict) -> str:
+    """``3 (a, b, ...)`` for ``{"count": 3, "names": ["a", "b"]}``."""
+    names = ", ".join(value["names"]) + (", ..." if value["count"] > len(value["names"]) else "")
+    return f"{value['count']} ({names})" if value["names"] else str(value["count"])
 
 
 def _save_timed(ckpt, out: str, summary: dict, keep: int = 0, out_format: str | None = None) -> None:
@@ -270,19 +283,24 @@ def _check_strategy(opts: dict) -> None:
         read_tf_config()
     elif opts["shards"]:
         raise click.UsageError("--shards only applies with --strategy parameter-server")
+    elif opts["cluster_timeout"] is not None:
+        raise click.UsageError("--cluster-timeout only applies with --strategy parameter-server")
+
+
+def _wait_for_cluster(opts: dict) -> None:
+    """A cluster run waits for its servers before loading anything (bounded, logging who is missing)."""
+    if opts["strategy"] == "parameter-server":
+        from .distributed import CLUSTER_TIMEOUT, read_tf_config, wait_for_cluster
+
+        timeout = CLUSTER_TIMEOUT if opts["cluster_timeout"] is None else opts["cluster_timeout"]
+        wait_for_cluster(read_tf_config(), timeout)
 
 
 def _check_on_disk(opts: dict) -> None:
     """--old-rows on-disk: fail before loading anything if it cannot apply."""
     from .checkpoint import check_old_rows
-    from .errors import UsageError
 
     check_old_rows(opts["ckpt"], "on-disk")
-    if opts["strategy"] != "local":
-        raise UsageError(
-            "--old-rows on-disk trains in this process; a parameter-server run keeps the old rows on its ps tasks "
-            "(drop --old-rows or --strategy parameter-server)"
-        )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -391,6 +409,7 @@ def train(**opts):
         return
 
     def body():
+        _wait_for_cluster(opts)
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
                                   strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
@@ -485,6 +504,7 @@ def extend(**opts):
         return
 
     def body():
+        _wait_for_cluster(opts)
         ckpt, settings, t_load = load(opts["old_rows"])
         grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
                                     progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
@@ -525,19 +545,23 @@ def evaluate(ckpt, test, known, new_only, batch_size, as_json, **load_opts):
 @click.argument("ckpt", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def inspect(ckpt, as_json):
-    """Show a checkpoint's format, model, dims, counts, checksums and lineage.
+    """Show a checkpoint's format, model, dims, counts, checksums, lineage and pending entities.
 
     For a TF checkpoint or Keras file: every variable's key, shape and dtype, and which could be
-    the entity table (for --entity-var).
+    the entity table (for --entity-var). Pending entities were added without data and keep their
+    start row until a later delta names them.
 
     \b
     Example:
       embretrain inspect merged.h5
     """
     from .checkpoint import describe
+    from .summary import PENDING_ADDED, PENDING_TRAINED, name_list, pending_names
 
     info = describe(ckpt)
+    pending = pending_names(info.get("lineage") or [])
     if as_json:
+        info["pending"] = name_list(pending, shown=len(pending))
         click.echo(json.dumps(info, indent=2, default=str))
         return
     lineage = info.pop("lineage", [])
@@ -551,14 +575,18 @@ def inspect(ckpt, as_json):
     click.echo(f"lineage: {len(lineage)} run(s)")
     for i, rec in enumerate(lineage, 1):
         added = rec.get("entities_added", 0)
+        n_pending, n_trained = (len(rec.get(k) or []) for k in (PENDING_ADDED, PENDING_TRAINED))
         click.echo(
             f"  {i}. {rec.get('time', '?')} {rec.get('command', '?')} (v{rec.get('tool_version', '?')}): "
-            f"+{added} entities, +{rec.get('relations_added', 0)} relations"
+            f"+{added} entities" + (f" ({n_pending} pending)" if n_pending else "")
+            + (f", trained {n_trained} pending" if n_trained else "")
+            + f", +{rec.get('relations_added', 0)} relations"
             + (f", +{rec['contexts_added']} contexts" if "contexts_added" in rec else "") + f", seed {rec.get('seed')}, "
             f"final loss {rec.get('final_loss')}"
         )
         for path, digest in (rec.get("inputs_sha256") or {}).items():
             click.echo(f"       {path} sha256 {digest[:16]}...")
+    click.echo(f"pending entities: {_name_list(name_list(pending))}" if pending else "pending entities: 0")
 
 
 @main.command()
@@ -578,13 +606,14 @@ def demo(workdir, as_json):
 
 @main.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name and is_new columns).")
+@click.option("--format", "fmt", required=True, type=click.Choice(["word2vec", "word2vec-binary", "tsv", "projector"]), help="word2vec text/binary (header 'count dim'), name<TAB>vector<TAB>pending TSV, or a TensorBoard log directory for its projector (projector_config.pbtxt, vectors.tsv, metadata.tsv with name, is_new and pending columns).")
 @click.option("--out", type=click.Path(), help="File (directory for projector) to write [CKPT.w2v.txt, CKPT.w2v.bin, CKPT.vectors.tsv, CKPT.projector].")
 @click.option("--only-new", is_flag=True, help="Only the rows added by the last extend.")
 @click.option("--table", default="entity_embeddings", show_default=True, help="Which table to export (e.g. relation_embeddings).")
+@click.option("--skip-pending", is_flag=True, help="Leave out pending entities (added without data, still at their random start row); word2vec has no column to flag them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @checkpoint_options
-def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
+def export(ckpt, fmt, out, only_new, table, skip_pending, as_json, **load_opts):
     """Export a table for other tools (gensim, the Embedding Projector, spreadsheets).
 
     \b
@@ -595,7 +624,8 @@ def export(ckpt, fmt, out, only_new, table, as_json, **load_opts):
     from .export import default_out, export as export_table
 
     out = out or default_out(ckpt, fmt)
-    summary = export_table(api.load(ckpt, **_load_options(load_opts)), fmt, out, only_new=only_new, table=table)
+    summary = export_table(api.load(ckpt, **_load_options(load_opts)), fmt, out, only_new=only_new, table=table,
+                           skip_pending=skip_pending)
     _emit(summary, as_json)
 
 

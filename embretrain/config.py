@@ -46,10 +46,12 @@ class Settings:
     negative_chunk: int = 64
     seed: int = 0
     optimizer: str = "adam"  # sparse: adam (lazy), adagrad, sgd
-    loss: str = "logistic"  # logistic | margin
+    loss: str = "logistic"  # logistic | margin | softmax (cross-entropy against the sampled negatives)
     margin: float = 1.0  # margin ranking loss only
     adversarial_temperature: float = 0.0  # self-adversarial negative weighting (RotatE paper); 0 = off
-    regularization: float = 0.0  # L2 weight on the rows a batch touches
+    regularization: float = 0.0  # weight of the regularizer
+    regularizer: str = "l2"  # l2: squares of every row a batch touches | n3: cubed magnitudes of the positives' rows
+    lr_decay: float = 1.0  # the learning rate is multiplied by this after every epoch (1 = constant)
     # scoring parameters, stored in the checkpoint; `extend` always takes them from the checkpoint
     norm: int = 1  # transe: L1 or L2
     gamma: float = 12.0  # transe/rotate: score = gamma - distance
@@ -93,7 +95,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "explici
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": tuple(MODEL_PARAMS),
     "optimizer": ("adam", "adagrad", "sgd"),
-    "loss": ("logistic", "margin"),
+    "loss": ("logistic", "margin", "softmax"),
+    "regularizer": ("l2", "n3"),
     "init": ("xavier", "neighbors", "neighbors-median"),
     "corrupt": ("any", "frozen"),
 }
@@ -176,6 +179,8 @@ def _check_ranges(values: dict[str, Any], origin: str) -> None:
     for key in positive:
         if key in values and values[key] < (0 if key == "epochs" else 1):
             raise UsageError(f"{origin}: {key} must be {'>= 0' if key == 'epochs' else 'positive'}, got {values[key]}")
+    if "lr_decay" in values and not 0 < values["lr_decay"] <= 1:
+        raise UsageError(f"{origin}: lr_decay must be in (0, 1], got {values['lr_decay']}")
     if "lr" in values and not values["lr"] > 0:
         raise UsageError(f"{origin}: lr must be positive, got {values['lr']}")
     if "valid_fraction" in values and not 0 <= values["valid_fraction"] < 1:

@@ -3,10 +3,16 @@
 Owns: turning paths or in-memory lists into data files (:func:`triple_file`, :func:`pair_file`,
 :func:`name_file`); the difference between triple and pair data, decided once (:class:`DataKind`,
 :func:`data_kind`); growing the vocabularies; mapping, dropping and counting the delta; the pool of new
-entities negatives may draw; the replay triples; and the grown checkpoint's assembly
+entities negatives may draw; the replay triples; pending entities; and the grown checkpoint's assembly
 (:func:`grow_checkpoint`). Must not: import TensorFlow, train, build tables, or write files.
 
 Shapes: ids int64 ``[n, 3]`` (head, relation, tail) for triples, ``[n, 2]`` for pairs; weights float32 ``[n]``.
+
+Pending entities: a new entity with no example keeps its start row; it is recorded as *pending* in the
+lineage (:func:`~embretrain.summary.pending_names`) and the first later night whose delta names it trains
+it. Its id is old (``< n_old``) and old rows are frozen, so that night maps it to a trainable id past the
+new ones, ``n_old + n_new + j`` (its start: its current row, :meth:`Delta.trainable_starts`), and
+:func:`grow_checkpoint` writes the trained row back at its own id; every other old row is the input's.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from . import storage
 from .data import (_FIELD_NAMES, NameFile, PairFile, TripleFile, _field_label, _parse_weight, read_names, read_pairs,
                    read_triples, sha256_file)
 from .errors import DataError, UsageError
+from .summary import PENDING_ADDED, PENDING_TRAINED, name_list, pending_names
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, GrowReport, Vocab, map_pairs, map_triples, touching
 
 __all__ = ["DataKind", "TRIPLES", "PAIRS", "TWO_VOCAB_PAIRS", "data_kind", "Delta", "ContextDelta", "prepare_delta",
@@ -196,6 +203,11 @@ class Delta:
             (every new entity has an example). Untrained new rows must not move.
         replay_ids: int64 ``[m, 3]`` old triples to replay (``replay``), None when not asked for.
         files: the input files, for the lineage's sha256 (names that are not files are left out).
+        pending_before: entities pending before this run (names, from the checkpoint's lineage).
+        pending_ids: int64 ``[j]`` old ids of the pending entities this run trains; in ``ids`` entity
+            ``pending_ids[i]`` is the trainable id ``n_old + n_new + i``.
+        pending_trained: their names (``pending_ids``' order).
+        untrained: the new entities without an example: pending from this run on.
     """
 
     kind: DataKind
@@ -214,6 +226,10 @@ class Delta:
     n_untrained: int = 0
     n_replay_skipped: int = 0
     files: tuple = field(default_factory=tuple)
+    pending_before: list[str] = field(default_factory=list)
+    pending_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pending_trained: list[str] = field(default_factory=list)
+    untrained: list[str] = field(default_factory=list)
     contexts: ContextDelta | None = None  # the b side of a pair model with two vocabularies
 
     @property
@@ -225,9 +241,50 @@ class Delta:
         return len(self.relation_report.added)
 
     @property
+    def n_pending_trained(self) -> int:
+        return len(self.pending_ids)
+
+    @property
+    def n_trainable(self) -> int:
+        """Trainable rows of each entity table: the new entities, then the pending ones trained tonight."""
+        return self.n_new + self.n_pending_trained
+
+    @property
     def nothing_to_do(self) -> bool:
-        """Every new name is already known (a rerun of a night that succeeded, or an empty day)."""
-        return not self.n_new and not self.r_new and not (self.contexts and self.contexts.n_new)
+        """Every new name is already known and no pending entity is named (a rerun of a night that
+        succeeded, or an empty day)."""
+        return (not self.n_new and not self.r_new and not self.n_pending_trained
+                and not (self.contexts and self.contexts.n_new))
+
+    def pending_after(self) -> list[str]:
+        """Entities pending once this run is saved: those still untrained, then tonight's new ones without data."""
+        trained = set(self.pending_trained)
+        return [n for n in self.pending_before if n not in trained] + self.untrained
+
+    def pending_record(self) -> dict[str, list[str]]:
+        """The lineage's record of pending entities (every name; :func:`~embretrain.summary.pending_names`
+        reads it back); nothing for a run that has none to record."""
+        if not self.untrained and not self.pending_trained:
+            return {}
+        return {PENDING_ADDED: list(self.untrained), PENDING_TRAINED: list(self.pending_trained)}
+
+    def trainable_starts(self, old, start_rows):
+        """``start_rows`` for one entity table's :func:`~embretrain.tables.split_tables`: its own start
+        rows for the new entities, then the current rows (``old``, that table's frozen rows) of the
+        pending entities trained tonight, so they start where they are."""
+        if not self.n_pending_trained:
+            return start_rows
+        from .tables import glorot_rows  # numpy only; delta builds no table
+
+        start_rows = start_rows or glorot_rows
+        current = storage.take(old, self.pending_ids)
+
+        def starts(rng, n, width, n_total):
+            j = self.n_pending_trained
+            rows = start_rows(rng, n - j, width, n_total - j)  # drawn as if nothing were pending: same bytes
+            return np.concatenate([np.asarray(rows, dtype=np.float32), current])
+
+        return starts
 
     def counts(self) -> dict[str, int]:
         """What ``extend`` did with its inputs: the summary's and the lineage's counts, in their order."""
@@ -244,6 +301,8 @@ class Delta:
             "examples_dropped_no_new": self.n_dropped,
             "examples_skipped_unknown": int(self.n_unknown),
             "entities_untrained": self.n_untrained,
+            "entities_pending": name_list(self.pending_after()),
+            "entities_pending_trained": name_list(self.pending_trained),
             "examples_per_new_entity": self.examples_per_new_entity(),
         }
         if self.contexts is not None:
@@ -255,7 +314,7 @@ class Delta:
     def new_entity_examples(self) -> np.ndarray:
         """int64 ``[n_new]``: the training examples naming each new entity (a self-loop counts once)."""
         cols = self.ids[:, list(self.kind.entity_columns)] - self.n_old
-        named = cols >= 0
+        named = (cols >= 0) & (cols < self.n_new)  # not the pending entities trained past them
         if named.shape[1] > 1:  # not with two vocabularies: column 1 holds context ids
             named[:, 1] &= cols[:, 1] != cols[:, 0]
         return np.bincount(cols[named], minlength=self.n_new)
@@ -322,6 +381,30 @@ def _grown_vocab(ckpt: Checkpoint, kind: str, new_names: list[str], wanted: set[
     return vocab, report
 
 
+def _train_pending(ids: np.ndarray, kind: DataKind, entities: Vocab, pending: list[str],
+                   first: int) -> tuple[list[str], np.ndarray]:
+    """Map the pending entities the examples ``ids`` name to trainable ids ``first + j`` (in place).
+
+    Returns ``(their names, their old ids int64 [j])``, in the order they were added. An old id is
+    frozen, so a pending entity cannot train under it; the trainable id routes it to the trainable
+    rows, and :func:`grow_checkpoint` writes the result back at the old id.
+    """
+    cols = list(kind.entity_columns)
+    candidates = [n for n in pending if n in entities]  # pending names tonight's files mention (indexed)
+    mentioned = np.isin(np.array([entities[n] for n in candidates], dtype=np.int64), ids[:, cols])
+    names = [n for n, hit in zip(candidates, mentioned.tolist()) if hit]  # by an example, not a skipped line
+    old_ids = np.array([entities[n] for n in names], dtype=np.int64)
+    if len(old_ids):
+        order = np.argsort(old_ids)
+        sorted_ids, trainable = old_ids[order], (first + order).astype(np.int64)
+        named = ids[:, cols]
+        at = np.minimum(np.searchsorted(sorted_ids, named), len(sorted_ids) - 1)
+        hit = sorted_ids[at] == named
+        named[hit] = trainable[at[hit]]
+        ids[:, cols] = named
+    return names, old_ids
+
+
 def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, new_relations: NameInput = None,
                   skip_unknown: bool = False, replay: TripleInput | None = None, new_contexts: NameInput = None) -> Delta:
     """Read the night's files and express them in the grown id space of ``ckpt``.
@@ -346,6 +429,7 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
     # names instead of a dict of all of them (which for names left on disk would not fit in memory).
     f = kind.read(data)
     ent_wanted, rel_wanted = (set(names) for names in kind.names(f))
+    pending_before = pending_names(ckpt.lineage)
     replay_file = None
     if replay is not None:
         if not kind.has_relations:
@@ -363,16 +447,23 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
     contexts, ctx_report = (None, None) if ckpt.contexts is None else _grown_vocab(
         ckpt, "contexts", ctx_file.names, {b for _, b in f.pairs})
     ids, weights, n_unknown = kind.map(f, entities, relations, skip_unknown=skip_unknown, contexts=contexts)
+    n_new = len(ent_report.added)
+    named_pending, pending_ids = _train_pending(ids, kind, entities, pending_before, n_old + n_new)
     keep = kind.touching_new(ids, n_old, r_old) | (contexts is not None and ids[:, 1] >= ckpt.n_contexts)
     ids = ids[keep]
     weights = None if weights is None else weights[keep]
     seen = np.unique(ids[:, list(kind.entity_columns)])
-    trained_new = seen[seen >= n_old]
-    n_untrained = int(len(ent_report.added) - len(trained_new))
+    trained_new = seen[seen >= n_old]  # new entities with an example, and the pending ones named
+    with_data = set((seen[(seen >= n_old) & (seen < n_old + n_new)] - n_old).tolist())
+    untrained = [name for i, name in enumerate(ent_report.added) if i not in with_data]
+    n_untrained = len(untrained)
     replay_ids, n_replay_skipped = None, 0
     if replay_file is not None:
         replay_ids, _, _ = TRIPLES.map(replay_file, entities, relations, skip_unknown=True)
         old_only = (replay_ids[:, [0, 2]] < n_old).all(axis=1) & (replay_ids[:, 1] < r_old)
+        # a pending row is no trained fact about an old entity: its triples are not replayed
+        pending = [entities[n] for n in pending_before if n in entities]
+        old_only &= ~np.isin(replay_ids[:, [0, 2]], pending).any(axis=1)
         replay_ids = replay_ids[old_only]
         n_replay_skipped = len(replay_file.triples) - len(replay_ids)
     return Delta(
@@ -382,6 +473,7 @@ def prepare_delta(ckpt: Checkpoint, scorer, new_entities: NameInput, data, *, ne
         negative_new_ids=None if n_untrained == 0 else trained_new,
         replay_ids=replay_ids, n_dropped=int((~keep).sum()), n_unknown=int(n_unknown), n_untrained=n_untrained,
         n_replay_skipped=n_replay_skipped, files=(ent_file, rel_file, f, replay_file, ctx_file),
+        pending_before=pending_before, pending_ids=pending_ids, pending_trained=named_pending, untrained=untrained,
         contexts=None if contexts is None else ContextDelta.of(contexts, ckpt.n_contexts, ctx_report, ids[:, 1]),
     )
 
@@ -402,10 +494,22 @@ def grow_checkpoint(ckpt: Checkpoint, delta: Delta, new_rows: dict[str, np.ndarr
 
     Old rows come from ``ckpt`` (the loaded arrays or the input file), never from TensorFlow: bit-identical
     by construction. The merged tables are lazy (old part + new rows): a save streams them, so the old
-    table is never copied; ``np.asarray`` builds one for a consumer that needs an array.
+    table is never copied; ``np.asarray`` builds one for a consumer that needs an array. An entity table's
+    trainable rows past the new ones (``new_rows[k][n_new:]``) are the pending entities trained tonight:
+    they replace those entities' old rows, at their own ids (:func:`~embretrain.storage.stack_rows`).
     """
+    entity_tables = set(ckpt.entity_tables)
+
     def grown(tables):
-        return {k: storage.stack_rows(v, new_rows[k]) for k, v in tables.items()}
+        out = {}
+        for k, v in tables.items():
+            rows = new_rows[k]
+            # pending entities have rows in every entity table, but not in a context table of its own
+            if k in entity_tables and delta.n_pending_trained and (delta.contexts is None or k != CONTEXT_TABLE):
+                out[k] = storage.stack_rows(v, rows[: delta.n_new], replace=(delta.pending_ids, rows[delta.n_new :]))
+            else:
+                out[k] = storage.stack_rows(v, rows)
+        return out
 
     return Checkpoint(
         model=ckpt.model,

@@ -1,8 +1,8 @@
 """Scale-out: the same ``train``/``extend`` on a TensorFlow ``ParameterServerStrategy`` cluster.
 
-Owns: reading ``TF_CONFIG``, connecting the chief (:func:`connect`), the sharded split table, the
-:class:`ClusterExecutor` that runs an epoch's steps on the workers, and the ps/worker servers. Must
-not: repeat the training loop or the losses (the loop is :func:`embretrain.train.fit`, which takes a
+Owns: reading ``TF_CONFIG``, waiting for the servers (:func:`wait_for_cluster`) and connecting the
+chief (:func:`connect`), the sharded split table, the :class:`ClusterExecutor` that runs an epoch's
+steps on the workers, and the ps/worker servers. Must not: repeat the training loop or the losses (the loop is :func:`embretrain.train.fit`, which takes a
 :class:`ClusterExecutor`; a step's loss is :func:`embretrain.losses.batch_loss`), or build checkpoints.
 
 The cluster comes from the standard ``TF_CONFIG`` environment variable (``chief``, ``worker``,
@@ -14,9 +14,12 @@ What is distributed, and what stays the same as a local run:
 - **Tables.** :class:`ShardedSplitTable` is the sharded twin of :class:`embretrain.tables.SplitTable`:
   the old rows in one non-trainable ``ShardedVariable``, the new rows in a trainable one, both cut
   into ``div`` (contiguous) shards by the strategy's ``variable_partitioner`` and placed round-robin
-  on the parameter servers. Lookups go through ``tf.nn.embedding_lookup``, which ``ShardedVariable``
-  overrides to gather on each shard, so the gradient of every new shard is an ``IndexedSlices``
-  over the rows a batch touched (the sparse optimizers refuse anything else).
+  on the parameter servers. Each shard starts as zeros made on its ps and the chief streams its rows
+  in (:data:`STREAM_BYTES` blocks, read from the input file block by block when the old rows were
+  left on disk), so no process ever holds the whole old table, and a ps only its own shards.
+  Lookups go through ``tf.nn.embedding_lookup``, which ``ShardedVariable`` overrides to gather on
+  each shard, so the gradient of every new shard is an ``IndexedSlices`` over the rows a batch
+  touched (the sparse optimizers refuse anything else).
 - **Optimizer.** One :mod:`embretrain.optim` optimizer per new shard, built under
   ``colocate_vars_with(shard)``: its slots (and Adam's step counter) live on the shard's ps, and the
   update runs there too, so only the gradient rows cross the network. Per-row Adam/Adagrad maths
@@ -47,7 +50,8 @@ from typing import Any
 import numpy as np
 
 from .config import STRATEGIES
-from .errors import UsageError
+from .errors import TrainingError, UsageError
+from .quiet_tf import import_tensorflow
 from .tables import SplitTable
 from .train import EpochStats
 
@@ -56,12 +60,17 @@ __all__ = [
     "ROLES",
     "Cluster",
     "ClusterExecutor",
+    "ClusterUnreachable",
+    "CLUSTER_TIMEOUT",
     "ShardedSplitTable",
     "read_tf_config",
     "connect",
+    "wait_for_cluster",
     "colocated_optimizers",
     "run_server",
     "start_in_process_cluster",
+    "start_servers",
+    "loopback_cluster",
     "div_shard_ranges",
 ]
 
@@ -125,28 +134,128 @@ def div_shard_ranges(n_rows: int, n_shards: int) -> list[range]:
 
 
 # ---------------------------------------------------------------------------------------------
+# waiting for the servers
+CLUSTER_TIMEOUT = 120.0  # seconds a chief waits for its ps and workers (--cluster-timeout)
+PROBE_EVERY = 5.0  # seconds between "waiting for ..." lines
+
+
+class ClusterUnreachable(TrainingError):
+    """Some ps or worker did not accept connections in time (exit 6); nothing was written."""
+
+
+def cluster_tasks(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``[(task name, "host:port")]`` of the ps and worker tasks the chief needs, e.g. ``("ps0", "10.0.0.4:2222")``."""
+    return [(f"{job}{i}", address) for job in ("ps", "worker") for i, address in enumerate(config["cluster"][job])]
+
+
+def _unreachable(address: str, timeout: float) -> str | None:
+    """Why ``host:port`` does not accept a TCP connection now, or None if it does."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except ValueError:
+        return "not a host:port address"
+    except OSError as err:
+        return err.strerror or type(err).__name__
+
+
+def wait_for_cluster(config: dict[str, Any], timeout: float = CLUSTER_TIMEOUT, *, every: float = PROBE_EVERY) -> None:
+    """Wait until every ps and worker of ``config`` accepts TCP connections, logging who is missing.
+
+    A connection accepted means a server listens on that port (``embretrain server`` logs
+    "serving at ..." once it does). Logs "waiting for ps0 127.0.0.1:2222 (Connection refused) ..."
+    every ``every`` seconds.
+
+    Raises:
+        ClusterUnreachable: naming the tasks still unreachable after ``timeout`` seconds.
+    """
+    import time
+
+    start = time.monotonic()
+    next_log = start
+    while True:
+        missing = {}
+        for name, address in cluster_tasks(config):
+            why = _unreachable(address, timeout=max(0.1, min(2.0, start + timeout - time.monotonic())))
+            if why is not None:
+                missing[name] = (address, why)
+        if not missing:
+            logger.info("cluster is up: %s", ", ".join(f"{n} {a}" for n, a in cluster_tasks(config)))
+            return
+        listed = ", ".join(f"{name} {address} ({why})" for name, (address, why) in missing.items())
+        now = time.monotonic()
+        if now - start >= timeout:
+            raise ClusterUnreachable(
+                f"the cluster in TF_CONFIG is not reachable after {timeout:g} s: {listed}; start "
+                "'embretrain server' on those hosts (each logs \"serving at ...\" when up), or check "
+                "TF_CONFIG's addresses; nothing was written"
+            )
+        if now >= next_log:
+            logger.info("waiting for %s ... (%.0f s left)", listed, start + timeout - now)
+            next_log = now + every
+        time.sleep(min(1.0, start + timeout - now))
+
+
+# ---------------------------------------------------------------------------------------------
 # tables
 def _shards(var) -> list:
     """The per-ps variables of a (possibly unsharded) variable."""
     return list(getattr(var, "variables", [var]))
 
 
-def _sharded_variable(value: np.ndarray, name: str, trainable: bool, strategy):
-    """A variable created under ``strategy.scope()``: sharded by the strategy's partitioner.
+# Bytes per message when the chief streams a table into its shards. Measured on a 100 MB shard
+# (peak growth, chief / its ps): 1 MiB 5 MB / 1.15x the shard, 8 MiB 33 MB / 1.5x, 32 MiB 129 MB / 2.3x
+# (each block's tensor, request and gRPC buffers are copies); 1 MiB was also no slower on loopback.
+STREAM_BYTES = 1 << 20
 
-    The initial value is a callable taking ``shard_info``, so each shard is built from its own
-    slice of ``value`` and sent to its ps alone (a whole-table constant would hit protobuf's 2 GB limit).
+
+def _sharded_variable(value, name: str, trainable: bool, strategy):
+    """A variable created under ``strategy.scope()``, sharded by the strategy's partitioner, then
+    filled from ``value`` (an array or rows left on disk) block by block (:func:`_stream_rows`).
+
+    Each shard starts as zeros made on its own ps: the initial value is a callable, which
+    ``ParameterServerStrategy`` calls under the shard's ps device scope, so no shard-sized value is
+    built on the chief or sent over the network (a whole-table constant would also hit protobuf's
+    2 GB limit).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
+
+    width = int(value.shape[1])
 
     def initial(shard_info=None):
-        if shard_info is None:
-            return value
-        start = shard_info.offset[0]
-        return value[start : start + shard_info.shape[0]]
+        rows = int(value.shape[0]) if shard_info is None else int(shard_info.shape[0])
+        return tf.zeros([rows, width], tf.float32)
 
     with strategy.scope():
-        return tf.Variable(initial, shape=value.shape, dtype=tf.float32, trainable=trainable, name=name)
+        var = tf.Variable(initial, shape=tuple(value.shape), dtype=tf.float32, trainable=trainable, name=name)
+    _stream_rows(value, _shards(var))
+    return var
+
+
+def _stream_rows(value, shards: list) -> None:
+    """Copy rows of ``value`` (float32 ``[n, width]``: an array or :class:`DiskRows`) into the ``div``
+    shards that hold them, :data:`STREAM_BYTES` at a time.
+
+    Rows on disk are read a block at a time, so the chief never holds a table or a shard. Each block
+    is one ``scatter_update`` run on the shard's ps (a sliced assign would first read the whole
+    shard to the chief).
+    """
+    tf = import_tensorflow()
+
+    width = int(value.shape[1])
+    step = max(1, STREAM_BYTES // (4 * max(1, width)))
+    start = 0
+    for shard in shards:
+        n = int(shard.shape[0])
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            block = np.ascontiguousarray(value[start + lo : start + hi], dtype=np.float32)
+            with tf.device(shard.device):
+                shard.scatter_update(tf.IndexedSlices(block, tf.range(lo, hi)))
+        start += n
 
 
 class ShardedSplitTable(SplitTable):
@@ -171,7 +280,7 @@ class ShardedSplitTable(SplitTable):
         return _sharded_variable(new, f"{self.name}_new", True, self._strategy) if self.n_new else None
 
     def _gather(self, params, ids):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         # tf.nn.embedding_lookup, not tf.gather: tf.gather would concatenate the shards into one
         # dense tensor (and make the gradient dense); the ShardedVariable override gathers per shard.
@@ -197,13 +306,13 @@ class _StepRng:
     """
 
     def __init__(self, seed: int, step):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
         self._calls = 0
 
     def uniform(self, shape, minval=0, maxval=None, dtype=None):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self._calls += 1
         seed = tf.random.experimental.stateless_fold_in(self._seed, self._calls)
@@ -235,7 +344,7 @@ _CLUSTERS: dict[tuple, Cluster] = {}
 
 
 def _partitioner(shards: int, n_ps: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     partitioners = tf.distribute.experimental.partitioners
     if shards:
@@ -243,23 +352,29 @@ def _partitioner(shards: int, n_ps: int):
     return partitioners.MinSizePartitioner(min_shard_bytes=MIN_SHARD_BYTES, max_shards=n_ps)
 
 
-def connect(shards: int = 0, environ=None) -> Cluster:
+def connect(shards: int = 0, environ=None, *, timeout: float = CLUSTER_TIMEOUT) -> Cluster:
     """Connect this process (the chief) to the cluster described by ``TF_CONFIG``.
 
     Args:
         shards: shards per table (``FixedShardsPartitioner``); 0 = by size (``MinSizePartitioner``,
             256 KiB minimum, at most one shard per ps).
+        timeout: seconds to wait for every ps and worker to accept connections (:func:`wait_for_cluster`).
 
     One connection per process and shard count: TensorFlow keeps one coordinator per strategy.
+
+    Raises:
+        ClusterUnreachable: some task did not answer within ``timeout``.
     """
     environ = os.environ if environ is None else environ
     config = read_tf_config(environ)
     key = (json.dumps(config, sort_keys=True), int(shards))
     if key in _CLUSTERS:
         return _CLUSTERS[key]
+    # TensorFlow would wait for a missing server silently and forever: probe first, with a deadline.
+    wait_for_cluster(config, timeout)
     # Let RPCs to a dead worker fail fast so the coordinator can reschedule (TensorFlow's advice).
     os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     n_ps, n_workers = len(config["cluster"]["ps"]), len(config["cluster"]["worker"])
@@ -304,7 +419,7 @@ class ClusterExecutor:
         self._step_no = 0
 
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings) -> None:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         strategy, coordinator = self.cluster.strategy, self.cluster.coordinator
         optimizers = colocated_optimizers(strategy, variables, settings.optimizer, settings.lr)
@@ -366,7 +481,7 @@ class ClusterExecutor:
 # ---------------------------------------------------------------------------------------------
 # the other roles
 def _server_config(n_workers: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     # A worker runs several scheduled functions and their RPCs at once; on a small host TF's
     # default inter-op pool (one thread per core) can deadlock them (as TF's own in-process
@@ -374,30 +489,51 @@ def _server_config(n_workers: int):
     return tf.compat.v1.ConfigProto(inter_op_parallelism_threads=max(os.cpu_count() or 1, n_workers + 2))
 
 
+def start_servers(cluster: dict[str, list[str]], tasks: list[tuple[str, int]], protocol: str = "grpc") -> list:
+    """Start a ``tf.distribute.Server`` for each ``(job, index)`` of ``cluster`` in this process.
+
+    gRPC servers cannot be stopped: the process that starts them ends with ``os._exit``.
+    """
+    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+    tf = import_tensorflow()
+
+    spec = tf.train.ClusterSpec(cluster)
+    config = _server_config(len(cluster["worker"]))
+    return [tf.distribute.Server(spec, job_name=job, task_index=index, protocol=protocol, config=config, start=True)
+            for job, index in tasks]
+
+
 def run_server(role: str, environ=None) -> None:
-    """Start this host's ``tf.distribute.Server`` as ``role`` (ps or worker) and serve forever.
+    """Start this host's ``tf.distribute.Server`` as ``role`` (ps or worker) and serve until stopped.
+
+    Logs "ps 0 serving at grpc://host:port (pid N)" once the server accepts connections. SIGTERM or
+    Ctrl-C ends the process at once (exit 0): a gRPC server has no clean shutdown, and the state it
+    holds (table shards, optimizer slots) belongs to the chief's run, which fails if it is still going.
 
     Raises:
         UsageError: ``TF_CONFIG`` is missing, malformed, or names another role for this task.
     """
+    import signal
+    import time
+
     if role not in ROLES:
         raise UsageError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     environ = os.environ if environ is None else environ
     config = read_tf_config(environ, want=(role,))
-    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
-
     task = config["task"]
-    server = tf.distribute.Server(
-        tf.train.ClusterSpec(config["cluster"]),
-        job_name=task["type"],
-        task_index=task["index"],
-        protocol=config.get("rpc_layer", "grpc"),
-        config=_server_config(len(config["cluster"]["worker"])),
-        start=True,
-    )
-    logger.info("%s %d serving at %s", role, task["index"], server.target)
-    server.join()
+    (server,) = start_servers(config["cluster"], [(task["type"], task["index"])], config.get("rpc_layer", "grpc"))
+
+    def stop(signum, _frame):
+        logger.info("%s %d stopping (%s)", role, task["index"], signal.Signals(signum).name)
+        logging.shutdown()
+        os._exit(0)  # never into gRPC's atexit hooks, which can hang
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("%s %d serving at %s (pid %d); stop it with Ctrl-C or 'kill %d'", role, task["index"], server.target,
+                os.getpid(), os.getpid())
+    while True:  # not server.join(): it blocks in C++, where Python cannot deliver the signals above
+        time.sleep(3600)
 
 
 def _free_port() -> int:
@@ -408,27 +544,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def loopback_cluster(n_workers: int = 2, n_ps: int = 2) -> dict[str, list[str]]:
+    """A ``TF_CONFIG`` cluster of one chief, ``n_workers`` workers and ``n_ps`` ps on free 127.0.0.1 ports."""
+    return {
+        "chief": [f"127.0.0.1:{_free_port()}"],
+        "worker": [f"127.0.0.1:{_free_port()}" for _ in range(n_workers)],
+        "ps": [f"127.0.0.1:{_free_port()}" for _ in range(n_ps)],
+    }
+
+
 def start_in_process_cluster(n_workers: int = 2, n_ps: int = 2) -> tuple[dict[str, Any], list]:
     """Start ``n_workers`` worker and ``n_ps`` ps servers in this process on 127.0.0.1 (tests, benchmarks).
 
     Sets ``TF_CONFIG`` so this process is the chief and returns ``(tf_config, servers)``. gRPC
     servers cannot be stopped: run this in a child process that ends with ``os._exit``.
     """
-    cluster = {
-        "chief": [f"127.0.0.1:{_free_port()}"],
-        "worker": [f"127.0.0.1:{_free_port()}" for _ in range(n_workers)],
-        "ps": [f"127.0.0.1:{_free_port()}" for _ in range(n_ps)],
-    }
-    os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
-    import tensorflow as tf
-
-    spec = tf.train.ClusterSpec(cluster)
-    config = _server_config(n_workers)
-    servers = [
-        tf.distribute.Server(spec, job_name=job, task_index=i, protocol="grpc", config=config, start=True)
-        for job in ("worker", "ps")
-        for i in range(len(cluster[job]))
-    ]
+    cluster = loopback_cluster(n_workers, n_ps)
+    servers = start_servers(cluster, [(job, i) for job in ("worker", "ps") for i in range(len(cluster[job]))])
     tf_config = {"cluster": cluster, "task": {"type": "chief", "index": 0}}
     os.environ["TF_CONFIG"] = json.dumps(tf_config)
     return tf_config, servers

@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from .models import Scorer
+from .quiet_tf import import_tensorflow
 
 __all__ = ["filtered_ranks", "metrics"]
 
@@ -54,7 +55,7 @@ def filtered_ranks(
     Returns:
         float64 ``[n, len(sides)]`` ranks.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     n_ent, width = entities.shape
     if batch_size is None:

@@ -4,12 +4,16 @@
   ``<count> <dim>``, then one line per row: the name, a space, ``dim`` space-separated numbers.
 * ``word2vec-binary``: the same header, then per row the name, a space, ``dim`` little-endian float32
   and a newline (``word2vec.c -binary 1``; gensim reads it with ``binary=True``).
-* ``tsv``: ``name<TAB>v1<TAB>...<TAB>v_dim`` per row, no header.
+* ``tsv``: ``name<TAB>v1<TAB>...<TAB>v_dim`` per row, no header; rows of an entity-indexed table end
+  with one more field, ``pending`` (``true`` for an entity added without data and not trained since).
 * ``projector``: a log directory TensorBoard's projector plugin loads (``tensorboard --logdir DIR``):
   ``projector_config.pbtxt`` (a ``ProjectorConfig`` naming the tensor, its shape and its metadata),
   ``vectors.tsv`` (the tensor: ``dim`` tab-separated numbers per row) and ``metadata.tsv`` (a header
-  row, then one row per vector: ``name``, ``is_new``). The same two TSV files load in the standalone
-  Embedding Projector (projector.tensorflow.org, "Load").
+  row, then one row per vector: ``name``, ``is_new``, ``pending``). The same two TSV files load in the
+  standalone Embedding Projector (projector.tensorflow.org, "Load").
+
+Pending entities (see :mod:`embretrain.delta`) hold their random start row: ``skip_pending`` leaves them
+out of any export (word2vec has no column to flag them).
 
 Numbers are written with 9 significant digits, which round-trips every float32 exactly.
 word2vec has no escaping, so whitespace (and NUL) inside a name becomes ``_`` (counted in the summary);
@@ -30,6 +34,7 @@ from .atomic import atomic_dir, atomic_write
 from .checkpoint import ENTITY_TABLE, Checkpoint
 from .errors import UsageError
 from .summary import last_added
+from .vocab import Vocab
 
 __all__ = ["FORMATS", "PROJECTOR_CONFIG", "export", "default_out", "rows_to_export", "projector_metadata"]
 
@@ -61,6 +66,14 @@ def rows_to_export(ckpt: Checkpoint, table: str, only_new: bool) -> tuple[list[s
     return _rows(ckpt, table, _row_ids(ckpt, table, only_new))
 
 
+def pending_ids(ckpt: Checkpoint, table: str) -> set[int]:
+    """Ids of the pending entities (from the lineage) for an entity-indexed ``table``; none for a relation table."""
+    pending = ckpt.pending if _kind(ckpt, table) == "entities" else []
+    if not pending:
+        return set()
+    return set(Vocab.partial(ckpt.entities, pending).index.values())  # one pass over the names, on disk too
+
+
 def _rows(ckpt: Checkpoint, table: str, ids: range) -> tuple[list[str], np.ndarray]:
     names = ckpt.names_of(table)
     return list(names[ids.start : ids.stop]), ckpt.tables()[table][ids.start : ids.stop]
@@ -84,9 +97,11 @@ def projector_metadata(ckpt: Checkpoint, table: str, ids: range, names: list[str
     A column is one entry here; the projector colours and labels points by any of them.
     """
     added = last_added(ckpt.lineage, _kind(ckpt, table))
+    pending = pending_ids(ckpt, table)
     return {
         "name": names,
         "is_new": ["true" if i in added else "false" for i in ids],  # added by the last run that added rows
+        "pending": ["true" if i in pending else "false" for i in ids],  # no data yet: a random start row
     }
 
 
@@ -146,6 +161,7 @@ def export(
     *,
     only_new: bool = False,
     table: str = ENTITY_TABLE,
+    skip_pending: bool = False,
 ) -> dict[str, Any]:
     """Write ``table`` of ``ckpt`` to ``out`` in ``fmt`` (atomically).
 
@@ -155,15 +171,26 @@ def export(
         out: file to write (a directory for ``projector``).
         only_new: only the rows added by the last ``extend`` (from the lineage).
         table: ``entity_embeddings`` (default), ``relation_embeddings`` or another table name.
+        skip_pending: leave out the pending entities (added without data, not trained since).
 
     Returns:
-        Summary: ``format``, ``out``, ``table``, ``rows``, ``dim``, ``names_changed``.
+        Summary: ``format``, ``out``, ``table``, ``rows``, ``dim``, ``names_changed``, ``pending``
+        (pending rows written) and ``pending_skipped``.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     ids = _row_ids(ckpt, table, only_new)
     names, values = _rows(ckpt, table, ids)
     values = np.ascontiguousarray(values, dtype="<f4")
+    pending = pending_ids(ckpt, table)
+    flags = np.isin(np.arange(ids.start, ids.stop), np.fromiter(pending, dtype=np.int64, count=len(pending)))
+    n_skipped = 0
+    if skip_pending and flags.any():
+        keep = ~flags
+        n_skipped = int(flags.sum())
+        ids = np.arange(ids.start, ids.stop)[keep].tolist()  # ints: `in range` stays O(1)
+        names = [n for n, k in zip(names, keep.tolist()) if k]
+        values, flags = np.ascontiguousarray(values[keep]), flags[keep]
     n, dim = values.shape
     if fmt.startswith("word2vec"):
         names, changed = _clean(names, _WHITESPACE, "_", fmt)
@@ -179,6 +206,8 @@ def export(
         names, changed = _clean(names, _TSV_BREAKERS, " ", fmt)
         if fmt == "tsv":
             numbers = _text_rows(values, "\t").splitlines()
+            if _kind(ckpt, table) == "entities":  # the pending flag, last: name and vector keep their columns
+                numbers = [f"{row}\t{'true' if p else 'false'}" for row, p in zip(numbers, flags.tolist())]
             with atomic_write(out) as tmp:
                 tmp.write_text("".join(f"{name}\t{row}\n" for name, row in zip(names, numbers)), encoding="utf-8")
         else:
@@ -186,5 +215,5 @@ def export(
                 _write_projector(tmp, ckpt, table, ids, names, values)
     logger.info("exported %d rows of %s to %s (%s)", n, table, out, fmt)
     return {"format": fmt, "out": os.fspath(out), "table": table, "rows": int(n), "dim": int(dim),
-            "names_changed": int(changed)}
+            "names_changed": int(changed), "pending": int(flags.sum()), "pending_skipped": n_skipped}
 

@@ -1,7 +1,8 @@
 """Losses of one training step: positives against chunked, sampled negatives (and replayed old triples).
 
 Owns: the loss of a batch for a triple or a pair model (:func:`batch_loss`), the per-example loss
-(logistic or margin, optionally self-adversarial), chunked shared negatives, and ``--replay``'s loss.
+(logistic or margin, optionally self-adversarial; or softmax
+cross-entropy against the sampled negatives), chunked shared negatives, and ``--replay``'s loss.
 Every executor of :func:`embretrain.train.fit` (local or cluster) calls :func:`batch_loss`, so a step
 computes the same thing wherever it runs. Must not: create variables, apply gradients, or know where
 rows live; it needs from ``emb`` only ``.scorer``, ``.entity``/``.context``/``.relation`` tables
@@ -28,6 +29,10 @@ def example_loss(pos, neg, settings):
     """Per-example loss ``[B]`` from positive scores ``[B]`` and negative scores ``[B, K]``."""
     import tensorflow as tf
 
+    if settings.loss == "softmax":
+        # cross-entropy of the positive among its sampled negatives (the sampled form of 1-vs-All): its
+        # gradient already weights negatives by softmax(score), so adversarial_temperature does not apply
+        return tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos
     if settings.adversarial_temperature > 0:
         # self-adversarial weights (Sun et al. 2019): harder negatives count more; no gradient through them
         weights = tf.stop_gradient(tf.nn.softmax(settings.adversarial_temperature * neg, axis=-1))
@@ -101,7 +106,12 @@ def _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk: int, settings):
     q = tf.where(corrupt_head[:, None], scorer.head_query(rv, tv), scorer.tail_query(hv, rv))
     negs = shared_negative_scores(scorer, q, nv, chunk)
     loss = tf.reduce_mean(example_loss(pos, negs, settings))
-    if settings.regularization:
+    if settings.regularization and settings.regularizer == "n3":
+        # N3 (Lacroix et al. 2018): cubed magnitudes of the positive's own rows only, which is what lets the
+        # bilinear models train at large dims without their norms growing; never the negatives' rows
+        loss += settings.regularization * tf.reduce_mean(
+            tf.reduce_sum(tf.abs(hv) ** 3 + tf.abs(tv) ** 3 + tf.abs(rv) ** 3, -1))
+    elif settings.regularization:
         loss += settings.regularization * (
             tf.reduce_mean(tf.reduce_sum(tf.square(vecs), -1)) + tf.reduce_mean(tf.reduce_sum(tf.square(rv), -1))
         )

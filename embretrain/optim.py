@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import logging
 
+from .quiet_tf import import_tensorflow
+
 __all__ = ["SparseOptimizer", "make_optimizer", "OPTIMIZERS"]
 
 logger = logging.getLogger(__name__)
 
 
 def _dedupe(grad):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not isinstance(grad, tf.IndexedSlices):
         raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
@@ -43,7 +45,15 @@ class SparseOptimizer:
         self.slots: dict[str, list] = {}
 
     def build(self, variables) -> None:
+        import tensorflow as tf
+
         self.variables = list(variables)
+        # a variable, not a constant of the traced step, so a schedule can change it between epochs
+        self.learning_rate = tf.Variable(self.lr, dtype=tf.float32, trainable=False, name="learning_rate")
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (a schedule calls this between epochs)."""
+        self.learning_rate.assign(lr)
 
     def apply(self, grads, variables) -> None:
         for grad, var in zip(grads, variables):
@@ -67,9 +77,9 @@ class SparseSGD(SparseOptimizer):
     name = "sgd"
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
-        var.scatter_sub(tf.IndexedSlices(self.lr * values, idx))
+        var.scatter_sub(tf.IndexedSlices(self.learning_rate * values, idx))
 
 
 class SparseAdagrad(SparseOptimizer):
@@ -81,7 +91,7 @@ class SparseAdagrad(SparseOptimizer):
         self.epsilon = epsilon
 
     def build(self, variables):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         super().build(variables)
         self.slots["accumulator"] = [
@@ -90,12 +100,12 @@ class SparseAdagrad(SparseOptimizer):
         ]
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         tf.raw_ops.ResourceSparseApplyAdagradV2(
             var=var.handle,
             accum=self.slots["accumulator"][i].handle,
-            lr=tf.constant(self.lr, var.dtype),
+            lr=tf.cast(self.learning_rate, var.dtype),
             epsilon=tf.constant(self.epsilon, var.dtype),
             grad=values,
             indices=idx,
@@ -114,7 +124,7 @@ class LazyAdam(SparseOptimizer):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def build(self, variables):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         super().build(variables)
         self.slots["m"] = [tf.Variable(tf.zeros(v.shape), trainable=False, name="m") for v in self.variables]
@@ -126,7 +136,7 @@ class LazyAdam(SparseOptimizer):
         super().apply(grads, variables)
 
     def _apply_one(self, i, var, idx, values):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         t = tf.cast(self.iterations, tf.float32)
         b1, b2 = self.beta_1, self.beta_2
@@ -135,7 +145,7 @@ class LazyAdam(SparseOptimizer):
         v = b2 * tf.gather(v_slot, idx) + (1.0 - b2) * tf.square(values)
         m_slot.scatter_update(tf.IndexedSlices(m, idx))
         v_slot.scatter_update(tf.IndexedSlices(v, idx))
-        step = self.lr * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
+        step = self.learning_rate * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
         var.scatter_sub(tf.IndexedSlices(step * m / (tf.sqrt(v) + self.epsilon), idx))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import storage
 from .models import glorot_limit
+from .quiet_tf import import_tensorflow
 
 __all__ = ["SplitTable", "glorot_rows", "routed_lookup", "split_tables"]
 
@@ -76,7 +77,7 @@ def routed_lookup(ids, old, new, n_old: int, n_new: int, width: int, gather, gat
     part. Routing with ``dynamic_partition``/``dynamic_stitch`` keeps the gradient reaching ``new`` an
     ``IndexedSlices`` over the touched rows.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     gather_old = gather_old or gather
     if n_new == 0:
@@ -99,7 +100,7 @@ def _frozen_tensor(old: np.ndarray, name: str):
     DLPack hands TensorFlow the numpy buffer itself (the capsule keeps the array alive). numpy only
     exports writeable arrays, so a read-only one (how ``extend`` loads it) is unlocked for the export.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if old.shape[0] == 0:
         return tf.zeros(old.shape, dtype=tf.float32)
@@ -128,7 +129,7 @@ def _disk_gather(rows: storage.Rows, width: int):
 
     No gradient flows through it, which is right: old rows are frozen.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def gather(_params, ids):
         ids = tf.convert_to_tensor(ids)
@@ -174,12 +175,12 @@ class SplitTable:
         return _frozen_tensor(old, self.name), None
 
     def _trainable_part(self, new: np.ndarray):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         return tf.Variable(new, trainable=True, name=f"{self.name}_new", dtype=tf.float32)
 
     def _gather(self, params, ids):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         return tf.gather(params, ids)
 
@@ -204,7 +205,7 @@ class SplitTable:
     def all_rows(self):
         """The whole table as one tensor ``[n_rows, width]`` (a full copy: for small tables and tests;
         training and early stopping use :meth:`lookup`)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         parts = [] if self.old is None else [tf.constant(np.asarray(self.old)) if self.on_disk else self.old]
         parts += self._new_variables()

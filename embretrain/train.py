@@ -127,7 +127,9 @@ class TrainResult:
 
 def configure_tensorflow(settings: Settings) -> None:
     """Seed and make ops deterministic; set thread pools (must run before TF's first op)."""
-    import tensorflow as tf
+    from .quiet_tf import import_tensorflow
+
+    tf = import_tensorflow()  # usually the run's first TF import: without its start-up chatter
 
     if settings.threads:
         try:
@@ -167,6 +169,7 @@ class LocalExecutor:
 
         optimizer = make_optimizer(settings.optimizer, settings.lr)
         optimizer.build(variables)
+        self._optimizer = optimizer
         rng = tf.random.Generator.from_seed(settings.seed)
         ds = tf.data.Dataset.from_tensor_slices((ids, weights))
         ds = ds.shuffle(len(ids), seed=settings.seed, reshuffle_each_iteration=True)
@@ -199,6 +202,10 @@ class LocalExecutor:
             advance(size, loss)
         return stats
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the following steps."""
+        self._optimizer.set_lr(lr)
+
     def describe(self, stats: EpochStats) -> str:
         """Extra words for the epoch's log line."""
         return ""
@@ -213,6 +220,13 @@ def _replay(emb: Embeddings):
         return None
     pool = emb.new_entity_pool()
     return (np.asarray(emb.replay_ids, dtype=np.int64), pool) if len(pool) else None
+
+
+def _decay_lr(executor, settings: Settings, epoch: int) -> None:
+    """Exponential schedule: the epoch after ``epoch`` trains at ``lr * lr_decay ** epoch``."""
+    if not hasattr(executor, "set_lr"):
+        raise TrainingError(f"lr_decay is not supported by the {type(executor).__name__}; use lr_decay = 1")
+    executor.set_lr(settings.lr * settings.lr_decay**epoch)
 
 
 def fit(
@@ -258,7 +272,7 @@ def fit(
         return batch_loss(emb, batch, batch_weights, rng, settings, replay)
 
     executor.prepare(variables, loss_fn, ids.astype(np.int64), weights.astype(np.float32), settings)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)) if progress is None else progress
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
@@ -288,9 +302,11 @@ def fit(
         result.epochs = epoch
         result.steps += stats.steps
         result.examples += stats.examples
-        logger.info("epoch %d/%d loss %.5f%s", epoch, settings.epochs, mean, executor.describe(stats))
+        logger.debug("epoch %d/%d loss %.5f%s", epoch, settings.epochs, mean, executor.describe(stats))
         if on_epoch is not None and on_epoch(epoch, mean):
             break
+        if settings.lr_decay != 1.0:
+            _decay_lr(executor, settings, epoch)
     executor.finish()
     result.seconds = time.perf_counter() - start
     for name, table in {**emb.entity_tables, **emb.relation_tables}.items():

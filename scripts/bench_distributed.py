@@ -8,12 +8,15 @@ Writes a synthetic TransE checkpoint (random old rows) and a delta, then runs th
   then the chief ``embretrain extend --strategy parameter-server --shards N --json``.
 
 Every process is started here and ended here (by pid). Reports the steady epoch (the last one; the
-first includes tracing), triples/s, and the overhead factor; prints a Markdown table and writes JSON.
+first includes tracing), triples/s, the overhead factor, and each process's peak resident memory
+(``VmHWM``: the chief's as it exits, each server's just before it is stopped); prints a Markdown
+table and writes JSON. ``--old-rows on-disk`` runs both with the old rows left in the input file.
 On one small box the cluster is slower (every lookup and update is a gRPC round trip between
 processes sharing the same cores); the point is that it works and what the overhead is.
 
     python scripts/bench_distributed.py                   # 100k old rows, 5k new, 50k triples
     python scripts/bench_distributed.py --quick           # seconds, for a smoke test
+    python scripts/bench_distributed.py --old 400000 --dim 128 --epochs 1 --old-rows on-disk   # memory: a 200 MB table
 """
 
 from __future__ import annotations
@@ -79,14 +82,43 @@ def _wait_listening(address: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"no server listening on {address} after {timeout:.0f} s")
 
 
+# The chief runs the CLI and, as it exits, writes its peak resident memory (VmHWM: this process's own,
+# unlike a child's ru_maxrss, which may count the pages of the process that forked it).
+_CHIEF = (
+    "import atexit, os, sys\n"
+    "def hwm():\n"
+    "    with open(os.environ['EMBRETRAIN_BENCH_HWM'], 'w') as f:\n"
+    "        f.write(str(peak_kb()))\n"
+    "def peak_kb():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1])\n"
+    "atexit.register(hwm)\n"
+    "from embretrain.cli import main\n"
+    "main(prog_name='embretrain')\n"
+)
+
+
+def peak_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of a running process, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def run_extend(work: Path, args, extra: list[str], env: dict) -> dict:
-    out = work / "merged.h5"
-    argv = [sys.executable, "-m", "embretrain", "-q", "extend", "--ckpt", str(work / "old.h5"),
+    out, hwm = work / "merged.h5", work / "chief.hwm"
+    argv = [sys.executable, "-c", _CHIEF, "-q", "extend", "--ckpt", str(work / "old.h5"),
             "--new-entities", str(work / "new.tsv"), "--data", str(work / "delta.tsv"), "--out", str(out),
             "--json", "--no-progress", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-            "--negatives", str(args.negatives), *extra]
+            "--negatives", str(args.negatives), "--old-rows", args.old_rows, *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=args.timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(env, EMBRETRAIN_BENCH_HWM=str(hwm)),
+                          timeout=args.timeout)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"extend failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -102,6 +134,7 @@ def run_extend(work: Path, args, extra: list[str], env: dict) -> dict:
         "triples_per_s": round(summary["examples_used"] / steady, 1),
         "examples": summary["examples_used"],
         "final_loss": summary["final_loss"],
+        "chief_peak_mb": round(int(hwm.read_text()) / 1024, 1),
     }
 
 
@@ -117,18 +150,21 @@ def run_cluster(work: Path, args, env: dict) -> dict:
         for role in ("ps", "worker"):
             for index in range(len(cluster[role])):
                 tf_config = json.dumps({"cluster": cluster, "task": {"type": role, "index": index}})
-                servers.append(subprocess.Popen(
+                servers.append((role, subprocess.Popen(
                     [sys.executable, "-m", "embretrain", "-q", "server", "--role", role],
                     env=dict(env, TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                ))
+                )))
         for address in cluster["ps"] + cluster["worker"]:
             _wait_listening(address)
         chief_env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
-        return run_extend(work, args, ["--strategy", "parameter-server", "--shards", str(args.shards)], chief_env)
+        row = run_extend(work, args, ["--strategy", "parameter-server", "--shards", str(args.shards)], chief_env)
+        for role in ("ps", "worker"):
+            row[f"{role}_peak_mb"] = [peak_mb(proc.pid) for r, proc in servers if r == role]
+        return row
     finally:
-        for proc in servers:  # gRPC servers never exit by themselves
+        for _, proc in servers:  # gRPC servers never exit by themselves
             proc.terminate()
-        for proc in servers:
+        for _, proc in servers:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -150,6 +186,7 @@ def main() -> None:
     ap.add_argument("--ps", type=int, default=2)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run before it is killed")
+    ap.add_argument("--old-rows", choices=("memory", "on-disk"), default="memory", help="extend --old-rows, both runs")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/embretrain-bench-distributed"))
     ap.add_argument("--json-out", type=Path, default=ROOT / "bench-out" / "bench_distributed.json")
@@ -172,16 +209,21 @@ def main() -> None:
     for row in rows:
         row["throughput_vs_local"] = round(row["triples_per_s"] / rows[0]["triples_per_s"], 3)
 
-    print("| strategy | layout | steady epoch (s) | first epoch (s) | triples/s | throughput vs local |")
-    print("|---|---|---:|---:|---:|---:|")
+    table_mb = round(args.old * args.dim * 4 / 2**20, 1)
+    print(f"old entity table: {table_mb} MB; --old-rows {args.old_rows}")
+    print("| strategy | layout | steady epoch (s) | first epoch (s) | triples/s | throughput vs local "
+          "| chief peak (MB) | ps peak (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        ps_peak = " / ".join(f"{mb:.0f}" for mb in r.get("ps_peak_mb", [])) or "-"
         print(f"| {r['strategy']} | {r['layout']} | {r['epoch_s']:.2f} | {r['first_epoch_s']:.2f} | "
-              f"{r['triples_per_s']:,.0f} | {r['throughput_vs_local']:.2f}x |")
+              f"{r['triples_per_s']:,.0f} | {r['throughput_vs_local']:.2f}x | {r['chief_peak_mb']:.0f} | {ps_peak} |")
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]},  # other jobs share the cores
         "workload": {k: getattr(args, k) for k in ("old", "new", "triples", "relations", "dim", "epochs",
-                                                   "batch_size", "negatives", "workers", "ps", "shards")},
+                                                   "batch_size", "negatives", "workers", "ps", "shards", "old_rows")},
+        "old_table_mb": table_mb,
         "runs": rows,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

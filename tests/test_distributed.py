@@ -1,9 +1,12 @@
-"""Scale-out: ``extend --strategy parameter-server`` on a real (in-process) TensorFlow cluster.
+"""Scale-out: ``extend --strategy parameter-server`` on a real TensorFlow cluster on 127.0.0.1.
 
-The cluster test starts 2 ps + 2 worker gRPC servers on 127.0.0.1 inside a child process (this
-file run as a script), runs the real ``embretrain extend`` command there as the chief, and ends
-with ``os._exit``: gRPC servers cannot be stopped, so the process is the unit of cleanup. The
-parent compares the written checkpoint with a local run of the same settings.
+The cluster session (one per module) starts the chief first (this file run as a script: the real
+CLI commands, one after another), then, once the chief logs that it is waiting, the two ps as
+``embretrain server --role ps`` processes and the two workers in one more child. gRPC servers
+cannot be stopped cleanly: the ps are ended with Ctrl-C / SIGTERM (what a person does), the workers'
+child ends with ``os._exit`` when its stdin closes, and every process is killed by pid if anything
+fails. The tests compare what the chief wrote with a local run, and check each process's peak
+memory against the old table's size.
 
 Deselect with ``-m "not cluster"``.
 """
@@ -13,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +28,10 @@ import pytest
 from click.testing import CliRunner
 
 from embretrain.cli import main
-from embretrain.distributed import div_shard_ranges, read_tf_config
+from embretrain.distributed import div_shard_ranges, loopback_cluster, read_tf_config
 from embretrain.errors import UsageError
 
-CHILD_TIMEOUT = 150  # seconds; subprocess.run kills the child when it is exceeded
+CHILD_TIMEOUT = 240  # seconds for the whole chief session; every child is killed when it is exceeded
 
 # Small but learnable: at dim 16 new-entity MRR goes from ~0.05 (Glorot) to ~0.20 in 10 epochs.
 BASE = {"model": "transe", "dim": 16, "epochs": 30, "batch_size": 256, "negatives": 16, "lr": 0.02,
@@ -78,12 +84,36 @@ def test_cli_rejects_a_cluster_run_without_tf_config_before_loading(tmp_path, mo
     assert not out.exists()
 
 
-def test_cli_shards_needs_the_parameter_server_strategy(tmp_path):
+@pytest.mark.parametrize("option", [["--shards", "2"], ["--cluster-timeout", "5"]])
+def test_cluster_options_need_the_parameter_server_strategy(tmp_path, option):
     (tmp_path / "train.tsv").write_text("a\tr\tb\n")
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "train.tsv"), "--out",
-                                       str(tmp_path / "out.h5"), "--shards", "2"])
+                                       str(tmp_path / "out.h5"), *option])
     assert result.exit_code == 2, result.output
-    assert "--shards only applies with --strategy parameter-server" in result.output
+    assert f"{option[0]} only applies with --strategy parameter-server" in result.output
+
+
+def test_a_chief_without_servers_fails_naming_every_unreachable_task(demo_base, tmp_path, monkeypatch):
+    cluster = loopback_cluster(n_workers=2, n_ps=2)  # free ports: nothing listens there
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
+    data, base_path = demo_base
+    out, report = tmp_path / "out.h5", tmp_path / "report.json"
+    started = time.monotonic()
+    result = CliRunner().invoke(main, [
+        "extend", "--ckpt", str(base_path), "--new-entities", str(data / "new.tsv"), "--data", str(data / "delta.tsv"),
+        "--out", str(out), "--report", str(report), "--strategy", "parameter-server", "--old-rows", "on-disk",
+        "--cluster-timeout", "1.5",
+    ])
+    assert result.exit_code == 6, result.output
+    assert 1.5 <= time.monotonic() - started < 30
+    assert "waiting for ps0 " + cluster["ps"][0] in result.output  # logged while it waits
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: the cluster in TF_CONFIG is not reachable after 1.5 s: "), error
+    for name, address in [("ps0", cluster["ps"][0]), ("ps1", cluster["ps"][1]),
+                          ("worker0", cluster["worker"][0]), ("worker1", cluster["worker"][1])]:
+        assert f"{name} {address} (Connection refused)" in error
+    assert not out.exists()
+    assert json.loads(report.read_text())["exit_code"] == 6
 
 
 def test_server_role_must_match_tf_config(monkeypatch):
@@ -94,6 +124,20 @@ def test_server_role_must_match_tf_config(monkeypatch):
 
 
 # --- the cluster -------------------------------------------------------------------------------
+# The memory check: a table this size on 2 ps (one 100 MB shard each). The chief must not hold it,
+# and no ps may hold more than its own shard.
+BIG_ROWS, BIG_DIM = 100_000, 512
+BIG_BYTES = BIG_ROWS * BIG_DIM * 4
+
+
+def _status_kb(key: str, pid: int | str = "self") -> int:
+    """A ``/proc/PID/status`` figure in kB (VmRSS: resident now; VmHWM: peak resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
 def _probe_sharded_table() -> dict:
     """Placement, routing and gradients of a small ShardedSplitTable on the running cluster."""
     import tensorflow as tf
@@ -131,20 +175,27 @@ def _probe_sharded_table() -> dict:
     }
 
 
-def _child(spec_path: str) -> None:
-    """Chief of an in-process cluster: run the CLI's extend on it, probe a table, exit hard."""
+def _run_cli(argv: list[str]) -> None:
+    try:
+        main(argv, standalone_mode=False)
+    except SystemExit as exc:  # the CLI's error path; its message is already on stderr
+        raise RuntimeError(f"embretrain {argv[1]} exited with {exc.code}") from None
+
+
+def _chief(spec_path: str) -> None:
+    """The chief: the CLI commands of the spec on the TF_CONFIG cluster, a table probe, then the big
+    extend with this process's peak memory measured from just before it; exits hard."""
     code = 1
     try:
         spec = json.loads(Path(spec_path).read_text())
-        from embretrain.distributed import start_in_process_cluster
-
-        start_in_process_cluster(n_workers=2, n_ps=2)
         for argv in spec["argvs"]:
-            try:
-                main(argv, standalone_mode=False)
-            except SystemExit as exc:  # the CLI's error path; its message is already on stderr
-                raise RuntimeError(f"embretrain {argv[1]} exited with {exc.code}") from None
-        Path(spec["probe"]).write_text(json.dumps(_probe_sharded_table()))
+            _run_cli(argv)
+        facts = _probe_sharded_table()
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+        facts["chief_rss_before_kb"] = _status_kb("VmRSS")
+        _run_cli(spec["big_argv"])
+        facts["chief_peak_kb"] = _status_kb("VmHWM")
+        Path(spec["facts"]).write_text(json.dumps(facts))
         code = 0
     except BaseException:
         import traceback
@@ -153,7 +204,61 @@ def _child(spec_path: str) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)  # gRPC servers cannot be shut down; never return into their atexit hooks
+        os._exit(code)  # never return into gRPC's atexit hooks
+
+
+def _workers(cluster_json: str) -> None:
+    """Both workers of the cluster in this process, until stdin closes."""
+    code = 1
+    try:
+        from embretrain.distributed import start_servers
+
+        cluster = json.loads(cluster_json)
+        start_servers(cluster, [("worker", i) for i in range(len(cluster["worker"]))])
+        sys.stdin.read()
+        code = 0
+    finally:
+        os._exit(code)
+
+
+class _Lines:
+    """The lines a child writes to a pipe, collected by a thread (so the child never blocks on a full pipe)."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float, proc) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {needle!r} from pid {proc.pid} (exit {proc.poll()}):\n{self.text[-3000:]}")
+            time.sleep(0.1)
+
+    def join(self):
+        self._thread.join(timeout=10)
+
+
+def _write_big_inputs(work: Path) -> dict[str, Path]:
+    """A BIG_ROWS x BIG_DIM TransE checkpoint of random rows, 100 new entities and their delta (the benchmark's
+    generator: scripts/bench_distributed.py)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_distributed.py"
+    spec = importlib.util.spec_from_file_location("bench_distributed", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.make_inputs(work, BIG_ROWS, 100, 1000, 4, BIG_DIM)
+    return {"ckpt": work / "old.h5", "new": work / "new.tsv", "delta": work / "delta.tsv", "out": work / "big_out.h5"}
 
 
 @pytest.fixture(scope="module")
@@ -169,35 +274,136 @@ def demo_base(tmp_path_factory):
     return data, path
 
 
+def _stop(proc, sig) -> int:
+    proc.send_signal(sig)
+    return proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def session(demo_base, tmp_path_factory):
+    """Run the chief's commands on a loopback cluster whose servers start after the chief; return what each
+    process wrote, logged and used."""
+    data, base_path = demo_base
+    work = tmp_path_factory.mktemp("session")
+    big = _write_big_inputs(work)
+    paths = {name: work / name for name in ("cluster.h5", "report.json", "trained.h5", "replay.h5",
+                                            "replay.json", "facts.json", "spec.json")}
+    # extend with the old rows left in --ckpt, as a person runs it (logs on: the chief says what it waits for)
+    argv = ["extend", "--ckpt", str(base_path), "--new-entities", str(data / "new.tsv"), "--data",
+            str(data / "delta.tsv"), "--out", str(paths["cluster.h5"]), "--report", str(paths["report.json"]),
+            "--strategy", "parameter-server", "--shards", "2", "--no-progress", "--old-rows", "on-disk",
+            "--cluster-timeout", "120"]
+    for key, value in EXTEND.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    # and `train` from scratch (no old rows: only trainable shards), tables cut by size (--shards 0)
+    train_argv = ["-q", "train", "--data", str(data / "train.tsv"), "--out", str(paths["trained.h5"]), "--dim", "8",
+                  "--epochs", "1", "--negatives", "4", "--strategy", "parameter-server", "--no-progress"]
+    # and --replay with the old rows in memory (one short epoch)
+    replay_argv = ["-q", *argv[: argv.index("--out")], "--out", str(paths["replay.h5"]), "--report",
+                   str(paths["replay.json"]), "--strategy", "parameter-server", "--no-progress", "--epochs", "1",
+                   "--batch-size", "256", "--replay", str(data / "train.tsv")]
+    big_argv = ["-q", "extend", "--ckpt", str(big["ckpt"]), "--new-entities", str(big["new"]), "--data",
+                str(big["delta"]), "--out", str(big["out"]), "--strategy", "parameter-server", "--shards", "2",
+                "--old-rows", "on-disk", "--epochs", "1", "--batch-size", "256", "--negatives", "4", "--no-progress"]
+    paths["spec.json"].write_text(json.dumps({"argvs": [argv, train_argv, replay_argv], "big_argv": big_argv,
+                                              "facts": str(paths["facts.json"])}))
+
+    cluster = loopback_cluster(n_workers=2, n_ps=2)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env.pop("TF_CONFIG", None)
+
+    def tf_config(kind, index):
+        return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+
+    procs, out = [], {"paths": paths, "big": big}
+    try:
+        chief = subprocess.Popen([sys.executable, __file__, "chief", str(paths["spec.json"])], text=True,
+                                 env={**env, "TF_CONFIG": tf_config("chief", 0)}, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        procs.append(chief)
+        chief_log = _Lines(chief.stderr)
+        chief_log.wait_for("waiting for ps0 ", 120, chief)  # started before its servers: it says so and waits
+        servers, server_logs = [], []
+        for index in range(len(cluster["ps"])):
+            ps = subprocess.Popen([sys.executable, "-m", "embretrain", "server", "--role", "ps"], text=True,
+                                  env={**env, "TF_CONFIG": tf_config("ps", index)}, stderr=subprocess.PIPE)
+            procs.append(ps)
+            servers.append(ps)
+            server_logs.append(_Lines(ps.stderr))
+        workers = subprocess.Popen([sys.executable, __file__, "workers", json.dumps(cluster)], env=env,
+                                   stdin=subprocess.PIPE)
+        procs.append(workers)
+        out["ps_rss_up_kb"] = []
+        for ps, log in zip(servers, server_logs):
+            log.wait_for("serving at", 120, ps)
+            out["ps_rss_up_kb"].append(_status_kb("VmRSS", ps.pid))
+        out["chief_exit"] = chief.wait(timeout=CHILD_TIMEOUT)
+        chief_log.join()
+        out["chief_log"] = chief_log.text
+        out["ps_peak_kb"] = [_status_kb("VmHWM", ps.pid) for ps in servers]
+        # how a person stops a server: Ctrl-C in its terminal, or kill PID
+        out["ps_exits"] = [_stop(servers[0], signal.SIGINT), _stop(servers[1], signal.SIGTERM)]
+        for log in server_logs:
+            log.join()
+        out["ps_logs"] = [log.text for log in server_logs]
+        workers.stdin.close()
+        out["workers_exit"] = workers.wait(timeout=20)
+    finally:
+        for proc in procs:  # whatever failed above: no process outlives the session
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return out
+
+
 @pytest.mark.cluster
-def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(demo_base, tmp_path):
+def test_a_chief_started_before_its_servers_waits_and_servers_stop_when_told(session):
+    assert session["chief_exit"] == 0, session["chief_log"][-4000:]
+    log = session["chief_log"]
+    assert "waiting for ps0 " in log and "(Connection refused)" in log
+    assert log.index("waiting for ps0 ") < log.index("cluster is up: ps0 ") < log.index("epoch 1/")
+    for index, text in enumerate(session["ps_logs"]):
+        assert f"ps {index} serving at grpc://127.0.0.1:" in text, text
+        assert "stop it with Ctrl-C or 'kill " in text
+    assert "ps 0 stopping (SIGINT)" in session["ps_logs"][0]
+    assert "ps 1 stopping (SIGTERM)" in session["ps_logs"][1]
+    assert session["ps_exits"] == [0, 0] and session["workers_exit"] == 0
+
+
+@pytest.mark.cluster
+def test_no_process_holds_the_whole_old_table(session):
+    """200 MB of old rows left on disk: the chief streams each shard to its ps a block at a time."""
+    import h5py
+
+    assert session["chief_exit"] == 0, session["chief_log"][-4000:]
+    facts = json.loads(session["paths"]["facts.json"].read_text())
+    chief_growth = (facts["chief_peak_kb"] - facts["chief_rss_before_kb"]) * 1024
+    ps_growth = [(peak - up) * 1024 for peak, up in zip(session["ps_peak_kb"], session["ps_rss_up_kb"])]
+    print(f"old table {BIG_BYTES / 2**20:.0f} MB; chief peak growth {chief_growth / 2**20:.0f} MB; "
+          f"ps peak growth {[round(g / 2**20) for g in ps_growth]} MB")  # shown with -s
+    assert chief_growth < BIG_BYTES / 4
+    for growth in ps_growth:  # its own 100 MB shard and little more; never the table
+        assert BIG_BYTES / 2 * 0.9 < growth < BIG_BYTES * 0.8
+    big = session["big"]
+    with h5py.File(big["ckpt"], "r") as old, h5py.File(big["out"], "r") as new:
+        for name in ("entity_embeddings", "relation_embeddings"):
+            n_old = old[name].shape[0]
+            assert new[name].shape[0] == n_old + (100 if name == "entity_embeddings" else 0)
+            for start in range(0, n_old, 25_000):
+                assert np.array_equal(new[name][start:start + 25_000][: n_old - start],
+                                      old[name][start:start + 25_000]), f"{name}: an old row moved"
+        assert np.isfinite(new["entity_embeddings"][BIG_ROWS:]).all()
+
+
+@pytest.mark.cluster
+def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(demo_base, session):
     from embretrain import api
     from embretrain.config import resolve_settings
 
+    assert session["chief_exit"] == 0, session["chief_log"][-4000:]
     data, base_path = demo_base
-    out, report, probe = tmp_path / "cluster.h5", tmp_path / "report.json", tmp_path / "probe.json"
-    argv = ["-q", "extend", "--ckpt", str(base_path), "--new-entities", str(data / "new.tsv"),
-            "--data", str(data / "delta.tsv"), "--out", str(out), "--report", str(report),
-            "--strategy", "parameter-server", "--shards", "2", "--no-progress"]
-    for key, value in EXTEND.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    spec = tmp_path / "spec.json"
-    # and `train` from scratch (no old rows: only trainable shards), tables cut by size (--shards 0)
-    trained = tmp_path / "trained.h5"
-    train_argv = ["-q", "train", "--data", str(data / "train.tsv"), "--out", str(trained), "--dim", "8",
-                  "--epochs", "1", "--negatives", "4", "--strategy", "parameter-server", "--no-progress"]
-    # and --replay on the cluster: the shared loss replays old triples there too (one short epoch)
-    replayed, replay_report = tmp_path / "replay.h5", tmp_path / "replay.json"
-    replay_argv = [*argv[: argv.index("--out")], "--out", str(replayed), "--report", str(replay_report),
-                   "--strategy", "parameter-server", "--no-progress", "--epochs", "1", "--batch-size", "256",
-                   "--replay", str(data / "train.tsv")]
-    spec.write_text(json.dumps({"argvs": [argv, train_argv, replay_argv], "probe": str(probe)}))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-    env.pop("TF_CONFIG", None)
-    child = subprocess.run([sys.executable, __file__, str(spec)], env=env, capture_output=True, text=True,
-                           timeout=CHILD_TIMEOUT)
-    assert child.returncode == 0, child.stderr[-4000:]
-    assert json.loads(report.read_text())["status"] == "ok"
+    paths = session["paths"]
+    assert json.loads(paths["report.json"].read_text())["status"] == "ok"
 
     # the same run, locally, in this process
     base = api.load(base_path)
@@ -205,7 +411,7 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     local, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", settings, progress=False)
     glorot, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", dataclasses.replace(settings, epochs=0),
                            progress=False)
-    grown = api.load(out)  # readable by the local code
+    grown = api.load(paths["cluster.h5"])  # readable by the local code
 
     # a user cannot tell which strategy made it: same names, tables, shapes, dtypes, params, lineage fields
     assert grown.model == local.model and grown.params == local.params
@@ -225,21 +431,21 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
     assert abs(mrr["cluster"] - mrr["local"]) <= MRR_TOLERANCE, mrr
     assert mrr["cluster"] > mrr["glorot"] + 0.08, mrr  # it learned, not just kept its start
 
-    scratch = api.load(trained)
+    scratch = api.load(paths["trained.h5"])
     assert scratch.entities == base.entities and scratch.tables()["entity_embeddings"].shape == (base.n_entities, 8)
     assert all(np.isfinite(t).all() for t in scratch.tables().values())
     assert len(scratch.lineage) == 1 and scratch.lineage[0]["command"] == "train"
 
     n_train = sum(1 for line in (data / "train.tsv").read_text().splitlines() if line.strip())
-    replay_summary = json.loads(replay_report.read_text())
+    replay_summary = json.loads(paths["replay.json"].read_text())
     assert replay_summary["status"] == "ok" and replay_summary["replay_examples"] == n_train, replay_summary
-    with_replay = api.load(replayed)
+    with_replay = api.load(paths["replay.h5"])
     for name, old in base.tables().items():
         assert np.array_equal(with_replay.tables()[name][: len(old)], old), f"{name}: an old row moved (replay)"
     new_rows = with_replay.tables()["entity_embeddings"][n_old:]
     assert np.isfinite(new_rows).all() and not np.allclose(new_rows, glorot.tables()["entity_embeddings"][n_old:])
 
-    facts = json.loads(probe.read_text())
+    facts = json.loads(paths["facts.json"].read_text())
     full = np.concatenate([np.arange(28, dtype=np.float32).reshape(7, 4),
                            -np.arange(1, 21, dtype=np.float32).reshape(5, 4)])
     assert np.array_equal(np.array(facts["rows"]), full[[[11, 0], [6, 7], [3, 9]]])
@@ -252,4 +458,4 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1])
+    {"chief": _chief, "workers": _workers}[sys.argv[1]](sys.argv[2])

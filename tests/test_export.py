@@ -77,7 +77,8 @@ def test_only_new_tsv_and_projector(ckpt_path, tmp_path):
     _run(ckpt_path, "--format", "tsv", "--only-new", "--out", tmp_path / "new.tsv")
     rows = [line.split("\t") for line in (tmp_path / "new.tsv").read_text(encoding="utf-8").splitlines()]
     assert [r[0] for r in rows] == ["n1", "n2"]
-    assert np.array([r[1:] for r in rows], dtype=np.float32).tobytes() == _table(ckpt_path)[5:].tobytes()
+    assert [r[-1] for r in rows] == ["false", "false"]  # the pending flag, last
+    assert np.array([r[1:-1] for r in rows], dtype=np.float32).tobytes() == _table(ckpt_path)[5:].tobytes()
 
     _run(ckpt_path, "--format", "tsv", "--table", "relation_embeddings", "--out", tmp_path / "rel.tsv")
     assert [line.split("\t")[0] for line in (tmp_path / "rel.tsv").read_text().splitlines()] == ["r0", "r1"]
@@ -125,13 +126,13 @@ def test_projector_writes_the_plugins_config_tensor_and_metadata(ckpt_path, tmp_
     vectors = np.loadtxt(proj / embedding.tensor_path, delimiter="\t", dtype=np.float32)
     assert vectors.tobytes() == _table(ckpt_path).tobytes()
     rows = [line.split("\t") for line in (proj / embedding.metadata_path).read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == ["name", "is_new"]  # two columns: the header row names them
-    assert rows[1:] == [[name, "true" if name in ("n1", "n2") else "false"] for name in ENTITIES]
+    assert rows[0] == ["name", "is_new", "pending"]  # several columns: the header row names them
+    assert rows[1:] == [[name, "true" if name in ("n1", "n2") else "false", "false"] for name in ENTITIES]
 
     _run(ckpt_path, "--format", "projector", "--only-new", "--out", tmp_path / "new")
     (embedding,) = _projector_config(tmp_path / "new").embeddings
     assert list(embedding.tensor_shape) == [2, 5]
-    assert (tmp_path / "new" / "metadata.tsv").read_text(encoding="utf-8") == "name\tis_new\nn1\ttrue\nn2\ttrue\n"
+    assert (tmp_path / "new" / "metadata.tsv").read_text(encoding="utf-8") == "name\tis_new\tpending\nn1\ttrue\tfalse\nn2\ttrue\tfalse\n"
 
 
 def test_tensorboards_projector_plugin_serves_the_export(ckpt_path, tmp_path):
@@ -162,4 +163,4 @@ def test_tensorboards_projector_plugin_serves_the_export(ckpt_path, tmp_path):
     tensor = np.frombuffer(get("/tensor", run=".", name="relation_embeddings"), dtype=np.float32)
     assert tensor.tobytes() == native.load(ckpt_path).relation_tables[RELATION_TABLE].tobytes()
     metadata = get("/metadata", run=".", name="relation_embeddings").decode("utf-8")
-    assert metadata == "name\tis_new\nr0\tfalse\nr1\tfalse\n"  # the lineage added no relations last
+    assert metadata == "name\tis_new\tpending\nr0\tfalse\tfalse\nr1\tfalse\tfalse\n"  # the lineage added no relations last

@@ -543,7 +543,7 @@ def test_export_tsv_never_writes_a_nul_or_line_break_inside_a_field(tmp_path):
     assert result.exit_code == 0, result.output
     lines = out.read_bytes().split(b"\n")
     assert lines[-1] == b"" and len(lines) == N + 1
-    assert all(len(line.split(b"\t")) == DIM + 1 and b"\0" not in line and b"\r" not in line for line in lines[:-1])
+    assert all(len(line.split(b"\t")) == DIM + 2 and b"\0" not in line and b"\r" not in line for line in lines[:-1])
     assert lines[4].split(b"\t")[0] == b"tab here"
 
 

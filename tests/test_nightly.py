@@ -1,7 +1,8 @@
 """scripts/nightly.sh, as cron runs it: extend into a staging file, verify, then publish with rotation.
 
 The published path only ever holds a whole, verified file; a rerun is a no-op that writes nothing;
-a failed verification publishes nothing. Real bash and the real CLI; where a step must fail or be
+a failed verification publishes nothing. Quiet on success (cron mails nothing), loud on failure: the
+failure, this run's last log lines and the log path on stderr. Real bash and the real CLI; where a step must fail or be
 watched, EMBRETRAIN is a small sh wrapper around the real CLI.
 """
 
@@ -67,14 +68,14 @@ def site(tmp_path):
 def _nightly(pub: Path, day: Path, **env):
     # cwd is a scratch directory, as under cron: the script must find embretrain's python on its own
     # (EMBRETRAIN's directory) and never import the repository's checkout from the current directory.
-    base = {k: v for k, v in os.environ.items() if k != "PYTHON"}
-    full = {**base, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0",
-            "EMBRETRAIN": str(BIN / "embretrain"), "KEEP": "3",
+    # No TF_CPP_MIN_LOG_LEVEL / TF_ENABLE_ONEDNN_OPTS either: cron's environment has none.
+    base = {k: v for k, v in os.environ.items() if k not in {"PYTHON", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"}}
+    full = {**base, "EMBRETRAIN": str(BIN / "embretrain"), "KEEP": "3",
             "EXTEND_ARGS": "--epochs 1 --batch-size 4 --negatives 2", **env}
     cwd = pub.parent.parent / "cwd"
     cwd.mkdir(exist_ok=True)
     return subprocess.run(["bash", str(SCRIPT), str(pub), str(day)], env=full, capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, check=False)
 
 
 def _wrapper(path: Path, body: str) -> dict[str, str]:
@@ -82,6 +83,16 @@ def _wrapper(path: Path, body: str) -> dict[str, str]:
     path.write_text(f'#!/bin/sh\n{body}\nexec "{BIN / "embretrain"}" "$@"\n')
     path.chmod(0o755)
     return {"EMBRETRAIN": str(path), "PYTHON": sys.executable}  # no python beside the wrapper
+
+
+def _failure(result, code: int) -> tuple[str, list[str]]:
+    """A failed night's stderr: (its first line, the rest); checks the shape and the log path at the end."""
+    assert result.returncode == code, result.stderr
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith(f"{SCRIPT}: FAILED (exit {code}): "), result.stderr
+    (log,) = Path(rest[-1].removeprefix("log: ")).parent.glob("nightly-*.log")
+    assert rest[-1] == f"log: {log}", result.stderr
+    return first, rest
 
 
 def _logs(pub: Path) -> tuple[str, dict]:
@@ -97,13 +108,14 @@ def test_grow_verify_then_rerun_is_a_noop(site):
 
     first = _nightly(pub, day)
     assert first.returncode == 0, first.stderr
+    assert first.stderr == "" and first.stdout == ""  # a successful night prints nothing: cron mails nothing
     grown = native.load(pub)
     assert grown.entities == OLD + ["n0", "n1", "n2"]
     assert _sha256(pub.with_name("published.h5.1")) == original  # the previous version is kept
     log, report = _logs(pub)
     assert report["status"] == "ok" and report["entities_added"] == 3
     assert "verified and published" in log and ("OK" in log)
-    assert "Traceback" not in first.stderr
+    assert "training 3 new entities" in log  # embretrain's own lines went to the log
     assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.nightly.lock"]
 
     after_first = _sha256(pub)
@@ -113,7 +125,8 @@ def test_grow_verify_then_rerun_is_a_noop(site):
     assert not pub.with_name("published.h5.2").exists()  # and no backup rotated
     log, report = _logs(pub)
     assert report["status"] == "nothing_to_do"
-    assert "nothing to do" in log and "already applied" in second.stderr
+    assert "nothing to do" in log and "already applied" in log
+    assert second.stderr == "" and second.stdout == ""
 
     # --strict through EXTEND_ARGS turns the no-op into exit 7 for those who want to be told
     strict = _nightly(pub, day, EXTEND_ARGS="--strict")
@@ -130,7 +143,8 @@ def test_rerun_of_an_applied_day_writes_nothing(site):
 
     again = _nightly(pub, day)
     assert again.returncode == 0, again.stderr
-    assert "already applied" in again.stderr
+    assert again.stderr == ""
+    assert "already applied" in _logs(pub)[0]
     assert _snapshot(pub.parent) == before  # same files, same bytes, same mtimes: nothing written
     assert not pub.with_name("published.h5.staging").exists()
 
@@ -140,8 +154,10 @@ def test_bad_day_fails_with_embretrains_code_and_changes_nothing(site):
     original = _sha256(pub)
     (day / "delta.tsv").write_text("n0\tr0\n")
     result = _nightly(pub, day)
-    assert result.returncode == 3, result.stderr
-    assert f"{day / 'delta.tsv'}:1" in result.stderr and "FAILED" in result.stderr
+    first, _ = _failure(result, 3)
+    assert first.endswith(f"embretrain extend exited 3; {pub} is unchanged")
+    assert f"{day / 'delta.tsv'}:1" in result.stderr  # the cause, from the log's last lines
+    assert "Traceback" not in result.stderr and "absl" not in result.stderr
     assert _sha256(pub) == original
     assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock"]
 
@@ -152,8 +168,8 @@ def test_failed_verification_publishes_nothing(site, tmp_path):
     # the real CLI, except that `verify` says the rows differ
     env = _wrapper(tmp_path / "embretrain-verify-fails", 'if [ "$1" = verify ]; then echo "DIFFERS: e00"; exit 1; fi')
     result = _nightly(pub, day, **env)
-    assert result.returncode == 6, result.stderr
-    assert "nothing published" in result.stderr and "DIFFERS: e00" in result.stderr
+    first, rest = _failure(result, 6)
+    assert "nothing published" in first and "DIFFERS: e00" in rest[-2]  # verify's output, just before the path
     assert _snapshot(pub.parent)["published.h5"] == before["published.h5"]  # byte-identical, not even touched
     (rejected,) = pub.parent.glob("published.h5.rejected-*")
     assert native.load(rejected).n_entities == 23  # the grown file, kept for inspection
@@ -225,7 +241,8 @@ def test_leftover_staging_of_a_killed_run_is_removed(site):
     pub.with_name("published.h5.staging.lock").write_text("999999\n")
     result = _nightly(pub, day)
     assert result.returncode == 0, result.stderr
-    assert "left by an earlier run that was killed" in result.stderr
+    assert result.stderr == ""  # a notice, not a failure: the log has it
+    assert "left by an earlier run that was killed" in _logs(pub)[0]
     assert native.load(pub).n_entities == 23
     assert _sha256(pub.with_name("published.h5.1")) == original
     assert _names(pub.parent) == ["logs", "published.h5", "published.h5.1", "published.h5.nightly.lock"]
@@ -237,8 +254,8 @@ def test_publish_is_refused_while_the_published_file_is_locked(site):
     before = _snapshot(pub.parent)
     with output_lock(pub):
         result = _nightly(pub, day)
-    assert result.returncode == 5, result.stderr
-    assert "locked by another run" in result.stderr and "nothing published" in result.stderr
+    first, rest = _failure(result, 5)
+    assert "nothing published" in first and any("locked by another run" in line for line in rest)
     assert _snapshot(pub.parent)["published.h5"] == before["published.h5"]
     assert _names(pub.parent) == ["logs", "published.h5", "published.h5.nightly.lock"]
 
@@ -254,3 +271,20 @@ def test_bad_setup_is_a_usage_error_before_anything_runs(site, env, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert {k: v for k, v in _snapshot(pub.parent).items() if k != "published.h5.nightly.lock"} == before
+
+
+def test_a_failing_night_shows_only_its_own_log_lines(site, tmp_path):
+    """The day's log keeps every run of the day; cron's mail shows this run's last lines, not the morning's."""
+    pub, day = site
+    assert _nightly(pub, day).stderr == ""
+    bad = tmp_path / "incoming" / "2024-05-02"
+    bad.mkdir()
+    (bad / "new_entities.tsv").write_text("m0\n")
+    (bad / "delta.tsv").write_text("m0\tr0\te01\nm0\tnot-a-relation\te02\n")
+    result = _nightly(pub, bad, TAIL_LINES="5")
+    first, rest = _failure(result, 3)
+    assert rest[0] == "last lines of the log:" and 1 <= len(rest) - 2 <= 5
+    assert any(f"{bad / 'delta.tsv'}:2" in line for line in rest)
+    assert str(day) not in result.stderr  # the successful run earlier today is in the log, not in the mail
+    log, _ = _logs(pub)
+    assert str(day) in log and log.rstrip().endswith(first.split("FAILED (exit 3): ")[1])

@@ -180,15 +180,6 @@ def test_on_disk_refuses_a_tf_checkpoint_with_a_usage_error(graph, tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_on_disk_refuses_the_parameter_server_strategy(graph, tmp_path, monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["localhost:1"], "worker": ["localhost:2"],
-                                                            "ps": ["localhost:3"]}, "task": {"type": "chief", "index": 0}}))
-    r = run("extend", "--ckpt", graph["dir"] / "transe.h5", "--new-entities", graph["new"], "--data", graph["delta"],
-            "--out", tmp_path / "out.h5", "--old-rows", "on-disk", "--strategy", "parameter-server", *TRAIN)
-    assert r.exit_code == 2, r.output
-    assert "--old-rows on-disk trains in this process" in r.output
-
-
 def test_rows_of_other_layouts_are_read_through_h5py(tmp_path):
     table = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
     with h5py.File(tmp_path / "t.h5", "w") as f:

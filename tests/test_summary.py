@@ -19,7 +19,8 @@ FAST = dict(dim=8, epochs=1, batch_size=32, negatives=4)
 TIMINGS = ["epochs", "final_loss", "losses", "epoch_seconds", "seconds"]
 COUNTS = ["entities_before", "entities_added", "entities_already_known", "entities_duplicate", "relations_before",
           "relations_added", "relations_already_known", "relations_duplicate", "examples_used",
-          "examples_dropped_no_new", "examples_skipped_unknown", "entities_untrained", "examples_per_new_entity"]
+          "examples_dropped_no_new", "examples_skipped_unknown", "entities_untrained", "entities_pending",
+          "entities_pending_trained", "examples_per_new_entity"]
 
 
 def test_train_and_extend_summaries_and_lineage_have_their_keys_in_order(toy):
@@ -47,7 +48,7 @@ def test_train_and_extend_summaries_and_lineage_have_their_keys_in_order(toy):
     assert list(nothing) == ["command", "model", "nothing_to_do", "entities_before", "entities_added",
                              "entities_already_known", "relations_before", "relations_added",
                              "relations_already_known", "examples_dropped_no_new", "examples_skipped_unknown",
-                             "seconds"]
+                             "entities_pending", "seconds"]
     assert nothing["entities_already_known"] == len(toy["new_names"]) and nothing["seconds"]["train"] == 0.0
 
 

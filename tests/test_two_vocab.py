@@ -409,6 +409,17 @@ def test_untrained_new_items_keep_their_start_and_bad_inputs_are_named(keras_bas
     grown, _ = api.extend(ckpt, None, b["item_train"], resolve_settings(None, {"epochs": 3}, model="dot"), new_contexts=more)
     assert _bits(np.asarray(grown.entity_tables[CONTEXT_TABLE])[-1]) == _bits(start)  # never drawn, never moved
 
+    # a new user without data stays pending, and trains (in the user table only) the night a pair names it
+    night1, _ = api.extend(ckpt, ["late_user"], b["item_train"], resolve_settings(None, {"epochs": 1}, model="dot"),
+                           new_contexts=more)
+    assert night1.pending == ["late_user"] and night1.n_contexts == N_ITEMS + 7
+    night2, summary = api.extend(night1, None, [("late_user", "item03")], resolve_settings(None, {"epochs": 2}, model="dot"))
+    assert summary["entities_pending_trained"]["count"] == 1 and night2.pending == []
+    items1, items2 = (np.asarray(c.entity_tables[CONTEXT_TABLE]) for c in (night1, night2))
+    assert _bits(items1) == _bits(items2)  # the item table has no pending row: frozen whole
+    users1, users2 = (np.asarray(c.entity_tables[ENTITY_TABLE]) for c in (night1, night2))
+    assert _bits(users1[:-1]) == _bits(users2[:-1]) and _bits(users1[-1]) != _bits(users2[-1])
+
     unknown = write_tsv(d / "unknown.tsv", [("user01", "item01"), ("user02", "no_such_item")])
     bad = _run("extend", "--ckpt", b["ckpt"], *_keras_options(b), "--new-contexts", b["new_items"],
                "--data", unknown, "--out", d / "o.weights.h5")

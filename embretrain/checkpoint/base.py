@@ -89,6 +89,13 @@ class Checkpoint:
         return {"entities": self.entities, "relations": self.relations, "contexts": self.contexts}[self.vocab_kind(table)]
 
     @property
+    def pending(self) -> list[str]:
+        """Entities added without data and not trained since (names, oldest first), from the lineage."""
+        from ..summary import pending_names
+
+        return pending_names(self.lineage)
+
+    @property
     def dim(self) -> int:
         """Width of ``entity_embeddings`` (float columns; complex models store re|im side by side)."""
         return int(self.entity_tables[ENTITY_TABLE].shape[1])

@@ -71,9 +71,9 @@ STATE_FILE = "checkpoint"  # the directory's "latest checkpoint" index that tf.t
 
 
 def _tf():
-    import tensorflow as tf  # lazy: 3 s, only for TF checkpoints
+    from ..quiet_tf import import_tensorflow
 
-    return tf
+    return import_tensorflow()  # lazy: 3 s, only for TF checkpoints
 
 
 def _strip_file_suffix(path: str) -> str:
@@ -180,6 +180,7 @@ def read_index(prefix: Path) -> dict[str, Any]:
     Raises:
         CheckpointError: unreadable index, missing or truncated data shard (the file is named).
     """
+    _tf()  # importing a submodule loads all of TF: without its start-up chatter
     from tensorflow.core.protobuf import tensor_bundle_pb2  # the proto TF writes, shipped with TF
 
     index = Path(f"{prefix}.index")
@@ -269,6 +270,7 @@ def object_graph(reader) -> VariableGraph:
     (``_momentums``, ``_velocities``, ``momentums``, ...) whose item i belongs to trainable
     variable i. Legacy optimizers record ``slot_variables`` on the graph's nodes directly.
     """
+    _tf()
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(reader.get_tensor(OBJECT_GRAPH_KEY))

@@ -16,6 +16,7 @@ import math
 from typing import Any, Callable, ClassVar, Mapping
 
 from ..errors import CheckpointError, UsageError
+from ..quiet_tf import import_tensorflow
 
 __all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "GAMMA_PER_DIM", "glorot_limit", "lazy_tf",
            "lp_distance", "start_bound", "uniform_rows", "tf_halves", "np_halves", "matmul", "pairwise"]
@@ -33,7 +34,7 @@ Estimate = Callable[[Any, Any, Any, str], Any]
 
 def lazy_tf():
     """The tensorflow module, imported on first use (keeps `embretrain --help` and `inspect` instant)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf
 

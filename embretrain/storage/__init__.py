@@ -10,6 +10,8 @@ in memory       ``np.ndarray``; :class:`FrozenRows` when   ``list``; :class:`Fro
                 read-only and hashed at load               when hashed at load
 on disk         :class:`DiskRows` (``--old-rows on-disk``)  :class:`DiskNames`
 old + new       :class:`RowStack` (a grown table)           :class:`NameStack` (a grown vocabulary)
+old, patched    :class:`PatchedRows` (old rows, a few
+                replaced: pending entities trained)
 ==============  =========================================  =========================================
 
 Every consumer uses the functions here and never tests for a concrete type: :func:`take` (rows by id),
@@ -21,6 +23,9 @@ The sha256 hand-over from load to save: an object that cannot change and was has
 read (frozen or on disk) carries ``sha256_state``, the hashlib state of its bytes; :func:`sha256`
 hands out a copy. A saver writing a table or vocabulary whose (first) part carries one continues it
 instead of reading the old rows again. The digest belongs to the bytes, not to a checkpoint's slot.
+A table's state as the native loader computes it is a :class:`RowDigest`, which also remembers the
+state at the start of every block: when old rows are replaced (:func:`stack_rows` with ``replace``),
+the rows before the first replaced one keep a state of their own (:func:`patch_rows`).
 
 Owns: the storage objects and the only ``isinstance`` checks on them. Must not: know checkpoint
 layouts or formats, check checksums (loaders do), or import TensorFlow; h5py is imported only by
@@ -37,8 +42,10 @@ import numpy as np
 
 from . import base
 from .base import BLOCK_BYTES, NAME_BLOCK, Names, Rows
+from .digest import RowDigest
 from .disk import DiskNames, DiskRows, Source, StrReader, pread_exact, pwrite_all, raw_offset, read_name_block
 from .memory import FrozenNames, FrozenRows, aligned_empty
+from .patch import PatchedRows, patch_rows
 from .stack import NameStack, RowStack
 
 __all__ = [
@@ -51,6 +58,8 @@ __all__ = [
     "FrozenNames",
     "FrozenRows",
     "NameStack",
+    "PatchedRows",
+    "RowDigest",
     "RowStack",
     "Source",
     "StrReader",
@@ -65,11 +74,13 @@ __all__ = [
     "name_chunks",
     "on_disk",
     "parts",
+    "patch_rows",
     "pread_exact",
     "pwrite_all",
     "raw_offset",
     "read_name_block",
     "sha256",
+    "sha256_marks",
     "stack_names",
     "stack_rows",
     "take",
@@ -83,7 +94,7 @@ logger = logging.getLogger(__name__)
 
 def take(table: Rows, ids) -> np.ndarray:
     """Rows ``ids`` (int ``[...]``, any order, repeats allowed) of any table -> float32 ``[..., width]``."""
-    if isinstance(table, (DiskRows, RowStack)):
+    if isinstance(table, (DiskRows, RowStack, PatchedRows)):
         return table.rows(ids)
     return np.asarray(table)[np.asarray(ids, dtype=np.int64)]
 
@@ -111,7 +122,7 @@ def as_array(table: Rows) -> np.ndarray:
 
 def is_lazy(obj: Rows | Names) -> bool:
     """True for a table or vocabulary that is not plain memory (on disk, or a stack old + new)."""
-    return isinstance(obj, (DiskRows, RowStack, DiskNames, NameStack))
+    return isinstance(obj, (DiskRows, RowStack, PatchedRows, DiskNames, NameStack))
 
 
 def on_disk(obj: Rows | Names) -> bool:
@@ -139,6 +150,8 @@ def check_unchanged(obj: Rows | Names) -> None:
     since it was opened (the bytes copied must be the bytes hashed at load). Nothing for the rest."""
     if isinstance(obj, (DiskRows, DiskNames)):
         obj.source.check_unchanged()
+    elif isinstance(obj, PatchedRows):
+        check_unchanged(obj.base)
 
 
 # --------------------------------------------------------------------------- names
@@ -170,6 +183,15 @@ def sha256(obj: Rows | Names):
     return state.copy()
 
 
+def sha256_marks(obj: Rows | Names):
+    """The load-time sha256 ``obj`` carries, as carried (a :class:`RowDigest` keeps block marks), or None
+    (under the rules of :func:`sha256`); for :func:`patch_rows`, which never updates it."""
+    state = getattr(obj, "sha256_state", None)
+    if state is None or (isinstance(obj, np.ndarray) and obj.flags.writeable):
+        return None
+    return state
+
+
 def freeze_rows(table: np.ndarray, sha256_state=None) -> FrozenRows:
     """``table`` as a read-only :class:`FrozenRows` (no copy) carrying ``sha256_state`` of its bytes."""
     frozen = table.view(FrozenRows)
@@ -186,9 +208,16 @@ def freeze_names(names: Sequence[str], sha256_state=None) -> FrozenNames:
 # --------------------------------------------------------------------------- growing
 
 
-def stack_rows(old: Rows, new: np.ndarray) -> RowStack:
-    """Old rows + new rows as one lazy table; the old part keeps its identity (and its sha256)."""
-    return RowStack([old, new])
+def stack_rows(old: Rows, new: np.ndarray, replace: tuple[np.ndarray, np.ndarray] | None = None) -> RowStack:
+    """Old rows + new rows as one lazy table; the old part keeps its identity (and its sha256).
+
+    ``replace``: ``(ids int64 [j], rows float32 [j, width])``, old rows to replace (pending entities
+    trained, see :mod:`embretrain.delta`); the old rows before the first of them keep the sha256 state
+    over them where the load left marks (:func:`patch_rows`), every other old row is read from ``old``.
+    """
+    if replace is None or not len(replace[0]):
+        return RowStack([old, new])
+    return RowStack([*patch_rows(old, *replace), new])
 
 
 def stack_names(old: Names, new: Sequence[str]) -> Names:

@@ -155,6 +155,15 @@ class DiskRows(Float32Rows):
         self._offset = raw_offset(dset)  # None: read through h5py
         self._dset = dset
 
+    def head(self, n_rows: int, sha256_state=None) -> "DiskRows":
+        """The first ``n_rows`` rows as a DiskRows of their own (same file, no read), carrying
+        ``sha256_state``, the hashlib state of exactly those rows (see :func:`~.patch.patch_rows`)."""
+        head = object.__new__(DiskRows)
+        head.__dict__.update(self.__dict__)
+        head.shape = (min(int(n_rows), self.shape[0]), self.shape[1])
+        head.sha256_state = sha256_state
+        return head
+
     @property
     def raw(self) -> bool:
         """True if rows are read with positional reads of the file's bytes (contiguous little-endian float32)."""

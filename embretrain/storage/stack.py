@@ -16,6 +16,7 @@ import numpy as np
 from .base import Float32Rows, lazy_getitem
 from .disk import DiskNames, DiskRows
 from .memory import aligned_empty
+from .patch import PatchedRows
 
 __all__ = ["NameStack", "RowStack"]
 
@@ -27,7 +28,7 @@ class RowStack(Float32Rows):
     """
 
     def __init__(self, parts: Sequence[Any]):
-        parts = [p if isinstance(p, (np.ndarray, DiskRows, RowStack)) else np.asarray(p) for p in parts]
+        parts = [p if isinstance(p, (np.ndarray, DiskRows, RowStack, PatchedRows)) else np.asarray(p) for p in parts]
         widths = {int(p.shape[1]) for p in parts if p.ndim == 2}
         if len(widths) != 1 or any(p.ndim != 2 for p in parts):
             raise ValueError(f"RowStack parts must be 2-D of one width, got {[p.shape for p in parts]}")

@@ -19,9 +19,7 @@ import h5py
 import numpy as np
 
 from ...errors import CheckpointError
-from ...storage import (
-    StrReader,
-)
+from ...storage import RowDigest, StrReader
 from ...vocab import check_names
 from .layout import _attr, _Layout
 
@@ -159,7 +157,8 @@ def _scan_table(path: Path, name: str, shape, fill, want_digest: bool, into: np.
     """
     n_rows, width = int(shape[0]), int(shape[1])
     step = max(1, (_HASH_CHUNK_BYTES) // max(1, width * 4))
-    digest = hashlib.sha256() if want_digest else None
+    # with the state at each block start: a save that replaces some old rows continues from the last one before them
+    digest = RowDigest() if want_digest else None
     buffer = None if into is not None else np.empty((min(step, n_rows), width), dtype=np.float32)
     n_bad, first_bad = 0, -1
     for start in range(0, n_rows, step):
