@@ -288,8 +288,8 @@ def session(demo_base, tmp_path_factory):
     big = _write_big_inputs(work)
     paths = {name: work / name for name in ("cluster.h5", "report.json", "trained.h5", "replay.h5",
                                             "replay.json", "facts.json", "spec.json")}
-    # extend with the old rows left in --ckpt, as a person runs it (logs on: the chief says what it waits for)
-    argv = ["extend", "--ckpt", str(base_path), "--new-entities", str(data / "new.tsv"), "--data",
+    # extend with the old rows left in --ckpt, as a person runs it (-v: the chief says what it waits for, and epochs)
+    argv = ["-v", "extend", "--ckpt", str(base_path), "--new-entities", str(data / "new.tsv"), "--data",
             str(data / "delta.tsv"), "--out", str(paths["cluster.h5"]), "--report", str(paths["report.json"]),
             "--strategy", "parameter-server", "--shards", "2", "--no-progress", "--old-rows", "on-disk",
             "--cluster-timeout", "120"]
