@@ -24,7 +24,7 @@ import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .checkpoint.disk_rows import as_array
-from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
+from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_extend_settings, resolve_settings
 from .delta import (NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta, scratch_delta)
 from .errors import UsageError
 from .summary import RunSummary
@@ -173,8 +173,9 @@ def extend(
     ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds``; ``replay_examples``/``replay_skipped``
     with ``replay``, ``init_placed_from_neighbors`` with a neighbour start, ``early_stopping`` with
     ``valid_fraction``. ``summary["nothing_to_do"]`` is True (and ``ckpt`` is returned as is) when every
-    new name was already known. Epochs: ``settings.for_extend()`` (a preset's ``extend_epochs`` unless
-    ``epochs`` was given explicitly).
+    new name was already known. ``settings`` None: the base's recorded training settings and its model's
+    extend recipe (:func:`~embretrain.config.resolve_extend_settings`). Epochs: ``settings.for_extend()``
+    (the recipe's ``extend_epochs`` unless ``epochs`` was set above it).
 
     ``strategy="parameter-server"`` trains on the ``TF_CONFIG`` cluster with tables cut into
     ``shards`` shards (0 = by size); the checkpoint is built and written exactly as in a local run.
@@ -184,7 +185,7 @@ def extend(
     from .levers import choose_levers
     from .models import get_model
 
-    settings = (settings or resolve_settings(model=ckpt.model)).for_extend()
+    settings = (settings or resolve_extend_settings(ckpt)).for_extend()
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)

@@ -17,7 +17,7 @@ import time
 import click
 
 from . import __version__
-from .config import CHOICES, OLD_ROWS, STRATEGIES
+from .config import CHOICES, OLD_ROWS, PRESETS, STRATEGIES
 from .errors import (
     EXIT_CHECKPOINT,
     EXIT_OK,
@@ -110,8 +110,9 @@ def main(ctx, verbose, quiet, debug):
 def training_options(func):
     """Options shared by ``train`` and ``extend`` (None = not given, so presets can fill them)."""
     options = [
-        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML preset (see configs/); options given here override it."),
-        click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20]."),
+        click.option("--preset", type=click.Choice(PRESETS), help="A preset shipped with embretrain (extend: its settings replace the base checkpoint's and the model's recipe)."),
+        click.option("--config", "config", type=click.Path(dir_okay=False), help="Your own TOML file of settings (the keys of the presets); it refines --preset, and options given here override both."),
+        click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20; extend: its model's recipe, e.g. 1 for transe]."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
@@ -162,11 +163,14 @@ _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "neg
                  "init", "valid_fraction", "patience", "corrupt")
 
 
-def _settings(opts: dict, model: str | None = None):
-    from .config import resolve_settings
+def _settings(opts: dict, base=None):
+    """The run's settings: ``train``'s, or with ``base`` (the loaded checkpoint) an ``extend``'s."""
+    from .config import resolve_extend_settings, resolve_settings
 
     overrides = {k: opts.get(k) for k in _SETTING_KEYS}
-    return resolve_settings(opts.get("config"), overrides, model=model)
+    if base is not None:
+        return resolve_extend_settings(base, opts.get("config"), overrides, preset=opts.get("preset"))
+    return resolve_settings(opts.get("config"), overrides, preset=opts.get("preset"))
 
 
 def _emit(summary: dict, as_json: bool) -> None:
@@ -176,7 +180,12 @@ def _emit(summary: dict, as_json: bool) -> None:
     for key, value in summary.items():
         if key in ("losses", "epoch_seconds"):
             continue
-        if isinstance(value, dict):
+        if key == "settings_source":  # by source, not by setting: what came from where reads at a glance
+            by_source: dict = {}
+            for name, source in value.items():
+                by_source.setdefault(source, []).append(name)
+            value = "; ".join(f"{source}: {' '.join(names)}" for source, names in by_source.items())
+        elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.6g}"
@@ -344,9 +353,12 @@ def _guarded_run(opts: dict, command: str, body) -> None:
 def train(**opts):
     """Train a model from scratch (the first checkpoint, or a full-retrain baseline).
 
+    Settings, lowest precedence first: defaults < the model's defaults < --preset < --config < options.
+
     \b
     Example:
       embretrain train --data train.tsv --model transe --dim 200 --epochs 50 --out base.h5
+      embretrain train --data train.tsv --preset transe --out base.h5
     """
     from . import api
 
@@ -372,7 +384,7 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
-@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
+@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [its model's recipe, else xavier].")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
@@ -385,7 +397,10 @@ def train(**opts):
 def extend(**opts):
     """Append rows for new entities, train only them on the delta, write a merged checkpoint.
 
-    Old rows of every table are frozen and come out bit-identical.
+    Old rows of every table are frozen and come out bit-identical. With no options it trains the way the
+    base was trained (settings from its lineage) and follows its model's extend recipe (start, epochs):
+    defaults < the model's defaults < the base's settings < the recipe < --preset < --config < options.
+    The summary's settings_source says where each setting came from.
 
     \b
     Example:
@@ -412,7 +427,7 @@ def extend(**opts):
         # read-only: frozen rows are never written to, and the save can continue the load's sha256
         ckpt = api.load(opts["ckpt"], old_rows=opts["old_rows"], read_only=True, **_load_options(opts))
         t_load = time.perf_counter() - t0
-        settings = _settings(opts, model=ckpt.model)  # an explicit --epochs beats a preset's extend_epochs
+        settings = _settings(opts, base=ckpt)  # the base's training settings and its model's extend recipe
         grown, summary = api.extend(
             ckpt,
             opts["new_entities"],

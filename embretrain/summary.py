@@ -84,6 +84,7 @@ class RunSummary:
             "epoch_seconds": [round(s, 3) for s in r.epoch_seconds],
             "seconds": self._seconds(),
             **self.reports,
+            "settings_source": self.settings.source_map(),  # where each setting came from (config.py's precedence)
         }
 
     def nothing_to_do(self) -> dict[str, Any]:
@@ -111,4 +112,5 @@ class RunSummary:
             "inputs_sha256": self.delta.input_hashes(),
             "seed": self.settings.seed,
             "config": self.settings.to_dict(),
+            "settings_source": self.settings.source_map(),
         }
