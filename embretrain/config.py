@@ -142,9 +142,10 @@ def _rank(source: str) -> int:
 EXTEND_KEYS = ("extend_epochs", "init", "valid_fraction", "patience", "corrupt")
 # What an extend takes from the base checkpoint's lineage (the settings of the run that made it): the training
 # settings, so the new rows learn the way the old ones did. Not carried: the model, dim and scoring parameters
-# (read from the checkpoint itself; ``tied`` is whether it has a context table), epochs (a table from scratch needs many more than new rows beside frozen
-# ones: the recipe's extend_epochs, else the default), seed (one run's draws; the default keeps a rerun
-# byte-identical), threads (the machine's, not the model's) and the extend keys (the recipe's).
+# (read from the checkpoint itself; ``tied`` is whether it has a context table), epochs (a table from scratch
+# needs many more than new rows beside frozen ones: the recipe's extend_epochs, else the default), seed (one
+# run's draws; the default keeps a rerun byte-identical), threads (the machine's, not the model's) and the
+# extend keys (the recipe's).
 _NOT_CARRIED = {"model", "dim", "tied", "epochs", "seed", "threads", *EXTEND_KEYS,
                 *(name for params in MODEL_PARAMS.values() for name in params)}
 CARRIED = tuple(name for name in _FIELDS if name not in _NOT_CARRIED)

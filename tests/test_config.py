@@ -111,7 +111,8 @@ def test_explicit_epochs_beat_a_presets_extend_epochs_for_every_caller(tmp_path)
     assert preset.for_extend().extend_epochs == explicit.for_extend().extend_epochs == -1  # spent: lineage says -1
     assert Settings(epochs=4).for_extend().epochs == 4  # no extend budget: epochs as given
     # `sources` is bookkeeping, not a setting: not in the lineage's config, not a TOML key
-    assert "sources" not in explicit.to_dict() and set(explicit.to_dict()) == set(dataclasses.asdict(Settings())) - {"sources"}
+    assert "sources" not in explicit.to_dict()
+    assert set(explicit.to_dict()) == set(dataclasses.asdict(Settings())) - {"sources"}
     for name in ("sources", "explicit"):
         (tmp_path / "bad.toml").write_text(f"{name} = 1\n")
         with pytest.raises(UsageError, match=f"unknown setting '{name}'"):
@@ -172,7 +173,8 @@ def test_extend_precedence_recipe_then_preset_then_config_then_options(tmp_path)
 def test_a_model_without_recipe_or_lineage_extends_at_its_defaults():
     s = resolve_extend_settings(_base("complex", params={}, lineage=[])).for_extend()
     assert "extend_epochs" not in load_preset("complex")
-    assert (s.epochs, s.init, s.lr) == (Settings.epochs, Settings.init, MODEL_DEFAULTS["complex"].get("lr", Settings.lr))
+    want_lr = MODEL_DEFAULTS["complex"].get("lr", Settings.lr)
+    assert (s.epochs, s.init, s.lr) == (Settings.epochs, Settings.init, want_lr)
     assert set(s.source_map().values()) <= {"default", "model", "checkpoint"}
 
 

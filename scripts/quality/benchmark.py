@@ -206,7 +206,8 @@ class Benchmark:
             ent_file = write_tsv(out / f"new-entities-{night.night}.tsv", night.new_entities)
             delta_file = write_tsv(out / f"delta-{night.night}.tsv", night.delta)
             rel_file = write_tsv(out / f"new-relations-{night.night}.tsv", night.new_relations) if night.new_relations else None
-            summary, wall = self.runner.extend(prev, ent_file, delta_file, ckpt, rel_file, self.extend_args(extra, headline))
+            args = self.extend_args(extra, headline)
+            summary, wall = self.runner.extend(prev, ent_file, delta_file, ckpt, rel_file, args)
             identical = old_rows_identical(prev, ckpt)
             all_identical = all_identical and identical
             wall_total += wall
