@@ -170,6 +170,13 @@ def test_extend_precedence_recipe_then_preset_then_config_then_options(tmp_path)
     assert resolve_extend_settings(base, None, {"init": "xavier", "epochs": 6}).for_extend().epochs == 6
 
 
+def test_another_models_preset_on_extend_keeps_the_checkpoints_model_and_says_so(caplog):
+    s = resolve_extend_settings(_base(), preset="rotate")
+    rotate = load_preset("rotate")
+    assert (s.model, s.dim, s.gamma) == ("transe", 8, 3.0) and s.lr == rotate["lr"]
+    assert "preset:rotate is for model rotate" in caplog.text and "a transe model" in caplog.text
+
+
 def test_a_model_without_recipe_or_lineage_extends_at_its_defaults():
     s = resolve_extend_settings(_base("complex", params={}, lineage=[])).for_extend()
     assert "extend_epochs" not in load_preset("complex")
