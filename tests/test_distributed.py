@@ -172,7 +172,7 @@ def demo_base(tmp_path_factory):
 @pytest.mark.cluster
 def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(demo_base, tmp_path):
     from embretrain import api
-    from embretrain.config import resolve_settings
+    from embretrain.config import resolve_extend_settings
 
     data, base_path = demo_base
     out, report, probe = tmp_path / "cluster.h5", tmp_path / "report.json", tmp_path / "probe.json"
@@ -201,9 +201,9 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
 
     # the same run, locally, in this process
     base = api.load(base_path)
-    settings = resolve_settings(None, EXTEND, model=base.model)
+    settings = resolve_extend_settings(base, None, EXTEND)  # what the CLI resolves: the base's and the recipe's
     local, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", settings, progress=False)
-    glorot, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", dataclasses.replace(settings, epochs=0),
+    glorot, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", dataclasses.replace(settings, epochs=0, init="xavier"),
                            progress=False)
     grown = api.load(out)  # readable by the local code
 
