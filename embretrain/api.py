@@ -28,7 +28,7 @@ import numpy as np
 
 from .checkpoint import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE, Checkpoint
 from .storage import as_array
-from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_settings
+from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_extend_settings, resolve_settings
 from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
                     scratch_delta)
 from .errors import UsageError
@@ -231,7 +231,7 @@ def plan_extend(
     from .levers import choose_levers
     from .models import get_model
 
-    settings = (settings or resolve_settings(model=ckpt.model)).for_extend()
+    settings = (settings or resolve_extend_settings(ckpt)).for_extend()
     if settings.model != ckpt.model:
         raise UsageError(f"the checkpoint holds a {ckpt.model!r} model; it cannot be extended as {settings.model!r}")
     scorer = get_model(ckpt.model, ckpt.params, from_checkpoint=True)
@@ -279,8 +279,9 @@ def extend(
     ``epoch_seconds`` and ``seconds``; ``replay_examples``/``replay_skipped`` with ``replay``,
     ``init_placed_from_neighbors`` with a neighbour start, ``early_stopping`` with ``valid_fraction``.
     ``summary["nothing_to_do"]`` is True (and ``ckpt`` is returned as is) when every new name was
-    already known. Epochs: ``settings.for_extend()`` (a preset's ``extend_epochs`` unless ``epochs`` was
-    given explicitly). The counts are :func:`plan_extend`'s, which a dry run reports alone.
+    already known. ``settings`` None: the base's recorded training settings and its model's extend recipe
+    (:func:`~embretrain.config.resolve_extend_settings`). Epochs: ``settings.for_extend()`` (the recipe's
+    ``extend_epochs`` unless ``epochs`` was set above it). The counts are :func:`plan_extend`'s, which a dry run reports alone.
 
     ``new_contexts`` (a pair model with two vocabularies, ``ckpt.contexts``): new names of the ``b`` side (items
     of a two-tower model), trained from the pairs naming them while every old row of both tables stays frozen;

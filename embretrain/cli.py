@@ -17,7 +17,7 @@ import time
 import click
 
 from . import __version__, quiet_tf
-from .config import CHOICES, OLD_ROWS, STRATEGIES
+from .config import CHOICES, OLD_ROWS, PRESETS, STRATEGIES
 from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
     EXIT_CHECKPOINT,
@@ -117,8 +117,9 @@ def main(ctx, verbose, quiet, debug):
 def training_options(func):
     """Options shared by ``train`` and ``extend`` (None = not given, so presets can fill them)."""
     options = [
-        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML preset (see configs/); options given here override it."),
-        click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20]."),
+        click.option("--preset", type=click.Choice(PRESETS), help="A preset shipped with embretrain (extend: its settings replace the base checkpoint's and the model's recipe)."),
+        click.option("--config", "config", type=click.Path(dir_okay=False), help="Your own TOML file of settings (the keys of the presets); it refines --preset, and options given here override both."),
+        click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20; extend: its model's recipe, extend_epochs]."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
@@ -173,11 +174,14 @@ _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "neg
                  "init", "valid_fraction", "patience", "corrupt")
 
 
-def _settings(opts: dict, model: str | None = None):
-    from .config import resolve_settings
+def _settings(opts: dict, base=None):
+    """The run's settings: ``train``'s, or with ``base`` (the loaded checkpoint) an ``extend``'s."""
+    from .config import resolve_extend_settings, resolve_settings
 
     overrides = {k: opts.get(k) for k in _SETTING_KEYS}
-    return resolve_settings(opts.get("config"), overrides, model=model)
+    if base is not None:
+        return resolve_extend_settings(base, opts.get("config"), overrides, preset=opts.get("preset"))
+    return resolve_settings(opts.get("config"), overrides, preset=opts.get("preset"))
 
 
 def _emit(summary: dict, as_json: bool) -> None:
@@ -189,6 +193,11 @@ def _emit(summary: dict, as_json: bool) -> None:
             continue
         if isinstance(value, dict) and set(value) == {"count", "names"}:  # a capped list of names
             value = _name_list(value)
+        elif key == "settings_source":  # by source, not by setting: what came from where reads at a glance
+            by_source: dict = {}
+            for name, source in value.items():
+                by_source.setdefault(source, []).append(name)
+            value = "; ".join(f"{source}: {' '.join(names)}" for source, names in by_source.items())
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, float):
@@ -389,9 +398,12 @@ DRY_RUN_HELP = ("Check everything the run would read and write (checkpoint check
 def train(**opts):
     """Train a model from scratch (the first checkpoint, or a full-retrain baseline).
 
+    Settings, lowest precedence first: defaults < the model's defaults < --preset < --config < options.
+
     \b
     Example:
       embretrain train --data train.tsv --model transe --dim 200 --epochs 50 --out base.h5
+      embretrain train --data train.tsv --preset transe --out base.h5
     """
     from . import api
 
@@ -428,7 +440,7 @@ def train(**opts):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged checkpoint to write; may be --ckpt itself (atomic in-place growth, previous version kept as OUT.1).")
 @click.option("--skip-unknown", is_flag=True, help="Skip (and count) data lines naming an entity or relation that is neither old nor new.")
 @click.option("--strict", is_flag=True, help=f"Exit {EXIT_NOTHING_TO_DO} instead of 0 when every new name is already in --ckpt (a rerun).")
-@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [xavier].")
+@click.option("--init", type=click.Choice(CHOICES["init"]), help="Start of new rows: Glorot, or a closed form from their frozen neighbours (mean or coordinate-wise median of the estimates) [its model's recipe, else xavier].")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
@@ -442,7 +454,10 @@ def train(**opts):
 def extend(**opts):
     """Append rows for new entities, train only them on the delta, write a merged checkpoint.
 
-    Old rows of every table are frozen and come out bit-identical.
+    Old rows of every table are frozen and come out bit-identical. With no options it trains the way the
+    base was trained (settings from its lineage) and follows its model's extend recipe (start, epochs):
+    defaults < the model's defaults < the base's settings < the recipe < --preset < --config < options.
+    The summary's settings_source says where each setting came from.
 
     \b
     Example:
@@ -471,8 +486,8 @@ def extend(**opts):
         logger.info("loading %s", opts["ckpt"])
         # read-only: frozen rows are never written to, and the save can continue the load's sha256
         ckpt = api.load(opts["ckpt"], old_rows=old_rows, read_only=True, **_load_options(opts))
-        # an explicit --epochs beats a preset's extend_epochs
-        return ckpt, _settings(opts, model=ckpt.model), time.perf_counter() - t0
+        # the base's training settings and its model's extend recipe, under --preset/--config and options
+        return ckpt, _settings(opts, base=ckpt), time.perf_counter() - t0
 
     def finish(summary: dict, t_load: float) -> dict | None:
         """Timings of the load; the "nothing to do" outcome (None: there is something to do)."""

@@ -1,13 +1,23 @@
 """Run settings: one dataclass, TOML presets, a fixed precedence, and the lists of choices.
 
-Owns: :class:`Settings` (what shapes a ``train``/``extend`` run), the precedence that resolves it,
-the one decision of how many epochs an ``extend`` trains (:meth:`Settings.for_extend`), and every
-list of choices the CLI offers for a setting (``CHOICES``, ``STRATEGIES``, ``OLD_ROWS``): cli.py reads
-them from here. Must not: import TensorFlow, read data, or name CLI flags in its errors (the CLI
-parses flags; this module speaks in setting names, which are also the TOML keys).
+Owns: :class:`Settings` (what shapes a ``train``/``extend`` run), the precedence that resolves it and the
+record of where each setting came from (``Settings.sources``), the presets shipped inside the package
+(``embretrain/presets/*.toml``, read with importlib.resources so they travel with a non-editable install),
+the one decision of how many epochs an ``extend`` trains (:meth:`Settings.for_extend`), and every list of
+choices the CLI offers for a setting (``CHOICES``, ``PRESETS``, ``STRATEGIES``, ``OLD_ROWS``): cli.py reads
+them from here. Must not: import TensorFlow, read data, or name CLI flags in its errors (the CLI parses
+flags; this module speaks in setting names, which are also the TOML keys).
 
-Precedence, lowest first: the dataclass defaults < the model's defaults (``MODEL_DEFAULTS``, and its
-``scaled_defaults``: e.g. gamma from dim) < a ``--config`` TOML file < options given explicitly (on the command line, or ``overrides``).
+Precedence, lowest first, each level named by its source label (``Settings.sources``):
+
+- ``train`` (:func:`resolve_settings`): ``default`` (the dataclass) < ``model`` (the model's defaults,
+  ``MODEL_DEFAULTS``, and its ``scaled_defaults``: e.g. gamma from dim) < ``preset:NAME`` (a shipped preset)
+  < ``config:FILE`` (the user's own TOML file) < ``option`` (given explicitly: the command line, ``overrides``).
+- ``extend`` (:func:`resolve_extend_settings`): ``default`` < ``model`` < ``base checkpoint`` (the training
+  settings the base was made with, from its lineage: :data:`CARRIED`) < ``recipe:NAME`` (the extend keys,
+  :data:`EXTEND_KEYS`, of the model's shipped preset) < ``preset:NAME`` < ``config:FILE`` < ``option``; the
+  model, ``dim`` and the scoring parameters are the checkpoint's (``checkpoint``), whatever a file says.
+
 A TOML preset is flat ``key = value`` pairs named like the fields below (``batch_size``, not
 ``--batch-size``); unknown keys are an error so a typo never silently does nothing.
 """
@@ -19,14 +29,16 @@ import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from .errors import UsageError
 from .models import MODELS
 
-__all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "CHOICES", "STRATEGIES", "OLD_ROWS", "load_toml",
-           "resolve_settings"]
+__all__ = ["Settings", "MODEL_DEFAULTS", "MODEL_PARAMS", "CHOICES", "PRESETS", "STRATEGIES", "OLD_ROWS", "CARRIED",
+           "EXTEND_KEYS", "load_toml", "load_preset", "preset_names", "recorded_settings", "resolve_settings",
+           "resolve_extend_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,32 +75,44 @@ class Settings:
     valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
     patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
     corrupt: str = "any"  # negatives: any side | frozen (the old side of a triple with one new entity)
-    # Which settings were given explicitly (``overrides`` of resolve_settings: the command line), as opposed
-    # to defaults and presets. Not a setting: not in to_dict(), not a TOML key.
-    explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # Where each setting came from (a source label of the precedence above, e.g. "option", "preset:transe");
+    # a setting not listed is the dataclass default. Not a setting: not in to_dict(), not a TOML key.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """The settings given explicitly (``overrides``: the command line), as opposed to defaults and files."""
+        return frozenset(k for k, source in self.sources.items() if source == OPTION)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings by name (the TOML keys), as recorded in a checkpoint's lineage."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _FIELDS}
 
+    def source_map(self) -> dict[str, str]:
+        """Every setting's source label, in field order (what a summary's ``settings_source`` shows)."""
+        return {name: self.sources.get(name, DEFAULT) for name in _FIELDS}
+
     def for_extend(self) -> Settings:
         """The settings an ``extend`` trains with: the one place that decides its epochs.
 
-        A preset's ``extend_epochs`` (new rows from a neighbour start need far fewer epochs than a table
-        from scratch) replaces ``epochs``, unless ``epochs`` was given explicitly, which always wins.
-        The result has ``extend_epochs = -1``: it is spent.
+        ``extend_epochs`` (new rows from a neighbour start need far fewer epochs than a table from scratch)
+        replaces ``epochs`` unless ``epochs`` was set at a higher level of the precedence: an explicit
+        ``epochs`` always wins, and so does a ``--config`` file's ``epochs`` over the model's recipe. The
+        result has ``extend_epochs = -1``: it is spent.
         """
-        if self.extend_epochs >= 0 and "epochs" not in self.explicit:
-            return dataclasses.replace(self, epochs=self.extend_epochs, extend_epochs=-1)
+        src = self.source_map()
+        if self.extend_epochs >= 0 and _rank(src["extend_epochs"]) >= _rank(src["epochs"]):
+            sources = {**self.sources, "epochs": src["extend_epochs"]}
+            return dataclasses.replace(self, epochs=self.extend_epochs, extend_epochs=-1, sources=sources)
         return dataclasses.replace(self, extend_epochs=-1)
 
 
 # Scoring parameters per model (what the checkpoint stores as root attributes) and per-model starting points
-# (configs/<model>.toml hold the measured presets): read from each model's file through the registry.
+# (embretrain/presets/<model>.toml hold the measured presets): read from each model's file through the registry.
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {name: cls.param_names for name, cls in MODELS.items()}
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODELS.items()}
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "explicit"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources"}
 # The values a setting may take; the CLI's click.Choice lists are these. Models come from the registry; the
 # others are spelled out rather than imported from optim.OPTIMIZERS and init.INIT_CHOICES (modules that
 # import numpy), so importing the CLI stays light. tests/test_config.py checks they agree.
@@ -103,6 +127,31 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Run options that are not settings (not recorded in lineage): where to train, where old rows live.
 STRATEGIES = ("local", "parameter-server")
 OLD_ROWS = ("memory", "on-disk")
+
+# Source labels (``Settings.sources``), lowest precedence first; "recipe", "preset" and "config" are followed by
+# ":NAME" / ":FILE". "checkpoint" is an extend's model, dim and scoring parameters: not a level that options
+# could override, so it ranks above them.
+DEFAULT, MODEL, BASE, RECIPE, PRESET, CONFIG, OPTION, CHECKPOINT = (
+    "default", "model", "base checkpoint", "recipe", "preset", "config", "option", "checkpoint")
+_RANKS = {label: i for i, label in enumerate((DEFAULT, MODEL, BASE, RECIPE, PRESET, CONFIG, OPTION, CHECKPOINT))}
+
+
+def _rank(source: str) -> int:
+    return _RANKS[source.partition(":")[0]]
+
+
+# What an extend takes from its model's shipped preset (the "recipe": how new rows start, how long they train,
+# what they are contrasted with): the extend-only settings.
+EXTEND_KEYS = ("extend_epochs", "init", "valid_fraction", "patience", "corrupt")
+# What an extend takes from the base checkpoint's lineage (the settings of the run that made it): the training
+# settings, so the new rows learn the way the old ones did. Not carried: the model, dim and scoring parameters
+# (read from the checkpoint itself; ``tied`` is whether it has a context table), epochs (a table from scratch
+# needs many more than new rows beside frozen ones: the recipe's extend_epochs, else the default), seed (one
+# run's draws; the default keeps a rerun byte-identical), threads (the machine's, not the model's) and the
+# extend keys (the recipe's).
+_NOT_CARRIED = {"model", "dim", "tied", "epochs", "seed", "threads", *EXTEND_KEYS,
+                *(name for params in MODEL_PARAMS.values() for name in params)}
+CARRIED = tuple(name for name in _FIELDS if name not in _NOT_CARRIED)
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a preset is a few hundred bytes; anything this big is the wrong file
@@ -133,11 +182,63 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         if st.st_size > MAX_CONFIG_BYTES:
             raise UsageError(f"{path}: {st.st_size} bytes is too big for a TOML config file (at most {MAX_CONFIG_BYTES})")
         data = fh.read(MAX_CONFIG_BYTES + 1)
+    return _parse(data, str(path))
+
+
+def _parse(data: bytes, origin: str) -> dict[str, Any]:
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise UsageError(f"{path}: not valid TOML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    return _check(raw, str(path))
+        raise UsageError(f"{origin}: not valid TOML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return _check(raw, origin)
+
+
+# --- presets shipped in the package ----------------------------------------------------------------
+def _preset_dir():
+    """embretrain/presets as an importlib.resources Traversable: found wherever the package is installed."""
+    return resources.files("embretrain").joinpath("presets")
+
+
+def preset_names() -> tuple[str, ...]:
+    """The shipped presets' names (``transe`` for ``presets/transe.toml``), sorted."""
+    return tuple(sorted(p.name[: -len(".toml")] for p in _preset_dir().iterdir() if p.name.endswith(".toml")))
+
+
+# Listing a folder of the installed package is cheap: --help can offer the names (nothing heavy is imported).
+PRESETS: tuple[str, ...] = preset_names()
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The settings of the shipped preset ``name``; an unknown name is a :class:`UsageError` listing the presets."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {_short(name)}; shipped presets: {', '.join(PRESETS)}")
+    return _parse(_preset_dir().joinpath(f"{name}.toml").read_bytes(), f"preset {name}")
+
+
+def _extend_recipe(model: str) -> tuple[str, dict[str, Any]]:
+    """(source label, the extend keys of ``model``'s shipped preset); empty when the model has no preset."""
+    cls = MODELS.get(model)
+    if cls is None or cls.preset is None:
+        return RECIPE, {}
+    return f"{RECIPE}:{cls.preset}", {k: v for k, v in load_preset(cls.preset).items() if k in EXTEND_KEYS}
+
+
+def recorded_settings(lineage: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The :data:`CARRIED` settings of the last run recorded in ``lineage`` (a checkpoint's list of records).
+
+    A lineage is data from a file: a record without a ``config``, a setting this version does not know or a
+    value it would refuse is left out (logged), never an error; the checkpoint's tables are what matters.
+    """
+    config = next((rec["config"] for rec in reversed(list(lineage or []))
+                   if isinstance(rec, Mapping) and isinstance(rec.get("config"), Mapping)), {})
+    out: dict[str, Any] = {}
+    for key in CARRIED:
+        if key in config:
+            try:
+                out.update(_check({key: config[key]}, "the base checkpoint's lineage"))
+            except UsageError as err:
+                logger.warning("not carried over: %s", err)
+    return out
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -191,30 +292,86 @@ def _check_ranges(values: dict[str, Any], origin: str) -> None:
         raise UsageError(f"{origin}: patience must be >= 0, got {values['patience']}")
 
 
+def _resolve(layers: list[tuple[str, dict[str, Any]]], model: str, model_source: str) -> Settings:
+    """Settings from ``layers`` of ``(source label, values)``, lowest precedence first, for ``model``."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in [(MODEL, MODEL_DEFAULTS.get(model, {})), *layers]:
+        values.update(layer)
+        sources.update(dict.fromkeys(layer, source))
+    values["model"], sources["model"] = model, model_source
+    if model in MODELS:
+        # the model's defaults that depend on other settings (gamma on dim): at its defaults' level, under the rest
+        derived = MODELS[model].scaled_defaults({**Settings().to_dict(), **values})
+        low = {k: v for k, v in derived.items() if _rank(sources.get(k, DEFAULT)) <= _RANKS[MODEL]}
+        values.update(low)
+        sources.update(dict.fromkeys(low, MODEL))
+    return Settings(**values, sources=sources)
+
+
+def _file_layers(preset: str | None, config_file: str | Path | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``--preset`` and ``--config`` levels (a user's own file above the shipped preset it may refine)."""
+    layers = []
+    if preset:
+        layers.append((f"{PRESET}:{preset}", load_preset(preset)))
+    if config_file:
+        layers.append((f"{CONFIG}:{config_file}", load_toml(config_file)))
+    return layers
+
+
+def _options(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    return _check({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
+
+
 def resolve_settings(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     *,
     model: str | None = None,
+    preset: str | None = None,
 ) -> Settings:
-    """Build the effective :class:`Settings`.
+    """Build the effective :class:`Settings` of a ``train`` (or of an ``extend`` told everything).
 
     Args:
-        config_file: optional TOML preset.
-        overrides: options given explicitly (``None`` values are ignored); remembered in
-            ``Settings.explicit`` (so an explicit ``epochs`` beats a preset's ``extend_epochs``).
-        model: the model when it is fixed from outside (``extend`` takes it from the checkpoint).
+        config_file: optional TOML file of the user's own.
+        overrides: options given explicitly (``None`` values are ignored); their source is ``option``
+            (so an explicit ``epochs`` beats a preset's ``extend_epochs``).
+        model: the model when it is fixed from outside (an ``extend`` takes it from the checkpoint).
+        preset: the name of a shipped preset (:data:`PRESETS`), below ``config_file``.
     """
-    from_file = load_toml(config_file) if config_file else {}
-    explicit = _check({k: v for k, v in (overrides or {}).items() if v is not None}, "command line")
-    name = model or explicit.get("model") or from_file.get("model") or Settings.model
-    values: dict[str, Any] = {}
-    values.update(MODEL_DEFAULTS.get(name, {}))
-    values.update(from_file)
-    values.update(explicit)
-    values["model"] = name
-    if name in MODELS:
-        # the model's defaults that depend on other settings (gamma on dim): at its defaults' level, under the rest
-        derived = MODELS[name].scaled_defaults({**Settings().to_dict(), **values})
-        values.update({k: v for k, v in derived.items() if k not in from_file and k not in explicit})
-    return Settings(**values, explicit=frozenset(explicit))
+    files = _file_layers(preset, config_file)
+    explicit = _options(overrides)
+    layers = [*files, (OPTION, explicit)]
+    if model:
+        name, source = model, CHECKPOINT
+    else:
+        named = [(source, layer["model"]) for source, layer in layers if "model" in layer]
+        source, name = named[-1] if named else (DEFAULT, Settings.model)
+    return _resolve(layers, name, source)
+
+
+def resolve_extend_settings(
+    base,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+) -> Settings:
+    """The :class:`Settings` of an ``extend`` of ``base``: with nothing given, the best ``extend`` we know.
+
+    ``base`` is the checkpoint (its ``model``, ``params``, ``dim`` and ``lineage`` are read). Its recorded
+    training settings (:func:`recorded_settings`) and its model's extend recipe fill what ``preset``,
+    ``config_file`` and ``overrides`` leave open (precedence in the module docstring); the model, ``dim``
+    and the scoring parameters are the checkpoint's. Call :meth:`Settings.for_extend` on the result.
+    """
+    files = _file_layers(preset, config_file)
+    for source, layer in files:
+        if layer.get("model", base.model) != base.model:
+            logger.warning("%s is for model %s; %s is a %s model, whose model and parameters come from the "
+                           "checkpoint: its other settings apply", source, layer["model"],
+                           getattr(base, "source", None) or "the checkpoint", base.model)
+    recipe = _extend_recipe(base.model)
+    own = {k: v for k, v in (base.params or {}).items() if k in MODEL_PARAMS.get(base.model, ())}
+    layers = [(BASE, recorded_settings(base.lineage)), recipe, *files, (OPTION, _options(overrides)),
+              (CHECKPOINT, {**own, "dim": base.dim})]
+    return _resolve(layers, base.model, CHECKPOINT)

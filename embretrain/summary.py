@@ -147,6 +147,7 @@ class RunSummary:
             "epoch_seconds": [round(s, 3) for s in r.epoch_seconds],
             "seconds": self._seconds(),
             **self.reports,
+            "settings_source": self.settings.source_map(),  # where each setting came from (config.py's precedence)
         }
 
     def planned(self) -> dict[str, Any]:
@@ -179,6 +180,7 @@ class RunSummary:
             "inputs_sha256": self.delta.input_hashes(),
             "seed": self.settings.seed,
             "config": self._config(),
+            "settings_source": self.settings.source_map(),
         }
 
 

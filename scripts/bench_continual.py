@@ -60,7 +60,7 @@ RATIOS = (3, 1, 1)  # train : valid : test of each snapshot's triples (LKGE)
 # Published TransE dim-200 figures on LKGE's own FB15k-237 ENTITY split (whole MRR over 5 snapshots, final model,
 # candidates: the entities visible at each test's snapshot). Another split and protocol: context, not a target met.
 ANCHORS = {"PNN (frozen old rows)": 0.229, "LKGE": 0.234, "IncDE": 0.253}
-DEFAULT_VARIANTS = ("preset=--config configs/transe.toml", "headline=")
+DEFAULT_VARIANTS = ("preset=--preset transe", "headline=")
 INTRO = """\
 Nights of growth on FB15k-237 (issue 16), built and run by `scripts/bench_continual.py`. The protocol follows
 LKGE's ENTITY dataset (Cui et al., AAAI 2023) as far as its public description goes: the whole graph (train + valid +
@@ -351,7 +351,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--snapshots", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="walk start, neighbour order and the 3:1:1 split")
     p.add_argument("--max-entities", type=int, default=0, help="the walk's first N entities only (timing); 0: all")
-    p.add_argument("--train-args", default="--config configs/transe.toml", help="options of the snapshot-0 train")
+    p.add_argument("--train-args", default="--preset transe", help="options of the snapshot-0 train")
     p.add_argument("--variant", action="append", metavar="NAME=ARGS",
                    help=f"an extend chain and its options (repeatable); default: {' and '.join(DEFAULT_VARIANTS)}")
     p.add_argument("--test-sample", type=int, default=0,

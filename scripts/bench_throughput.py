@@ -126,11 +126,11 @@ def prepare_data(src: Path, dst: Path, limit: int | None, test_limit: int | None
 
 
 def effective_settings(model: str, args, extra: dict) -> dict:
-    """embretrain's settings for ``model`` (its preset in configs/, then this run's options): the single source
-    both tools are configured from."""
+    """embretrain's settings for ``model`` (its preset in embretrain/presets/, then this run's options): the single
+    source both tools are configured from."""
     from embretrain.config import resolve_settings  # no TensorFlow import
 
-    return resolve_settings(ROOT / "configs" / f"{model}.toml", overrides(args, extra)).to_dict()
+    return resolve_settings(ROOT / "embretrain" / "presets" / f"{model}.toml", overrides(args, extra)).to_dict()
 
 
 def overrides(args, extra: dict) -> dict:
@@ -142,7 +142,7 @@ def overrides(args, extra: dict) -> dict:
 def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
     """One child process: train ``model`` with ``tool``, return its timings and test figures."""
     spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
-            "config_file": str(ROOT / "configs" / f"{model}.toml"), "overrides": overrides(args, extra),
+            "config_file": str(ROOT / "embretrain" / "presets" / f"{model}.toml"), "overrides": overrides(args, extra),
             "settings": effective_settings(model, args, extra)}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     print(f"  {model}: {label} ...", file=sys.stderr, flush=True)

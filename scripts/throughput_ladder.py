@@ -41,7 +41,7 @@ def checkout(rev: str, work: Path) -> Path:
 
 def run_variant(label: str, extra: list[str], env_extra: dict[str, str], args, work: Path) -> dict:
     out = work / "model.h5"
-    cmd = [sys.executable, "-m", "embretrain", "-q", "train", "--config", str(ROOT / "configs" / "transe.toml"),
+    cmd = [sys.executable, "-m", "embretrain", "-q", "train", "--config", str(ROOT / "embretrain" / "presets" / "transe.toml"),
            "--data", str(Path(args.data) / "train.txt"), "--out", str(out), "--dim", str(args.dim),
            "--negatives", str(args.negatives), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
            "--seed", "0", "--json", "--no-progress", *extra]

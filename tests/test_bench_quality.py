@@ -287,7 +287,13 @@ def test_benchmark_end_to_end_through_the_cli(bench, dataset, tmp_path):
     for label in ("no training (xavier)", "extend", "neighbors"):
         assert runs[label]["old_rows_identical"] is True
         assert runs[label]["new"]["test_examples"] == result["counts"]["test_new"] > 0
-    assert runs["no training (xavier)"]["epochs"] == 0 and runs["extend"]["epochs"] == 30
+    assert runs["no training (xavier)"]["epochs"] == 0
+    # the main run is the README's headline command: the base's settings and the model's recipe, no options
+    from embretrain.config import load_preset
+
+    assert runs["extend"]["args"] == [] and runs["extend"]["epochs"] == load_preset("transe")["extend_epochs"]
+    assert runs["extend"]["settings_source"]["lr"] == "base checkpoint"
+    assert runs["extend"]["settings_source"]["init"] == "recipe:transe"
     # training the new rows beats leaving them at their Glorot start
     assert runs["extend"]["new"]["mrr"] > runs["no training (xavier)"]["new"]["mrr"]
     assert runs["extend"]["mrr_vs_full"] == pytest.approx(runs["extend"]["new"]["mrr"] / runs["full retrain"]["new"]["mrr"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,7 +14,6 @@ from click.testing import CliRunner
 from conftest import write_tsv
 from embretrain.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["train", "extend", "evaluate", "inspect", "demo"]
 
 
@@ -45,8 +43,7 @@ def test_help_lists_exit_codes():
 
 def test_train_extend_evaluate_inspect(toy):
     d = toy["dir"]
-    smoke = ROOT / "configs" / "ci-smoke.toml"
-    r = run("train", "--data", toy["train"], "--out", d / "base.h5", "--config", smoke, "--model", "transe",
+    r = run("train", "--data", toy["train"], "--out", d / "base.h5", "--preset", "ci-smoke", "--model", "transe",
             "--dim", 8, "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
@@ -55,7 +52,7 @@ def test_train_extend_evaluate_inspect(toy):
         assert f["entity_embeddings"].shape == (30, 8) and f.attrs["model"] == "transe"
 
     r = run("extend", "--ckpt", d / "base.h5", "--new-entities", toy["new"], "--data", toy["delta"],
-            "--out", d / "merged.h5", "--config", smoke, "--epochs", 3, "--json")
+            "--out", d / "merged.h5", "--preset", "ci-smoke", "--epochs", 3, "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["entities_added"] == 6 and summary["epochs"] == 3

@@ -1,16 +1,21 @@
-"""Settings precedence: defaults < model defaults < --config file < explicit options."""
+"""Settings precedence and where each setting came from.
+
+train: defaults < model defaults < --preset < --config file < explicit options.
+extend: defaults < model defaults < the base checkpoint's training settings < the model's extend recipe
+< --preset < --config file < explicit options; model, dim and scoring parameters from the checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
+import numpy as np
 import pytest
 
-from embretrain.config import MODEL_DEFAULTS, Settings, load_toml, resolve_settings
+from embretrain.checkpoint import Checkpoint
+from embretrain.config import (CARRIED, EXTEND_KEYS, MODEL_DEFAULTS, PRESETS, Settings, load_preset, load_toml,
+                               recorded_settings, resolve_extend_settings, resolve_settings)
 from embretrain.errors import UsageError
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_precedence(tmp_path):
@@ -20,6 +25,30 @@ def test_precedence(tmp_path):
     assert s.model == "distmult" and s.epochs == 7 and s.lr == 0.25
     assert s.regularization == MODEL_DEFAULTS["distmult"]["regularization"]
     assert resolve_settings().batch_size == Settings.batch_size
+    src = s.source_map()
+    assert (src["model"], src["epochs"], src["lr"], src["regularization"], src["seed"]) == (
+        f"config:{cfg}", f"config:{cfg}", "option", "model", "default")
+
+
+def test_a_config_file_refines_a_preset_and_options_beat_both(tmp_path):
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text("lr = 0.5\nepochs = 3\n")
+    s = resolve_settings(cfg, {"epochs": 4}, preset="rotate")
+    shipped = load_preset("rotate")
+    assert (s.model, s.dim, s.adversarial_temperature) == ("rotate", shipped["dim"], shipped["adversarial_temperature"])
+    assert (s.lr, s.epochs) == (0.5, 4)
+    src = s.source_map()
+    assert (src["dim"], src["lr"], src["epochs"]) == ("preset:rotate", f"config:{cfg}", "option")
+    # a model named on the command line beats the preset's
+    assert resolve_settings(None, {"model": "distmult"}, preset="rotate").model == "distmult"
+    with pytest.raises(UsageError, match="unknown preset 'nope'; shipped presets: ci-smoke, "):
+        resolve_settings(preset="nope")
+
+
+def test_presets_are_read_from_the_package_not_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert {"transe", "distmult", "complex", "rotate", "dot", "transh", "ci-smoke"} <= set(PRESETS)
+    assert load_preset("ci-smoke")["epochs"] == 2
 
 
 def test_model_fixed_by_checkpoint_wins(tmp_path):
@@ -47,15 +76,10 @@ def test_missing_config_file(tmp_path):
         load_toml(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_presets_load(path):
-    s = resolve_settings(path)
-    assert isinstance(s, Settings)
-
-
-def test_every_model_family_has_a_preset():
-    names = {p.stem for p in CONFIGS.glob("*.toml")}
-    assert {"transe", "distmult", "complex", "rotate", "dot", "ci-smoke"} <= names
+@pytest.mark.parametrize("name", PRESETS)
+def test_shipped_presets_load(name):
+    s = resolve_settings(preset=name)
+    assert isinstance(s, Settings) and all(v.startswith(("preset:", "model", "default")) for v in s.sources.values())
 
 
 def test_choices_are_the_registries_and_the_cli_offers_them():
@@ -81,12 +105,91 @@ def test_explicit_epochs_beat_a_presets_extend_epochs_for_every_caller(tmp_path)
     cfg.write_text("epochs = 9\nextend_epochs = 2\n")
     preset = resolve_settings(cfg)
     assert preset.epochs == 9 and preset.for_extend().epochs == 2  # the preset's extend budget
+    assert preset.for_extend().source_map()["epochs"] == f"config:{cfg}"
     explicit = resolve_settings(cfg, {"epochs": 5})
     assert explicit.explicit == {"epochs"} and explicit.for_extend().epochs == 5
     assert preset.for_extend().extend_epochs == explicit.for_extend().extend_epochs == -1  # spent: lineage says -1
     assert Settings(epochs=4).for_extend().epochs == 4  # no extend budget: epochs as given
-    # `explicit` is bookkeeping, not a setting: not in the lineage's config, not a TOML key
-    assert "explicit" not in explicit.to_dict() and set(explicit.to_dict()) == set(dataclasses.asdict(Settings())) - {"explicit"}
-    (tmp_path / "bad.toml").write_text("explicit = 1\n")
-    with pytest.raises(UsageError, match="unknown setting 'explicit'"):
-        load_toml(tmp_path / "bad.toml")
+    # `sources` is bookkeeping, not a setting: not in the lineage's config, not a TOML key
+    assert "sources" not in explicit.to_dict()
+    assert set(explicit.to_dict()) == set(dataclasses.asdict(Settings())) - {"sources"}
+    for name in ("sources", "explicit"):
+        (tmp_path / "bad.toml").write_text(f"{name} = 1\n")
+        with pytest.raises(UsageError, match=f"unknown setting '{name}'"):
+            load_toml(tmp_path / "bad.toml")
+
+
+# --------------------------------------------------------------------------- extend: base checkpoint and recipe
+def _base(model="transe", dim=8, params=None, config=None, lineage=None):
+    """A checkpoint as extend gets it: tables, parameters, and the lineage record of the run that made it."""
+    rel = {"relation_embeddings": np.zeros((2, dim), np.float32)} if model != "dot" else {}
+    if lineage is None:
+        lineage = [{"command": "train", "config": config or {}}]
+    return Checkpoint(model=model, entities=["a", "b", "c"], relations=["r", "s"] if rel else [],
+                      entity_tables={"entity_embeddings": np.zeros((3, dim), np.float32)}, relation_tables=rel,
+                      params=params if params is not None else {"norm": 2, "gamma": 3.0}, lineage=lineage)
+
+
+def test_carried_settings_are_the_training_ones_only():
+    assert set(CARRIED) == {"batch_size", "lr", "negatives", "negative_chunk", "optimizer", "loss", "margin",
+                            "adversarial_temperature", "regularization"}
+    assert not set(CARRIED) & set(EXTEND_KEYS)
+
+
+def test_plain_extend_takes_the_bases_training_settings_and_the_models_recipe():
+    trained_with = {**Settings(model="transe", dim=8, epochs=50, seed=7, threads=2).to_dict(), "lr": 0.05,
+                    "batch_size": 64, "optimizer": "adagrad", "loss": "margin", "margin": 2.5, "init": "xavier",
+                    "extend_epochs": 9}
+    s = resolve_extend_settings(_base(config=trained_with)).for_extend()
+    recipe = {k: v for k, v in load_preset("transe").items() if k in EXTEND_KEYS}
+    assert recipe, "the transe preset has an extend recipe"
+    assert (s.lr, s.batch_size, s.optimizer, s.loss, s.margin) == (0.05, 64, "adagrad", "margin", 2.5)
+    assert (s.init, s.epochs) == (recipe["init"], recipe["extend_epochs"])  # the recipe, not the base's extend keys
+    assert (s.seed, s.threads) == (0, 0)  # a run's seed and the machine's threads are not carried
+    assert (s.dim, s.norm, s.gamma) == (8, 2, 3.0)  # the checkpoint's own, whatever the lineage says
+    src = s.source_map()
+    assert {k: src[k] for k in ("lr", "loss", "init", "epochs", "seed", "dim", "gamma", "model")} == {
+        "lr": "base checkpoint", "loss": "base checkpoint", "init": "recipe:transe", "epochs": "recipe:transe",
+        "seed": "default", "dim": "checkpoint", "gamma": "checkpoint", "model": "checkpoint"}
+
+
+def test_extend_precedence_recipe_then_preset_then_config_then_options(tmp_path):
+    base = _base(config={"lr": 0.05, "negatives": 7})
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text("negatives = 9\nepochs = 4\n")
+    s = resolve_extend_settings(base, cfg, {"lr": 0.2}, preset="ci-smoke").for_extend()
+    smoke = load_preset("ci-smoke")
+    assert (s.lr, s.negatives, s.batch_size, s.epochs) == (0.2, 9, smoke["batch_size"], 4)
+    assert s.init == load_preset("transe")["init"]  # the recipe fills what neither file sets
+    src = s.source_map()
+    assert (src["lr"], src["negatives"], src["batch_size"], src["epochs"], src["init"]) == (
+        "option", f"config:{cfg}", "preset:ci-smoke", f"config:{cfg}", "recipe:transe")
+    # a file's epochs beats the recipe's extend_epochs; the recipe's beats the default epochs
+    only_smoke = resolve_extend_settings(base, preset="ci-smoke").for_extend()
+    assert only_smoke.epochs == smoke["epochs"]
+    assert resolve_extend_settings(base, None, {"init": "xavier", "epochs": 6}).for_extend().epochs == 6
+
+
+def test_another_models_preset_on_extend_keeps_the_checkpoints_model_and_says_so(caplog):
+    s = resolve_extend_settings(_base(), preset="rotate")
+    rotate = load_preset("rotate")
+    assert (s.model, s.dim, s.gamma) == ("transe", 8, 3.0) and s.lr == rotate["lr"]
+    assert "preset:rotate is for model rotate" in caplog.text and "a transe model" in caplog.text
+
+
+def test_a_model_without_recipe_or_lineage_extends_at_its_defaults():
+    s = resolve_extend_settings(_base("complex", params={}, lineage=[])).for_extend()
+    assert "extend_epochs" not in load_preset("complex")
+    want_lr = MODEL_DEFAULTS["complex"].get("lr", Settings.lr)
+    assert (s.epochs, s.init, s.lr) == (Settings.epochs, Settings.init, want_lr)
+    assert set(s.source_map().values()) <= {"default", "model", "checkpoint"}
+
+
+def test_a_bad_lineage_is_left_out_not_fatal(caplog):
+    lineage = [{"command": "train", "config": {"lr": 0.3, "batch_size": 16}},
+               {"command": "extend", "config": {"lr": -1, "optimizer": "rmsprop", "negatives": 3, "bogus": 1}},
+               {"command": "export"}]  # no config: skipped, the last record with one counts
+    assert recorded_settings(lineage) == {"negatives": 3}
+    assert "lr must be positive" in caplog.text and "must be one of" in caplog.text
+    assert recorded_settings([]) == recorded_settings(["junk", {"config": "junk"}]) == {}
+

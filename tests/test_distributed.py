@@ -398,7 +398,7 @@ def test_no_process_holds_the_whole_old_table(session):
 @pytest.mark.cluster
 def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(demo_base, session):
     from embretrain import api
-    from embretrain.config import resolve_settings
+    from embretrain.config import resolve_extend_settings
 
     assert session["chief_exit"] == 0, session["chief_log"][-4000:]
     data, base_path = demo_base
@@ -407,9 +407,9 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
 
     # the same run, locally, in this process
     base = api.load(base_path)
-    settings = resolve_settings(None, EXTEND, model=base.model)
+    settings = resolve_extend_settings(base, None, EXTEND)  # what the CLI resolves: the base's and the recipe's
     local, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", settings, progress=False)
-    glorot, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", dataclasses.replace(settings, epochs=0),
+    glorot, _ = api.extend(base, data / "new.tsv", data / "delta.tsv", dataclasses.replace(settings, epochs=0, init="xavier"),
                            progress=False)
     grown = api.load(paths["cluster.h5"])  # readable by the local code
 

@@ -112,7 +112,7 @@ def site(tmp_path):
 
 def extend_argv(d: Path, **over) -> list[str]:
     args = {"--ckpt": d / "base.h5", "--new-entities": d / "new.tsv", "--data": d / "delta.tsv",
-            "--out": d / "merged.h5", "--config": Path(__file__).parents[1] / "configs" / "ci-smoke.toml"}
+            "--out": d / "merged.h5", "--preset": "ci-smoke"}
     args.update({"--" + k.replace("_", "-"): v for k, v in over.items()})
     return ["extend"] + [str(x) for k, v in args.items() for x in (k, v)]
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embretrain.config import MODEL_DEFAULTS, MODEL_PARAMS, Settings, load_toml, resolve_settings
+from embretrain.config import MODEL_DEFAULTS, MODEL_PARAMS, PRESETS, Settings, load_preset, resolve_settings
 from embretrain.errors import CheckpointError
 from embretrain.models import MODELS, Scorer, get_model, model_names
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = {f.name for f in dataclasses.fields(Settings)}
+FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"sources"}
 # parts a model must declare, itself or through a family base in base.py (only Scorer's would mean it forgot them)
 OWN_PARTS = ("name", "param_names", "defaults", "preset", "estimate", "relation_width")
 
@@ -79,18 +79,20 @@ def test_shape_contract_is_consistent(name):
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_preset_exists_and_names_its_model_or_is_explicitly_none(name):
+def test_preset_is_shipped_and_names_its_model_or_is_explicitly_none(name):
     preset = MODELS[name].preset
     if preset is None:
         return
-    values = load_toml(ROOT / "configs" / preset)
-    assert values.get("model") == name, f"configs/{preset} must set model = {name!r}"
+    assert preset in PRESETS, f"{name}: preset {preset!r} is not in embretrain/presets/"
+    values = load_preset(preset)
+    assert values.get("model") == name, f"embretrain/presets/{preset}.toml must set model = {name!r}"
 
 
 def test_every_preset_names_a_registered_model():
-    for path in sorted((ROOT / "configs").glob("*.toml")):
-        model = load_toml(path).get("model")
-        assert model is None or model in MODELS, f"{path.name}: unknown model {model!r}"
+    assert PRESETS == tuple(sorted(p.stem for p in (ROOT / "embretrain" / "presets").glob("*.toml")))
+    for name in PRESETS:
+        model = load_preset(name).get("model")
+        assert model is None or model in MODELS, f"{name}.toml: unknown model {model!r}"
 
 
 def test_every_model_has_its_own_tests():

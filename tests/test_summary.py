@@ -25,7 +25,7 @@ COUNTS = ["entities_before", "entities_added", "entities_already_known", "entiti
 
 def test_train_and_extend_summaries_and_lineage_have_their_keys_in_order(toy):
     base, s_train = et.train(toy["train"], Settings(model="transe", **FAST), progress=False)
-    assert list(s_train) == ["command", "model", "entities", "relations", "examples", *TIMINGS]
+    assert list(s_train) == ["command", "model", "entities", "relations", "examples", *TIMINGS, "settings_source"]
     assert list(s_train["seconds"]) == ["load_data", "train"]
     rec = base.lineage[-1]
     assert list(rec)[:6] == ["time", "tool", "tool_version", "command", "argv", "entities_before"]
@@ -34,13 +34,14 @@ def test_train_and_extend_summaries_and_lineage_have_their_keys_in_order(toy):
     settings = Settings(model="transe", init="neighbors", valid_fraction=0.3, **FAST)
     grown, summary = et.extend(base, toy["new"], toy["delta"], settings, replay=toy["train"], progress=False)
     assert list(summary) == ["command", "model", *COUNTS, "replay_examples", "replay_skipped", *TIMINGS,
-                             "init_placed_from_neighbors", "early_stopping"]
+                             "init_placed_from_neighbors", "early_stopping", "settings_source"]
     held = summary["early_stopping"]["held_out"]
     # examples_used counts what was trained on: the held-out slice is not
     assert summary["examples_used"] + held + summary["examples_dropped_no_new"] == len(toy["delta_rows"])
     rec = grown.lineage[-1]
     assert {k: rec[k] for k in COUNTS} == {k: summary[k] for k in COUNTS}
-    assert rec["config"]["extend_epochs"] == -1 and "explicit" not in rec["config"]
+    assert rec["config"]["extend_epochs"] == -1 and "sources" not in rec["config"]
+    assert rec["settings_source"] == summary["settings_source"] and set(rec["settings_source"]) == set(rec["config"])
     assert set(rec["inputs_sha256"]) == {str(toy["new"]), str(toy["delta"]), str(toy["train"])}
 
     again, nothing = et.extend(grown, toy["new"], toy["delta"], settings, progress=False)

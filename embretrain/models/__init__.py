@@ -6,7 +6,7 @@ choices, ``--init neighbors`` (init.py) and the model tests all read it. Must no
 each model's own file) nor import TensorFlow or numpy (``embretrain --help`` reads it).
 
 Adding a model: write ``embretrain/models/<name>.py`` (a :class:`~.base.Scorer` subclass with all its parts,
-see base.py), import it below and add it to ``MODELS``; add ``configs/<name>.toml`` (or ``preset = None``) and
+see base.py), import it below and add it to ``MODELS``; add ``embretrain/presets/<name>.toml`` (or ``preset = None``) and
 a ``test_<name>_...`` in tests/test_models.py. tests/test_model_registry.py fails until every part is there.
 """
 

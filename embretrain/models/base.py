@@ -46,8 +46,9 @@ class Scorer:
 
     - ``name`` (the registry key and the checkpoint's ``model`` attribute) and ``kind`` ("triple" or "pair");
     - ``param_names``: the scoring parameters the checkpoint stores (Settings fields of the same name);
-    - ``defaults``: the settings a run of this model starts from (below a ``--config`` preset and the command line);
-    - ``preset``: its file under ``configs/``, or None to say it has none;
+    - ``defaults``: the settings a run of this model starts from (below presets, files and the command line);
+    - ``preset``: the name of its shipped preset (``embretrain/presets/<name>.toml``, whose extend keys are the
+      recipe a plain ``extend`` follows), or None to say it has none;
     - ``estimate``: a numpy :data:`Estimate` for ``--init neighbors``, or None when there is no closed form;
       ``estimate_is_direction`` marks score-grows-with-norm (bilinear) models whose estimates are directions;
     - its shape contract: :meth:`relation_width` and ``complex_valued`` (even widths), checked by

@@ -16,7 +16,7 @@ class ComplEx(BilinearScorer):
 
     name = "complex"
     defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6}
-    preset = "complex.toml"
+    preset = "complex"
     complex_valued = True
 
     @staticmethod

@@ -16,7 +16,7 @@ class DistMult(BilinearScorer):
 
     name = "distmult"
     defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6}
-    preset = "distmult.toml"
+    preset = "distmult"
 
     @staticmethod
     def estimate(h, r, t, side: str):

@@ -19,7 +19,7 @@ class Dot(Scorer):
     kind = "pair"
     param_names = ()
     defaults = {"loss": "logistic", "lr": 0.01, "negatives": 5}
-    preset = "dot.toml"
+    preset = "dot"
     matmul_ranking = True
     estimate = None  # no closed form: a pair says nothing about where a new row should sit but "near its partner"
 

@@ -20,7 +20,7 @@ class RotatE(Scorer):
     name = "rotate"
     param_names = ("gamma",)
     defaults = {"loss": "logistic", "lr": 0.01}  # gamma: scaled_defaults (0.06 x dim)
-    preset = "rotate.toml"
+    preset = "rotate"
     complex_valued = True
 
     def __init__(self, gamma: float = 12.0):

@@ -16,7 +16,7 @@ class TransE(DistanceScorer):
 
     name = "transe"
     defaults = {"loss": "logistic", "norm": 1, "lr": 0.01}  # gamma: DistanceScorer.scaled_defaults (0.06 x dim)
-    preset = "transe.toml"
+    preset = "transe"
 
     def relation_width(self, dim: int) -> int:
         return dim

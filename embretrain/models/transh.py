@@ -30,7 +30,7 @@ class TransH(DistanceScorer):
 
     name = "transh"
     defaults = {"loss": "logistic", "norm": 1, "lr": 0.01}  # gamma: DistanceScorer.scaled_defaults (0.06 x dim)
-    preset = "transh.toml"
+    preset = "transh"
 
     def relation_width(self, dim: int) -> int:
         return 2 * dim

@@ -9,8 +9,13 @@ test-new and test-old, and every ``extend`` output is checked to keep the old ro
 new entity's number of delta triples.
 
 Which triples go where is :mod:`protocol`'s; how a command runs is :mod:`runner`'s; this module only
-orders the runs and records them. Extend runs that give no ``--init`` start from Glorot (``--init xavier``),
-whatever the preset says.
+orders the runs and records them. The main extend run (and the control) is the README's headline command,
+``embretrain extend --ckpt --new-entities --data --out`` with no settings: it trains like the base (its
+lineage) and follows the model's extend recipe, as a user's does; ``--extend-args``/``--extend-epochs`` add
+to it, and ``--threads`` (the machine's, not a setting) is passed on so wall times compare. The variants and
+the baseline get every run's settings (``--config``, ``--epochs``, ...) and, unless they name ``--init``,
+start from Glorot (``--init xavier``) whatever the recipe says, so the variant commands in
+docs/BENCHMARKS.md measure the same thing after a preset changes.
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ class Benchmark:
 
         variants = [(BASELINE, ["--epochs", "0"])] if not opts.no_baseline else []
         for label, extra in variants + parse_variants(opts):
-            rows.append(self.extend_run(label, extra, Path(b["ckpt"])))
+            rows.append(self.extend_run(label, extra, Path(b["ckpt"]), headline=label == "extend"))
             (out / "results.json").write_text(json.dumps(result, indent=2))
         if opts.diagnose:
             self.diagnose(Path(b["ckpt"]), Path(full["ckpt"]), t_all)
@@ -176,8 +181,20 @@ class Benchmark:
 
         return self.cache.training(key, run)
 
-    def extend_run(self, label: str, extra: list[str], first: Path) -> dict[str, Any]:
-        """Every night of ``extend`` with ``extra`` options from ``first``: the row of the table (and its nights)."""
+    def extend_args(self, extra: list[str], headline: bool) -> list[str]:
+        """The options of one extend run: the headline command's (none but ``--threads``) plus ``extra``, or every
+        run's settings, a Glorot start unless ``extra`` names ``--init``, and ``extra``."""
+        if headline:
+            return [*(["--threads", str(self.opts.threads)] if self.opts.threads is not None else []), *extra]
+        # a run that names no --init starts from Glorot even when the recipe names a closed form, so the
+        # commands in docs/BENCHMARKS.md measure the same thing after a preset changes
+        return [*self.common, *([] if "--init" in extra else ["--init", "xavier"]), *extra]
+
+    def extend_run(self, label: str, extra: list[str], first: Path, headline: bool = False) -> dict[str, Any]:
+        """Every night of ``extend`` with ``extra`` options from ``first``: the row of the table (and its nights).
+
+        ``headline``: the README's command (see :meth:`extend_args`); its row keeps the ``settings_source`` of
+        its last night, what the headline command resolved to."""
         out, base = self.out, self.nights[0]
         prev = first
         wall_total = train_total = 0.0
@@ -189,10 +206,8 @@ class Benchmark:
             ent_file = write_tsv(out / f"new-entities-{night.night}.tsv", night.new_entities)
             delta_file = write_tsv(out / f"delta-{night.night}.tsv", night.delta)
             rel_file = write_tsv(out / f"new-relations-{night.night}.tsv", night.new_relations) if night.new_relations else None
-            # a run that names no --init starts from Glorot even when the preset names a closed form, so the
-            # commands in docs/BENCHMARKS.md measure the same thing after a preset changes
-            start = [] if "--init" in extra else ["--init", "xavier"]
-            summary, wall = self.runner.extend(prev, ent_file, delta_file, ckpt, rel_file, [*self.common, *start, *extra])
+            args = self.extend_args(extra, headline)
+            summary, wall = self.runner.extend(prev, ent_file, delta_file, ckpt, rel_file, args)
             identical = old_rows_identical(prev, ckpt)
             all_identical = all_identical and identical
             wall_total += wall
@@ -212,6 +227,8 @@ class Benchmark:
                "epochs": summary["epochs"], "examples": summary["examples_used"], "ckpt": str(prev),
                "old_rows_identical": all_identical, "new": self.evaluate(prev, self.f_new),
                "old": self.evaluate(prev, self.f_old) if not self.opts.skip_old_eval or label == "extend" else None}
+        if headline:
+            row["settings_source"] = summary.get("settings_source")
         row["mrr_vs_full"] = row["new"]["mrr"] / self.full_new["mrr"] if self.full_new["mrr"] else None
         row["time_vs_full"] = row["wall_s"] / self.full["wall_s"]
         self.result["nights"] += per_night
@@ -234,7 +251,7 @@ class Benchmark:
         rows = self.result["runs"]
         main = next(r for r in rows if r["run"] == "extend")
         control_start = restrict_checkpoint(full_ckpt, base_ckpt, self.out / "full-old-rows.h5")
-        control = self.extend_run(CONTROL, main["args"], control_start)
+        control = self.extend_run(CONTROL, main["args"], control_start, headline=True)
         control["control"] = True
         rows.append(control)
         buckets = degree_buckets(t_new, night.delta, set(night.new_entities))

@@ -5,7 +5,7 @@ to --out. The MRR is filtered (train + valid + test known), realistic ties, head
 first --test-n triples of test.txt (or valid.txt with --split valid), measured after the epochs in --eval-at.
 
 Example:
-    python scripts/quality/levers.py --dataset fb15k-237 --config configs/transe.toml --epochs 10 \
+    python scripts/quality/levers.py --dataset fb15k-237 --config embretrain/presets/transe.toml --epochs 10 \
         --eval-at 5,10 --set negatives=256 --set negative_chunk=256 --name neg256 --out docs/quality/levers.json
 """
 

@@ -66,7 +66,8 @@ class Runner:
     def extend(self, ckpt: Path, new_entities: Path, data: Path, out: Path, new_relations: Path | None,
                args: list[str]) -> tuple[dict[str, Any], float]:
         """``embretrain extend`` of ``ckpt`` with the names in ``new_entities`` (and ``new_relations``) and the
-        triples in ``data``, into ``out``: (summary, wall seconds)."""
+        triples in ``data``, into ``out``: (summary, wall seconds). With no ``args`` this is the README's headline
+        command: the settings come from ``ckpt``'s lineage and its model's extend recipe."""
         cmd = ["extend", "--ckpt", str(ckpt), "--new-entities", str(new_entities), "--data", str(data), "--out", str(out)]
         if new_relations is not None:
             cmd += ["--new-relations", str(new_relations)]
@@ -102,7 +103,8 @@ def restrict_checkpoint(source: Path, like: Path, dest: Path) -> Path:
     """``source``'s rows of the entities and relations ``like`` has, in ``like``'s order, written to ``dest``.
 
     The control of ``--diagnose``: the full retrain's checkpoint cut back to the base vocabulary is what
-    the base would have been had its old rows been trained knowing the delta.
+    the base would have been had its old rows been trained knowing the delta. It keeps ``like``'s lineage,
+    so a headline ``extend`` of it trains with the settings an ``extend`` of ``like`` does.
     """
     from embretrain import api
     from embretrain.checkpoint import Checkpoint
@@ -116,6 +118,6 @@ def restrict_checkpoint(source: Path, like: Path, dest: Path) -> Path:
         model=src.model, entities=list(ref.entities), relations=list(ref.relations),
         entity_tables={k: np.ascontiguousarray(np.asarray(t)[e_ids]) for k, t in src.entity_tables.items()},
         relation_tables={k: np.ascontiguousarray(np.asarray(t)[r_ids]) for k, t in src.relation_tables.items()},
-        params=dict(src.params),
+        params=dict(src.params), lineage=list(ref.lineage),
     ), dest)
     return dest
