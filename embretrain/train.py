@@ -145,8 +145,8 @@ class EpochStats:
 class LocalExecutor:
     """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
 
-    # the step's scoring and loss are XLA-compiled (losses.batch_loss(compiled=True)): measured 1.3-2x faster
-    # steps here (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False
+    # the step's scoring and loss are XLA-compiled (losses.batch_loss(compiled=True)): measured 1.1-1.3x faster
+    # epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False
     compiled_scoring = True
 
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings: Settings) -> None:
