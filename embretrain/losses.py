@@ -71,8 +71,11 @@ def _chunking(settings, b):
     return chunk, (b + chunk - 1) // chunk
 
 
-def triple_loss(emb, batch, rng, settings):
-    """Mean loss of triples ``batch [b, 3]``, each corrupting its head or its tail."""
+def triple_loss(emb, batch, rng, settings, *, compiled: bool = False):
+    """Mean loss of triples ``batch [b, 3]``, each corrupting its head or its tail.
+
+    ``compiled``: score and reduce with XLA (:func:`_corrupted_loss`); same draws, same loss up to rounding.
+    """
     import tensorflow as tf
 
     k = settings.negatives
@@ -87,20 +90,37 @@ def triple_loss(emb, batch, rng, settings):
         # gradient, wasted work. Corrupt the frozen side instead (random when both or neither are new).
         h_new, t_new = h >= n_old, t >= n_old
         corrupt_head = tf.where(h_new & ~t_new, False, tf.where(t_new & ~h_new, True, corrupt_head))
-    return _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk, settings)
+    return _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk, settings, compiled)
 
 
-def _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk: int, settings):
+def _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk: int, settings, compiled: bool = False):
     """Mean loss of positives ``(h, r, t)`` [b] against chunked negatives ``neg`` [n_chunks, K] replacing the
     head (``corrupt_head``) or the tail of each positive."""
     import tensorflow as tf
 
-    scorer, k, b = emb.scorer, settings.negatives, tf.shape(h)[0]
+    k = settings.negatives
     # one lookup (one partition/stitch) for every entity id the batch needs
     vecs = emb.entity.lookup(tf.concat([h, t, tf.reshape(neg, [-1])], axis=0))
-    hv, tv = vecs[:b], vecs[b : 2 * b]
-    nv = tf.reshape(vecs[2 * b :], [-1, k, emb.entity.width])
     rv = emb.relation.lookup(r)
+    def score_loss(v, r_rows, heads):
+        return _score_loss(emb.scorer, settings, chunk, k, v, r_rows, heads)
+
+    if compiled:
+        # XLA fuses the scoring, the loss and their gradient: TransE-L1's [n_chunks, chunk, K, d] difference
+        # and its gradient are never written to memory (measured in docs/BENCHMARKS.md, "where the time goes").
+        # The lookup above and the sparse update stay outside: gathers/stitches over variables (and rows read
+        # from disk) do not compile, and the gradient must reach the tables as IndexedSlices.
+        score_loss = tf.function(score_loss, jit_compile=True)
+    return score_loss(vecs, rv, corrupt_head)
+
+
+def _score_loss(scorer, settings, chunk: int, k: int, vecs, rv, corrupt_head):
+    """Mean loss from looked-up rows: ``vecs [2b + n_chunks * K, d]`` (heads, tails, negatives), ``rv [b, d_r]``."""
+    import tensorflow as tf
+
+    b = tf.shape(rv)[0]
+    hv, tv = vecs[:b], vecs[b : 2 * b]
+    nv = tf.reshape(vecs[2 * b :], [-1, k, tf.shape(vecs)[-1]])
     pos = scorer.score(hv, rv, tv)
     # the open side of each positive as a query: a corrupted head is matched against t - r (TransE), ...
     q = tf.where(corrupt_head[:, None], scorer.head_query(rv, tv), scorer.tail_query(hv, rv))
@@ -118,7 +138,7 @@ def _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk: int, settings):
     return loss
 
 
-def replay_loss(emb, replay, new_pool, b, rng, settings):
+def replay_loss(emb, replay, new_pool, b, rng, settings, *, compiled: bool = False):
     """``b`` old triples drawn from ``replay`` [m, 3], each corrupted with new entities from ``new_pool`` only.
 
     In a full retrain every old triple meets new entities among its negatives, which keeps new rows out of
@@ -132,7 +152,7 @@ def replay_loss(emb, replay, new_pool, b, rng, settings):
     pick = rng.uniform([n_chunks, settings.negatives], 0, tf.shape(new_pool, out_type=tf.int64)[0], dtype=tf.int64)
     corrupt_head = rng.uniform([b]) < 0.5
     return _corrupted_loss(emb, batch[:, 0], batch[:, 1], batch[:, 2], tf.gather(new_pool, pick), corrupt_head,
-                           chunk, settings)
+                           chunk, settings, compiled)
 
 
 def pair_loss(emb, batch, weights, rng, settings):
@@ -157,8 +177,12 @@ def pair_loss(emb, batch, weights, rng, settings):
     return loss
 
 
-def batch_loss(emb, batch, weights, rng, settings, replay: tuple[np.ndarray, np.ndarray] | None = None):
+def batch_loss(emb, batch, weights, rng, settings, replay: tuple[np.ndarray, np.ndarray] | None = None, *,
+               compiled: bool = False):
     """The loss of one step: a pair or triple batch, plus (triples) ``replay = (old triples, new pool)``.
+
+    ``compiled``: the triple path scores with XLA (the executor decides: the local step does, a cluster's
+    workers do not).
 
     Call inside the traced step: ``replay``'s arrays become constants of the step's graph (on a
     cluster they travel with the function to the workers).
@@ -167,8 +191,8 @@ def batch_loss(emb, batch, weights, rng, settings, replay: tuple[np.ndarray, np.
 
     if emb.scorer.kind == "pair":
         return pair_loss(emb, batch, weights, rng, settings)
-    loss = triple_loss(emb, batch, rng, settings)
+    loss = triple_loss(emb, batch, rng, settings, compiled=compiled)
     if replay is not None:
         old_triples, new_pool = (tf.constant(a, dtype=tf.int64) for a in replay)
-        loss += replay_loss(emb, old_triples, new_pool, tf.shape(batch)[0], rng, settings)
+        loss += replay_loss(emb, old_triples, new_pool, tf.shape(batch)[0], rng, settings, compiled=compiled)
     return loss

@@ -147,7 +147,7 @@ class RunSummary:
             "epoch_seconds": [round(s, 3) for s in r.epoch_seconds],
             "seconds": self._seconds(),
             **self.reports,
-            "settings_source": self.settings.source_map(),  # where each setting came from (config.py's precedence)
+            "settings_source": self._sources(),  # where each setting came from (config.py's precedence)
         }
 
     def planned(self) -> dict[str, Any]:
@@ -163,6 +163,11 @@ class RunSummary:
             **{k: self.counts[k] for k in _NOTHING_TO_DO_COUNTS},
             "seconds": self._seconds(),
         }
+
+    def _sources(self) -> dict[str, str]:
+        """Where each recorded setting came from, for the settings the lineage's ``config`` records."""
+        config = self._config()
+        return {k: v for k, v in self.settings.source_map().items() if k in config}
 
     def lineage_record(self) -> dict[str, Any]:
         """The record this run appends to the checkpoint's ``/lineage``."""
@@ -180,7 +185,7 @@ class RunSummary:
             "inputs_sha256": self.delta.input_hashes(),
             "seed": self.settings.seed,
             "config": self._config(),
-            "settings_source": self.settings.source_map(),
+            "settings_source": self._sources(),
         }
 
 

@@ -163,6 +163,10 @@ class EpochStats:
 class LocalExecutor:
     """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
 
+    # the step's scoring and loss are XLA-compiled (losses.batch_loss(compiled=True)): measured 1.1-1.3x faster
+    # epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False
+    compiled_scoring = True
+
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings: Settings) -> None:
         """Build the optimizer, the data pipeline and the compiled step for ``loss_fn(batch, weights, rng)``."""
         import tensorflow as tf
@@ -267,9 +271,10 @@ def fit(
         weights = np.ones(n, dtype=np.float32)
     executor = executor or LocalExecutor()
     replay = _replay(emb)
+    compiled = bool(getattr(executor, "compiled_scoring", False))
 
     def loss_fn(batch, batch_weights, rng):
-        return batch_loss(emb, batch, batch_weights, rng, settings, replay)
+        return batch_loss(emb, batch, batch_weights, rng, settings, replay, compiled=compiled)
 
     executor.prepare(variables, loss_fn, ids.astype(np.int64), weights.astype(np.float32), settings)
     show = (sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)) if progress is None else progress

@@ -132,7 +132,7 @@ def _base(model="transe", dim=8, params=None, config=None, lineage=None):
 
 def test_carried_settings_are_the_training_ones_only():
     assert set(CARRIED) == {"batch_size", "lr", "negatives", "negative_chunk", "optimizer", "loss", "margin",
-                            "adversarial_temperature", "regularization"}
+                            "adversarial_temperature", "regularization", "regularizer", "lr_decay"}
     assert not set(CARRIED) & set(EXTEND_KEYS)
 
 
