@@ -37,6 +37,32 @@ def toy_graph(n_old: int = 30, n_new: int = 6, seed: int = 0):
     return base, new, delta
 
 
+def cluster_graph(seed: int = 0, n: int = 120, clusters: int = 6, *, interleaved: bool = True,
+                  last_relation: str | None = None) -> list[tuple[str, str, str]]:
+    """A graph a model can learn, shuffled: r0 links entities of one cluster, r1 cluster c to cluster c + 1.
+
+    ``interleaved``: each of an entity's four r0 links is followed by an r1 link (the benchmark tests' graph);
+    otherwise four r0 links, then one r1 link, or within the last cluster one ``last_relation`` link.
+    """
+    rng = random.Random(seed)
+    ents = [f"c{i % clusters}_e{i:03d}" for i in range(n)]
+    by_cluster = {c: [e for e in ents if e.startswith(f"c{c}_")] for c in range(clusters)}
+    triples = set()
+    for e in ents:
+        c = int(e[1:e.index("_")])
+        for _ in range(4):
+            triples.add((e, "r0", rng.choice([x for x in by_cluster[c] if x != e])))
+            if interleaved and c + 1 < clusters:
+                triples.add((e, "r1", rng.choice(by_cluster[c + 1])))
+        if not interleaved and c + 1 < clusters:
+            triples.add((e, "r1", rng.choice(by_cluster[c + 1])))
+        elif not interleaved and last_relation:
+            triples.add((e, last_relation, rng.choice(by_cluster[c])))
+    triples = sorted(triples)
+    rng.shuffle(triples)
+    return triples
+
+
 @pytest.fixture
 def toy(tmp_path):
     base, new, delta = toy_graph()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from conftest import cluster_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = importlib.util.spec_from_file_location("bench_continual", ROOT / "scripts" / "bench_continual.py")
@@ -22,21 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # quality/, as the script sees it
 
 def _graph(seed=0, n=150, clusters=5):
     """Clusters of entities linked within (r0) and to the next cluster (r1); r2 only among the last cluster."""
-    rng = random.Random(seed)
-    ents = [f"c{i % clusters}_e{i:03d}" for i in range(n)]
-    by_cluster = {c: [e for e in ents if e.startswith(f"c{c}_")] for c in range(clusters)}
-    triples = set()
-    for e in ents:
-        c = int(e[1:e.index("_")])
-        for _ in range(4):
-            triples.add((e, "r0", rng.choice([x for x in by_cluster[c] if x != e])))
-        if c + 1 < clusters:
-            triples.add((e, "r1", rng.choice(by_cluster[c + 1])))
-        else:
-            triples.add((e, "r2", rng.choice(by_cluster[c])))
-    triples = sorted(triples)
-    rng.shuffle(triples)
-    return triples
+    return cluster_graph(seed, n, clusters, interleaved=False, last_relation="r2")
 
 
 def _dist(order, triples):

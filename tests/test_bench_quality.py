@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cluster_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # the package quality/ and benchdocs.py, as bench_quality.py sees them
@@ -30,19 +31,7 @@ def bench():
 
 def _graph(seed=0, n=120, clusters=6):
     """A graph a model can learn: r0 links entities of one cluster, r1 cluster c to cluster c + 1 (no wrap)."""
-    rng = random.Random(seed)
-    ents = [f"c{i % clusters}_e{i:03d}" for i in range(n)]
-    by_cluster = {c: [e for e in ents if e.startswith(f"c{c}_")] for c in range(clusters)}
-    triples = set()
-    for e in ents:
-        c = int(e[1:e.index("_")])
-        for _ in range(4):
-            triples.add((e, "r0", rng.choice([x for x in by_cluster[c] if x != e])))
-            if c + 1 < clusters:
-                triples.add((e, "r1", rng.choice(by_cluster[c + 1])))
-    triples = sorted(triples)
-    rng.shuffle(triples)
-    return triples
+    return cluster_graph(seed, n, clusters)
 
 
 @pytest.fixture(scope="module")
