@@ -18,6 +18,7 @@ import click
 
 from . import __version__, quiet_tf
 from .config import CHOICES, OLD_ROWS, PRESETS, STRATEGIES
+from .checkpoint import LOAD_OPTIONS
 from .checkpoint.formats import FORMAT_NAMES
 from .errors import (
     EXIT_CHECKPOINT,
@@ -144,8 +145,7 @@ def training_options(func):
 
 
 MODEL_CHOICE = click.Choice(CHOICES["model"])
-_LOAD_KEYS = ("entity_var", "relation_var", "context_var", "entity_vocab", "relation_vocab", "context_vocab", "model",
-              "partition_strategy")
+_LOAD_KEYS = LOAD_OPTIONS  # the checkpoint package's one list of load options
 
 
 def checkpoint_options(func):
