@@ -269,6 +269,7 @@ def extend(
     strategy: str = "local",
     shards: int = 0,
     logdir: str | os.PathLike | None = None,
+    neighbour_report: bool = False,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
@@ -292,6 +293,8 @@ def extend(
     negatives drawn from the new entities only; lines naming anything new or unknown are skipped.
     ``logdir``: also write loss, seconds and examples/s per epoch (and the held-out MRR with
     ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
+    ``neighbour_report``: add ``neighbour_sanity`` to the summary, a figure to watch over nights: how many new
+    entities have their delta neighbours among their nearest rows (:func:`embretrain.neighbors.sanity`).
     """
     plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, new_contexts=new_contexts,
                        skip_unknown=skip_unknown, replay=replay, command=command)
@@ -309,7 +312,21 @@ def extend(
     grown = grow_checkpoint(ckpt, delta, new_rows)
     run = plan.run.trained(result, levers)
     grown.lineage.append(run.lineage_record())
-    return grown, run.as_dict()
+    summary = run.as_dict()
+    if neighbour_report and delta.contexts is None:
+        summary["neighbour_sanity"] = _neighbour_sanity(grown, delta)
+    return grown, summary
+
+
+def _neighbour_sanity(grown: Checkpoint, delta) -> dict[str, Any]:
+    """The sanity figure of the new entities, from the delta lines in the grown table's id space (lines naming a
+    pending entity trained tonight carry its training id, past the table: left out)."""
+    from .neighbors import sanity
+
+    n_rows = delta.n_old + delta.n_new
+    ends = delta.ids[:, [0, 2]] if delta.ids.shape[1] == 3 else delta.ids[:, :2]
+    ids = delta.ids[(ends < n_rows).all(axis=1)]
+    return sanity(grown, ids, range(delta.n_old, n_rows))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -523,7 +523,7 @@ def extend(**opts):
         ckpt, settings, t_load = load(opts["old_rows"])
         grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
                                     progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
-                                    logdir=opts["logdir"])
+                                    logdir=opts["logdir"], neighbour_report=bool(opts["report"]))
         if finish(summary, t_load) is not None:
             return summary
         _save_timed(grown, opts["out"], summary, keep=keep, out_format=opts["out_format"])

@@ -123,3 +123,17 @@ def test_demo_runs_and_proves_old_rows_identical(tmp_path):
     assert all(out["old_rows_identical"].values()) and out["old_vocabulary_prefix"]
     assert out["new_entities_trained"]["mrr"] > out["new_entities_xavier_only"]["mrr"]
     assert (tmp_path / "merged.h5").exists()
+
+
+def test_extend_report_carries_the_neighbour_sanity_figure(toy):
+    base, out, report = toy["dir"] / "base.h5", toy["dir"] / "out.h5", toy["dir"] / "report.json"
+    r = run("train", "--data", toy["train"], "--out", base, "--preset", "ci-smoke")
+    assert r.exit_code == 0, r.output
+    r = run("extend", "--ckpt", base, "--new-entities", toy["new"], "--data", toy["delta"], "--out", out,
+            "--preset", "ci-smoke", "--report", report)
+    assert r.exit_code == 0, r.output
+    figure = json.loads(report.read_text())["neighbour_sanity"]
+    # every new entity but the last has delta lines (conftest.toy_graph); the least alike are named
+    assert figure["new_entities"] == len(toy["new_names"]) and figure["with_delta_neighbours"] == len(toy["new_names"]) - 1
+    assert 0 <= figure["share_delta_neighbour_in_top_k"] <= 1
+    assert {x["name"] for x in figure["least_like_neighbours"]} <= set(toy["new_names"][:-1])
