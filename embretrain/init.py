@@ -28,7 +28,7 @@ import logging
 
 import numpy as np
 
-from .storage import blocks, take
+from .storage import BLOCK_BYTES, blocks, take
 from .models import Estimate, scorer_class
 
 __all__ = ["INIT_CHOICES", "neighbor_rows"]
@@ -37,7 +37,10 @@ logger = logging.getLogger(__name__)
 
 INIT_CHOICES = ("xavier", "neighbors", "neighbors-median")
 _MAX_PASSES = 4
-_BLOCK_ROWS = 1 << 16  # old rows per block for whole-table statistics (fixed: results do not depend on where rows live)
+def _block_rows(table) -> int:
+    """Old rows per block for whole-table statistics: 16 MiB of float32 rows (bounded memory at any width; a
+    function of the width alone, so results do not depend on where the rows live)."""
+    return max(1, BLOCK_BYTES // (4 * int(table.shape[1])))
 
 
 def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +72,7 @@ def _calibrate(estimate: Estimate, rows: np.ndarray, entities, relations: np.nda
     eh, et = take(entities, h).astype(np.float64), take(entities, t).astype(np.float64)
     # mean query of each role (as tail: h*r, as head: r*t); they differ for an asymmetric model (ComplEx)
     q_bar = np.stack([estimate(eh, r, et, "tail").mean(0), estimate(eh, r, et, "head").mean(0)])
-    scores = np.concatenate([block.astype(np.float64) @ q_bar.T for _, block in blocks(entities, _BLOCK_ROWS)])
+    scores = np.concatenate([block.astype(np.float64) @ q_bar.T for _, block in blocks(entities, _block_rows(entities))])
     level = np.median(scores, axis=0)  # [2]: a typical old row's mean score in each role
     # smallest change (within the span of the two mean queries) that puts both levels at an old row's
     return rows - (rows @ q_bar.T - level) @ np.linalg.pinv(q_bar).T
@@ -122,7 +125,7 @@ def neighbor_rows(
     placed = np.zeros(k + n_new, dtype=bool)
     placed[:k] = True
     if n_old:
-        norms = np.concatenate([np.linalg.norm(block, axis=1) for _, block in blocks(entities, _BLOCK_ROWS)])
+        norms = np.concatenate([np.linalg.norm(block, axis=1) for _, block in blocks(entities, _block_rows(entities))])
         target_norm = float(np.median(norms))
         del norms
     else:

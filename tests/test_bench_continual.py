@@ -123,7 +123,7 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
         (data / f"{name}.txt").write_text("".join("\t".join(r) + "\n" for r in rows))
     out, doc = tmp_path / "out", tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\n## Quality\n\nkept.\n")
-    smoke = str(ROOT / "configs" / "ci-smoke.toml")
+    smoke = str(ROOT / "embretrain" / "presets" / "ci-smoke.toml")
     argv = ["--dataset", str(data), "--out-dir", str(out), "--in-process", "--json", str(tmp_path / "r.json"),
             "--train-args", f"--config {smoke} --model transe --epochs 5", "--variant", f"smoke=--config {smoke}",
             "--variant", "headline=--epochs 2", "--full-retrain", "--test-sample", "12", "--update-docs", str(doc)]
