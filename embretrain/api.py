@@ -32,7 +32,7 @@ from .config import MODEL_PARAMS, STRATEGIES, Settings, resolve_extend_settings,
 from .delta import (Delta, NameInput, PairInput, TripleInput, data_kind, grow_checkpoint, prepare_delta,
                     scratch_delta)
 from .errors import UsageError
-from .levers import with_tensorboard
+from .tensorboard import with_tensorboard
 from .summary import RunSummary, last_added
 from .vocab import Vocab
 

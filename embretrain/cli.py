@@ -571,7 +571,8 @@ def inspect(ckpt, as_json):
       embretrain inspect merged.h5
     """
     from .checkpoint import describe
-    from .summary import PENDING_ADDED, PENDING_TRAINED, name_list, pending_names
+    from .checkpoint.base import PENDING_ADDED, PENDING_TRAINED, pending_names
+    from .summary import name_list
 
     info = describe(ckpt)
     pending = pending_names(info.get("lineage") or [])

@@ -9,7 +9,7 @@ entities negatives may draw; the replay triples; pending entities; and the grown
 Shapes: ids int64 ``[n, 3]`` (head, relation, tail) for triples, ``[n, 2]`` for pairs; weights float32 ``[n]``.
 
 Pending entities: a new entity with no example keeps its start row; it is recorded as *pending* in the
-lineage (:func:`~embretrain.summary.pending_names`) and the first later night whose delta names it trains
+lineage (:func:`~embretrain.checkpoint.base.pending_names`) and the first later night whose delta names it trains
 it. Its id is old (``< n_old``) and old rows are frozen, so that night maps it to a trainable id past the
 new ones, ``n_old + n_new + j`` (its start: its current row, :meth:`Delta.trainable_starts`), and
 :func:`grow_checkpoint` writes the trained row back at its own id; every other old row is the input's.
@@ -30,7 +30,8 @@ from . import storage
 from .data import (_FIELD_NAMES, NameFile, PairFile, TripleFile, _field_label, _parse_weight, read_names, read_pairs,
                    read_triples, sha256_file)
 from .errors import DataError, UsageError
-from .summary import PENDING_ADDED, PENDING_TRAINED, name_list, pending_names
+from .checkpoint.base import PENDING_ADDED, PENDING_TRAINED, pending_names
+from .summary import name_list
 from .vocab import PAIR_ENTITY_COLUMNS, TRIPLE_ENTITY_COLUMNS, GrowReport, Vocab, map_pairs, map_triples, touching
 
 __all__ = ["DataKind", "TRIPLES", "PAIRS", "TWO_VOCAB_PAIRS", "data_kind", "Delta", "ContextDelta", "prepare_delta",
@@ -262,7 +263,7 @@ class Delta:
         return [n for n in self.pending_before if n not in trained] + self.untrained
 
     def pending_record(self) -> dict[str, list[str]]:
-        """The lineage's record of pending entities (every name; :func:`~embretrain.summary.pending_names`
+        """The lineage's record of pending entities (every name; :func:`~embretrain.checkpoint.base.pending_names`
         reads it back); nothing for a run that has none to record."""
         if not self.untrained and not self.pending_trained:
             return {}

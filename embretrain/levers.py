@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ from .config import Settings
 from .delta import Delta
 from .errors import UsageError
 
-__all__ = ["Lever", "NeighbourStart", "EarlyStop", "Replay", "choose_levers", "with_tensorboard"]
+__all__ = ["Lever", "NeighbourStart", "EarlyStop", "Replay", "choose_levers"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,17 +131,3 @@ def choose_levers(settings: Settings, ckpt: Checkpoint, delta: Delta) -> tuple[D
     if len(held_out):
         levers.append(EarlyStop(held_out, np.concatenate([ids, held_out]), settings.patience))
     return dataclasses.replace(delta, ids=ids), levers
-
-
-def with_tensorboard(levers: list[Lever], logdir: str | os.PathLike | None, examples: int) -> list[Lever]:
-    """``levers`` with a :class:`~embretrain.tensorboard.TensorBoardLog` last (``logdir`` given), else as is.
-
-    Last, so each epoch's held-out MRR is ranked before it is written and the next epoch's clock starts
-    when every other lever has had its turn. ``examples``: training examples per epoch.
-    """
-    if logdir is None:
-        return list(levers)
-    from .tensorboard import TensorBoardLog
-
-    early = next((lever for lever in levers if isinstance(lever, EarlyStop)), None)
-    return [*levers, TensorBoardLog(logdir, examples, early)]

@@ -222,12 +222,11 @@ def load_for_report(path, **load_options) -> Checkpoint:
     """Load ``path`` for a report: a native ``.h5`` file is left on disk (rows streamed, a 10M-row table
     costs a few blocks of memory), anything else is read into memory. ``load_options`` are the TF/Keras
     ones (``entity_var``, ``entity_vocab``, ...)."""
-    from . import api
-    from .checkpoint import format_of
+    from .checkpoint import format_of, load
 
     if format_of(path) == "h5" and not load_options:
-        return api.load(path, old_rows="on-disk")
-    return api.load(path, **load_options)
+        return load(path, old_rows="on-disk")
+    return load(path, **load_options)
 
 
 def _names_of(names: Sequence[str], ids: Iterable[int]) -> dict[int, str]:
@@ -321,12 +320,12 @@ def report(
         DataError: a name is not in the checkpoint (or, with ``only_new``, was not added by the last run).
         UsageError: no names and no ``only_new``; ``among`` unknown; ``data`` for a pair model.
     """
-    from .api import last_added_entities
+    from .summary import last_added
 
     if among not in AMONG:
         raise UsageError(f"among must be one of {', '.join(AMONG)}, got {among!r}")
     t0 = time.perf_counter()
-    added = last_added_entities(ckpt)
+    added = last_added(ckpt.lineage, "entities")
     queried = _resolve(ckpt, names, only_new, added)
     t_names = time.perf_counter() - t0  # finding the names: a scan of every name when they are on disk
     table = ckpt.entity_tables[ENTITY_TABLE]

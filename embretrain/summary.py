@@ -2,8 +2,8 @@
 
 Owns: :class:`RunSummary`, the one place that names and orders the keys of a ``train``/``extend``
 summary (including the "nothing to do" summary of a rerun and the planned summary of a dry run, which
-share the real run's counts) and of a lineage record, and what reads those records back: :func:`last_added`
-and :func:`pending_names` (the entities added without data and not trained since).
+share the real run's counts) and of a lineage record, and :func:`last_added`, which reads those records back
+(the pending entities are the checkpoint's own: :func:`~embretrain.checkpoint.base.pending_names`).
 Must not: train, read data, or print; the CLI adds its own keys (``status``, ``out``, the checkpoint's load,
 write and total seconds) and writes the ``--report`` file from :meth:`RunSummary.as_dict`'s output.
 
@@ -24,8 +24,7 @@ from . import __version__
 from .checkpoint.base import CONTEXT_TABLE
 from .config import MODEL_PARAMS, Settings
 
-__all__ = ["RunSummary", "last_added", "pending_names", "name_list", "PENDING_ADDED", "PENDING_TRAINED",
-           "NAMES_SHOWN"]
+__all__ = ["RunSummary", "last_added", "name_list", "NAMES_SHOWN"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ _NOTHING_TO_DO_COUNTS = ("entities_before", "entities_added", "entities_already_
                          "examples_skipped_unknown", "entities_pending")
 
 # Lineage keys holding every name (the summary shows a capped list): the record of which entities are pending.
-PENDING_ADDED = "pending_entities_added"  # new entities this run added without data: pending from now on
-PENDING_TRAINED = "pending_entities_trained"  # pending entities this run trained: no longer pending
 NAMES_SHOWN = 20  # names listed in a summary, a report or inspect; the count is always whole
 
 
@@ -44,27 +41,6 @@ def name_list(names, shown: int = NAMES_SHOWN) -> dict[str, Any]:
     """``{"count": n, "names": [the first `shown`]}``: names for a person, bounded whatever ``n`` is."""
     names = list(names)
     return {"count": len(names), "names": names[:shown]}
-
-
-def pending_names(lineage: list[dict[str, Any]]) -> list[str]:
-    """Entities pending after the runs of ``lineage`` (oldest first), in the order they were added.
-
-    An extend records the new entities it added without data (:data:`PENDING_ADDED`) and the pending
-    ones it trained (:data:`PENDING_TRAINED`); the last word about a name wins. Values that are not
-    lists of names (a hand-edited sidecar) are ignored.
-    """
-    pending: dict[str, None] = {}
-
-    def names(rec, key):
-        value = rec.get(key) if isinstance(rec, dict) else None
-        return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
-
-    for rec in lineage:
-        for name in names(rec, PENDING_TRAINED):
-            pending.pop(name, None)
-        for name in names(rec, PENDING_ADDED):
-            pending[name] = None
-    return list(pending)
 
 
 def _params(model: str, values: dict[str, Any], delta, tied: bool) -> dict[str, Any]:

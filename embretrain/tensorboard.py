@@ -3,7 +3,7 @@
 Owns: :class:`TensorBoardLog`, a :class:`~embretrain.levers.Lever` that writes one standard TF2 scalar
 summary per tag and epoch (what ``tf.summary.scalar`` writes, shown by TensorBoard's scalars dashboard)
 into an events file under the log directory. Must not: change training (it never asks to stop) or decide
-whether it runs (:func:`embretrain.levers.with_tensorboard` does).
+whether it runs (:func:`with_tensorboard` does).
 
 Tags, step = epoch:
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from .levers import EarlyStop, Lever
 
-__all__ = ["TensorBoardLog", "TAGS"]
+__all__ = ["TensorBoardLog", "TAGS", "with_tensorboard"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +92,15 @@ class TensorBoardLog(Lever):
 
     def report(self) -> dict[str, Any]:
         return {"logdir": self.logdir}
+
+
+def with_tensorboard(levers: list[Lever], logdir: str | os.PathLike | None, examples: int) -> list[Lever]:
+    """``levers`` with a :class:`~embretrain.tensorboard.TensorBoardLog` last (``logdir`` given), else as is.
+
+    Last, so each epoch's held-out MRR is ranked before it is written and the next epoch's clock starts
+    when every other lever has had its turn. ``examples``: training examples per epoch.
+    """
+    if logdir is None:
+        return list(levers)
+    early = next((lever for lever in levers if isinstance(lever, EarlyStop)), None)
+    return [*levers, TensorBoardLog(logdir, examples, early)]

@@ -125,11 +125,11 @@ def _first_row_difference(old: np.ndarray, new: np.ndarray) -> tuple[int, int] |
 def _pending_trained(old: _View, new: _View) -> tuple[set[str], set[str]]:
     """``(entities pending in OLD, those of them NEW's later records train)``, read from the lineages.
 
-    The records are read here, not through the loader or :func:`embretrain.summary.pending_names`:
+    The records are read here, not through the loader or :func:`embretrain.checkpoint.base.pending_names`:
     the last word per name wins over OLD's records; NEW must carry OLD's records first (else it
     trained nothing as far as verify can tell).
     """
-    from .summary import PENDING_ADDED, PENDING_TRAINED
+    from .checkpoint.base import PENDING_ADDED, PENDING_TRAINED
 
     def names(rec, key) -> list[str]:
         value = rec.get(key) if isinstance(rec, dict) else None

@@ -15,13 +15,39 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # storage imports numpy; the CLI imports this module for --help
     from ..storage import Names, Rows
 
-__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE"]
+__all__ = ["Checkpoint", "ENTITY_TABLE", "RELATION_TABLE", "CONTEXT_TABLE", "PENDING_ADDED", "PENDING_TRAINED",
+           "pending_names"]
 
 logger = logging.getLogger(__name__)
 
 ENTITY_TABLE = "entity_embeddings"
 RELATION_TABLE = "relation_embeddings"
 CONTEXT_TABLE = "context_embeddings"  # second table of a pair (skip-gram style) model
+
+
+PENDING_ADDED = "pending_entities_added"  # new entities this run added without data: pending from now on
+PENDING_TRAINED = "pending_entities_trained"  # pending entities this run trained: no longer pending
+
+
+def pending_names(lineage: list[dict[str, Any]]) -> list[str]:
+    """Entities pending after the runs of ``lineage`` (oldest first), in the order they were added.
+
+    An extend records the new entities it added without data (:data:`PENDING_ADDED`) and the pending
+    ones it trained (:data:`PENDING_TRAINED`); the last word about a name wins. Values that are not
+    lists of names (a hand-edited sidecar) are ignored.
+    """
+    pending: dict[str, None] = {}
+
+    def names(rec, key):
+        value = rec.get(key) if isinstance(rec, dict) else None
+        return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
+
+    for rec in lineage:
+        for name in names(rec, PENDING_TRAINED):
+            pending.pop(name, None)
+        for name in names(rec, PENDING_ADDED):
+            pending[name] = None
+    return list(pending)
 
 
 @dataclass
@@ -91,8 +117,6 @@ class Checkpoint:
     @property
     def pending(self) -> list[str]:
         """Entities added without data and not trained since (names, oldest first), from the lineage."""
-        from ..summary import pending_names
-
         return pending_names(self.lineage)
 
     @property
