@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 INIT_CHOICES = ("xavier", "neighbors", "neighbors-median")
 _MAX_PASSES = 4
+_CHUNK_TRIPLES = 1 << 15  # triples whose estimates are computed at once
 def _block_rows(table) -> int:
     """Old rows per block for whole-table statistics: 16 MiB of float32 rows (bounded memory at any width; a
     function of the width alone, so results do not depend on where the rows live)."""
@@ -131,20 +132,23 @@ def neighbor_rows(
     else:
         target_norm = 1.0
     for _ in range(_MAX_PASSES):
-        targets, estimates = [], []
-        for side, col, other in (("head", 0, 2), ("tail", 2, 0)):
-            # estimate the not-yet-placed side from an already placed other side
-            m = triples[~placed[triples[:, col]] & placed[triples[:, other]]]
-            if not len(m):
-                continue
-            est = estimate(table[m[:, 0]], relations[m[:, 1]].astype(np.float64), table[m[:, 2]], side)
-            if bilinear:
-                est = est / np.maximum(np.linalg.norm(est, axis=1, keepdims=True), 1e-12)
-            targets.append(m[:, col])
-            estimates.append(est)
-        if not targets:
+        # estimate the not-yet-placed side of each triple from its already placed other side
+        sides = [(side, col, triples[~placed[triples[:, col]] & placed[triples[:, other]]])
+                 for side, col, other in (("head", 0, 2), ("tail", 2, 0))]
+        ids = np.concatenate([m[:, col] for _, col, m in sides])
+        if not len(ids):
             break
-        ids, est = np.concatenate(targets), np.concatenate(estimates)
+        est = np.empty((len(ids), d))
+        at = 0
+        for side, _, m in sides:
+            # a chunk of triples at a time: the gathered h, r, t rows of a 10^6-triple delta would be GBs
+            for lo in range(0, len(m), _CHUNK_TRIPLES):
+                c = m[lo:lo + _CHUNK_TRIPLES]
+                e = estimate(table[c[:, 0]], relations[c[:, 1]].astype(np.float64), table[c[:, 2]], side)
+                if bilinear:
+                    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+                est[at:at + len(c)] = e
+                at += len(c)
         fresh, rows = _combine(ids, est, median=median)
         if bilinear:
             rows *= target_norm / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
