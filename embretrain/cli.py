@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -56,7 +57,7 @@ class Group(click.Group):
         except EmbretrainError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_as_flags(str(exc), ctx)}", err=True)
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
@@ -78,6 +79,21 @@ class Group(click.Group):
                 f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True
             )
             sys.exit(EXIT_INTERNAL)
+
+
+def _as_flags(message: str, ctx: click.Context) -> str:
+    """The library names options as settings (``partition_strategy``); on the command line they are flags.
+
+    Rewrites each name of the invoked command's options (those with an underscore, so ordinary words stay)
+    into its flag: the library never needs to know the CLI's spelling.
+    """
+    name = ctx.invoked_subcommand
+    command = (ctx.command.get_command(ctx, name) if name and isinstance(ctx.command, click.Group) else None) or ctx.command
+    flags = {p.name: p.opts[0] for p in command.params
+             if isinstance(p, click.Option) and p.name and "_" in p.name and p.opts[0].startswith("--")}
+    for setting, flag in flags.items():
+        message = re.sub(rf"(?<![\w-]){setting}(?![\w-])", flag, message)
+    return message
 
 
 def _setup_logging(verbose: int, quiet: bool, debug: bool = False) -> None:

@@ -517,7 +517,7 @@ def run_server(role: str, environ=None) -> None:
     import time
 
     if role not in ROLES:
-        raise UsageError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise UsageError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     environ = os.environ if environ is None else environ
     config = read_tf_config(environ, want=(role,))
     task = config["task"]

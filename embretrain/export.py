@@ -87,7 +87,7 @@ def _row_ids(ckpt: Checkpoint, table: str, only_new: bool) -> range:
         return range(len(tables[table]))
     added = last_added(ckpt.lineage, _kind(ckpt, table))
     if not added:
-        raise UsageError(f"--only-new: the checkpoint's lineage records no run that added {_kind(ckpt, table)}")
+        raise UsageError(f"only_new: the checkpoint's lineage records no run that added {_kind(ckpt, table)}")
     return added
 
 

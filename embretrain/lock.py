@@ -62,7 +62,7 @@ def _holder(fd: int) -> str:
 def _refuse(path: Path, what: str) -> UsageError:
     return UsageError(
         f"{path} {what}; refusing to use it as the lock file (it is left untouched): remove it, "
-        "or choose another --out"
+        "or choose another output path"
     )
 
 

@@ -240,7 +240,7 @@ def _resolve(ckpt: Checkpoint, names: Sequence[str], only_new: bool, added: rang
     where = ckpt.source or "the checkpoint"
     if not names:
         if not only_new:
-            raise UsageError("give entity NAME(s), or --only-new for the entities added by the last run")
+            raise UsageError("give entity NAME(s), or only_new for the entities added by the last run")
         return list(zip(ckpt.entities[added.start : added.stop], added))
     names = list(dict.fromkeys(names))
     vocab = Vocab.partial(ckpt.entities, names)  # scans names on disk block by block, indexes only these
@@ -251,7 +251,7 @@ def _resolve(ckpt: Checkpoint, names: Sequence[str], only_new: bool, added: rang
     if only_new:
         old = [n for n in names if vocab[n] not in added]
         if old:
-            raise DataError(f"{where}: {old[0]!r} was not added by the last run (--only-new)")
+            raise DataError(f"{where}: {old[0]!r} was not added by the last run (only_new)")
     return [(n, vocab[n]) for n in names]
 
 

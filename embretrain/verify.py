@@ -247,8 +247,8 @@ def _names(option, base: str, suffix: str, what: str, required: bool, path) -> l
     if not file.is_file():
         if not required:
             return []
-        flag = f"--{what}-vocab"
-        raise CheckpointError(f"{path} carries no {what} names: give {flag} FILE (for NEW: --new-{flag[2:]})")
+        option = f"{what}_vocab"
+        raise CheckpointError(f"{path} carries no {what} names: give {option} FILE (for NEW: new_{option})")
     return _read_vocab(file, what)
 
 
@@ -315,7 +315,7 @@ def _roles(path, variables: dict[str, Any], options: dict[str, Any], meta: dict[
     if ENTITY_TABLE not in keys:
         fits = table_candidates(specs, n_rows, exclude=graph.optimizer_keys)
         if len(fits) != 1:
-            raise UsageError(f"{path}: name the entity table with --entity-var (candidates: {', '.join(fits) or 'none'})")
+            raise UsageError(f"{path}: name the entity table with entity_var (candidates: {', '.join(fits) or 'none'})")
         keys[ENTITY_TABLE] = fits[0]
     return keys
 
@@ -389,7 +389,7 @@ def _read_tf(path, options: dict[str, Any], parts_of: dict[str, int] | None) -> 
     strategy = options.get("partition_strategy")
     if parts and strategy is None:
         shown = ", ".join(f"{k!r} ({n} parts)" for k, n in sorted(parts.items()))
-        raise UsageError(f"{prefix}: {shown} partitioned; give --partition-strategy mod or div as your program uses")
+        raise UsageError(f"{prefix}: {shown} partitioned; give partition_strategy mod or div as your program uses")
     for key, n_parts in parts.items():
         full = variables[key]
         sizes = [len(block) for block in np.array_split(np.arange(full.shape[0]), n_parts)]  # first ones longer

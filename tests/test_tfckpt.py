@@ -130,17 +130,17 @@ def test_tf1_candidates_are_listed_when_no_variable_fits(tmp_path):
     tf1_program(N_E, save_to=tmp_path / "model.ckpt")
     with pytest.raises(CheckpointError) as err:
         load(tmp_path / "model.ckpt-3")
-    assert "--entity-var" in str(err.value)
+    assert "name it with entity_var" in str(err.value)  # the API's name; the CLI shows --entity-var
     assert f"embedding [{N_E}, {DIM}]" in str(err.value) and f"W [{DIM}, 2]" in str(err.value)
-    with pytest.raises(CheckpointError, match="--entity-vocab"):
+    with pytest.raises(CheckpointError, match="entity_vocab"):
         load(tmp_path / "model.ckpt-3", entity_var="embedding")
-    with pytest.raises(UsageError, match="--entity-var emb: no variable or layer has that name; .*embedding \\[12, 6\\]"):
+    with pytest.raises(UsageError, match="entity_var emb: no variable or layer has that name; .*embedding \\[12, 6\\]"):
         load(tmp_path / "model.ckpt-3", entity_var="emb")
     short = tmp_path / "short.txt"
     write_tsv(short, [(n,) for n in OLD[:-1]])
     with pytest.raises(CheckpointError, match=f"lists {N_E - 1} entity names but variable 'embedding' has {N_E} rows"):
         load(tmp_path / "model.ckpt-3", entity_var="embedding", entity_vocab=short)
-    with pytest.raises(UsageError, match="--model"):
+    with pytest.raises(UsageError, match="give model"):
         load(tmp_path / "model.ckpt-3", entity_var="embedding", relation_var="W", entity_vocab=short)
 
 

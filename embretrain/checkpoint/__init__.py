@@ -78,7 +78,7 @@ def check_old_rows(path, old_rows: str) -> None:
     if old_rows != "memory" and not fmt.on_disk:
         raise UsageError(
             f"--old-rows {old_rows} reads native .h5 checkpoints only; {path} is a "
-            f"{fmt.title} checkpoint (drop --old-rows, or grow it once with --out-format h5)"
+            f"{fmt.title} checkpoint (drop old_rows, or grow it once with out_format h5)"
         )
 
 

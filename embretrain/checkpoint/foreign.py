@@ -126,7 +126,7 @@ class LoadOptions:
         if unknown:
             raise UsageError(f"unknown checkpoint option(s): {', '.join(sorted(unknown))}")
         if known["partition_strategy"] not in (None, *PARTITION_STRATEGIES):
-            raise UsageError(f"--partition-strategy must be mod or div, not {known['partition_strategy']!r}")
+            raise UsageError(f"partition_strategy must be mod or div, not {known['partition_strategy']!r}")
         return cls(**known)
 
 
@@ -299,7 +299,7 @@ def _pick_entity_key(specs, path, n_rows: int | None, graph: VariableGraph) -> s
     what = "no 2-D float32 variable" if not fits else f"{len(fits)} 2-D float32 variables"
     rows = f" with {n_rows} rows (the vocabulary's length)" if n_rows is not None else ""
     raise CheckpointError(
-        f"{path}: {what}{rows} could be the entity table; name it with --entity-var KEY. "
+        f"{path}: {what}{rows} could be the entity table; name it with entity_var KEY. "
         f"Candidates: {_describe_keys(specs, every, graph)}"
     )
 
@@ -352,7 +352,7 @@ def build_checkpoint(
         RELATION_TABLE: opts.relation_var or (None if opts.entity_var else meta_keys.get(RELATION_TABLE)),
         CONTEXT_TABLE: opts.context_var or (None if opts.entity_var else meta_keys.get(CONTEXT_TABLE)),
     }
-    options = {ENTITY_TABLE: "--entity-var", RELATION_TABLE: "--relation-var", CONTEXT_TABLE: "--context-var"}
+    options = {ENTITY_TABLE: "entity_var", RELATION_TABLE: "relation_var", CONTEXT_TABLE: "context_var"}
     keys = {name: _resolve_key(specs, key, options[name], path, graph) for name, key in wanted.items() if key}
 
     ent_vocab_path, ent_rows = _vocab_rows(opts.entity_vocab, sidecar(sidecar_base, "entities"))
@@ -374,21 +374,21 @@ def build_checkpoint(
     if model is None:
         if RELATION_TABLE in keys:
             raise UsageError(
-                f"{path} does not say its model: with --relation-var give --model (transe, distmult, complex, rotate)"
+                f"{path} does not say its model: with relation_var give model (transe, distmult, complex, rotate)"
             )
         model = "dot"
     from ..models import get_model
 
     kind = get_model(model).kind
     if kind == "pair" and RELATION_TABLE in keys:
-        raise UsageError(f"model {model!r} scores pairs with the entity table alone; drop --relation-var")
+        raise UsageError(f"model {model!r} scores pairs with the entity table alone; drop relation_var")
     if kind != "pair" and RELATION_TABLE not in keys:
-        raise UsageError(f"model {model!r} needs a relation table: give --relation-var KEY")
+        raise UsageError(f"model {model!r} needs a relation table: give relation_var KEY")
 
     n_entities = specs[keys[ENTITY_TABLE]][0][0]
     if ent_vocab_path is None:
         raise CheckpointError(
-            f"{path} carries no entity names: give --entity-vocab FILE with one name per line "
+            f"{path} carries no entity names: give entity_vocab FILE with one name per line "
             f"({n_entities} lines for {keys[ENTITY_TABLE]!r})"
         )
     entities = _read_vocab(ent_vocab_path, n_entities, "entity", keys[ENTITY_TABLE])
@@ -398,7 +398,7 @@ def build_checkpoint(
         rel_path, _ = _vocab_rows(opts.relation_vocab, sidecar(sidecar_base, "relations"))
         if rel_path is None:
             raise CheckpointError(
-                f"{path} carries no relation names: give --relation-vocab FILE "
+                f"{path} carries no relation names: give relation_vocab FILE "
                 f"({n_relations} lines for {keys[RELATION_TABLE]!r})"
             )
         relations = _read_vocab(rel_path, n_relations, "relation", keys[RELATION_TABLE])
@@ -445,7 +445,7 @@ def _context_names(path, specs, keys: dict[str, str], opts: LoadOptions, sidecar
     rows are indexed by the entities (then it must have as many rows)."""
     if CONTEXT_TABLE not in keys:
         if opts.context_vocab is not None:
-            raise UsageError(f"{path}: --context-vocab names the rows of the context table: give --context-var KEY too")
+            raise UsageError(f"{path}: context_vocab names the rows of the context table: give context_var KEY too")
         return None
     key = keys[CONTEXT_TABLE]
     n_rows = specs[key][0][0]
@@ -455,7 +455,7 @@ def _context_names(path, specs, keys: dict[str, str], opts: LoadOptions, sidecar
     if n_rows != n_entities:
         raise CheckpointError(
             f"{path}: context table {key!r} has {n_rows} rows but there are {n_entities} entities; if its rows "
-            "are a vocabulary of their own (items of a two-tower model), give --context-vocab FILE"
+            "are a vocabulary of their own (items of a two-tower model), give context_vocab FILE"
         )
     return None
 

@@ -363,7 +363,7 @@ def load(path: str | os.PathLike, **options) -> Checkpoint:
         if parted and strategy is None:
             shown = "; ".join(f"{key!r} in {len(rows)} parts of {rows} rows" for key, rows in parted.items())
             raise UsageError(
-                f"{prefix}: table {shown} is partitioned; give --partition-strategy mod or div, as your program "
+                f"{prefix}: table {shown} is partitioned; give partition_strategy mod or div, as your program "
                 "passes it to embedding_lookup (TF1's default is mod; the checkpoint does not record it)"
             )
         if strategy is not None and not parted:

@@ -95,9 +95,9 @@ class Scorer:
     def check_dim(self, dim: int) -> None:
         """A new run's entity width ``dim``: :class:`UsageError` if this model cannot use it."""
         if dim < 1:
-            raise UsageError(f"--dim must be positive, got {dim}")
+            raise UsageError(f"dim must be positive, got {dim}")
         if self.complex_valued and dim % 2:
-            raise UsageError(f"{self.name}: --dim must be even (real and imaginary halves), got {dim}")
+            raise UsageError(f"{self.name}: dim must be even (real and imaginary halves), got {dim}")
 
     def check_widths(self, entity_width: int, relation_width: int | None, context_width: int | None = None) -> None:
         """Tables read from a file fit this model: :class:`CheckpointError` naming the table and widths if not.
