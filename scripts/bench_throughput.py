@@ -130,19 +130,31 @@ def effective_settings(model: str, args, extra: dict) -> dict:
     source both tools are configured from."""
     from embretrain.config import resolve_settings  # no TensorFlow import
 
-    return resolve_settings(ROOT / "embretrain" / "presets" / f"{model}.toml", overrides(args, extra)).to_dict()
+    return resolve_settings(ROOT / "embretrain" / "presets" / f"{model}.toml", overrides(args, extra, model)).to_dict()
 
 
-def overrides(args, extra: dict) -> dict:
+# The objective both tools implement alike, whatever a preset's quality recipe says (the DistMult preset trains with
+# softmax over 1,024 shared negatives, N3 and a decaying lr, which PyKEEN's sLCWA loop has no twin for): embretrain's
+# logistic loss = PyKEEN's NSSALoss, an L2 penalty of the preset's weight (0 when the preset's penalty is N3), a
+# constant learning rate.
+COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0}
+
+
+def overrides(args, extra: dict, model: str) -> dict:
+    from embretrain.config import load_preset  # no TensorFlow import
+
+    common = dict(COMMON_OBJECTIVE)
+    if load_preset(model).get("regularizer") == "n3":
+        common["regularization"] = 0.0
     # threads 0 = each tool's own default (TensorFlow's choice; PyTorch: one per core)
-    return {"dim": args.dim, "negatives": args.negatives, "batch_size": args.batch_size, "epochs": args.epochs,
-            "seed": args.seed, "threads": args.threads, **extra}
+    return {**common, "dim": args.dim, "negatives": args.negatives, "batch_size": args.batch_size,
+            "epochs": args.epochs, "seed": args.seed, "threads": args.threads, **extra}
 
 
 def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
     """One child process: train ``model`` with ``tool``, return its timings and test figures."""
     spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
-            "config_file": str(ROOT / "embretrain" / "presets" / f"{model}.toml"), "overrides": overrides(args, extra),
+            "config_file": str(ROOT / "embretrain" / "presets" / f"{model}.toml"), "overrides": overrides(args, extra, model),
             "settings": effective_settings(model, args, extra)}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
