@@ -3,6 +3,8 @@ and the shape contract; every registered model is covered (tests/test_model_regi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,41 @@ def test_rotate_is_a_rotation():
     r = tf.constant([[np.pi / 2]])  # rotate by 90 degrees -> 0 + 1i
     t = tf.constant([[0.0, 1.0]])
     assert get_model("rotate", {"gamma": 5.0}).score(h, r, t).numpy()[0] == pytest.approx(5.0, abs=1e-4)
+
+
+def test_rotate_l2_is_the_length_of_the_rotated_difference():
+    h = tf.constant([[1.0, 2.0, 0.0, 0.0]])  # 1 + 0i, 2 + 0i
+    r = tf.constant([[np.pi / 2, 0.0]])  # rotate the first by 90 degrees -> 0 + 1i; the second stays 2
+    t = tf.constant([[0.0, 2.0, 0.0, 1.0]])  # 0 + 0i, 2 + 1i: differences 0 + 1i and 0 - 1i
+    l1 = get_model("rotate", {"gamma": 5.0}).score(h, r, t).numpy()[0]
+    l2 = get_model("rotate", {"gamma": 5.0, "norm": 2}).score(h, r, t).numpy()[0]
+    assert l1 == pytest.approx(5.0 - 2.0, abs=1e-4) and l2 == pytest.approx(5.0 - np.sqrt(2.0), abs=1e-4)
+
+
+def test_a_rotate_checkpoint_without_norm_is_the_l1_model_it_was_written_with(tmp_path):
+    """Checkpoints written before RotatE had an L2 form carry gamma only: they load, score and grow as L1."""
+    import h5py
+
+    from embretrain import api as et
+    from embretrain.config import Settings
+
+    lines = [f"e{i}\tr{i % 3}\te{(i * 7 + 1) % 40}" for i in range(120)]
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n")
+    base, _ = et.train(tmp_path / "t.tsv", Settings(model="rotate", dim=8, epochs=1, batch_size=32, negatives=4),
+                       progress=False)
+    et.save(base, tmp_path / "b.h5")
+    with h5py.File(tmp_path / "b.h5", "r+") as f:
+        params = [p for p in json.loads(f.attrs["params"]) if p != "norm"]
+        f.attrs["params"] = json.dumps(params)
+        del f.attrs["norm"]
+    old = et.load(tmp_path / "b.h5")
+    assert "norm" not in old.params and get_model("rotate", old.params).params["norm"] == 1
+    (tmp_path / "new.tsv").write_text("x\n")
+    (tmp_path / "d.tsv").write_text("x\tr1\te3\ne5\tr2\tx\n")
+    grown, _ = et.extend(old, tmp_path / "new.tsv", tmp_path / "d.tsv", progress=False)
+    assert grown.params.get("norm", 1) == 1
+    ent = base.entity_tables["entity_embeddings"]
+    assert np.array_equal(np.asarray(grown.entity_tables["entity_embeddings"])[: len(ent)], np.asarray(ent))
 
 
 @pytest.mark.parametrize("name,params", EVERY_SCORER, ids=SCORER_IDS)

@@ -248,6 +248,18 @@ def pairwise(q, entities):
     return q[..., :, None, :] - entities[..., None, :, :]
 
 
+def l2_distances(q, entities):
+    """``||q_c - e_n||_2`` as ``[..., C, N]`` from ``|q|^2 + |e|^2 - 2 q.e``: one matrix product instead of a
+    ``[..., C, N, d]`` difference tensor (kept differentiable at 0 like :func:`lp_distance`)."""
+    tf = lazy_tf()
+    sq = (
+        tf.reduce_sum(q * q, -1)[..., :, None]
+        + tf.reduce_sum(entities * entities, -1)[..., None, :]
+        - 2.0 * matmul(q, entities)
+    )
+    return tf.sqrt(tf.maximum(sq, 0.0) + 1e-12)
+
+
 def lp_distance(diff, norm: int):
     """``||diff||_p`` over the last axis for p = ``norm`` (1 or 2; L2 kept differentiable at 0)."""
     tf = lazy_tf()

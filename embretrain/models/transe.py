@@ -6,7 +6,7 @@ Must not import TensorFlow or numpy at module import, nor see ids or variables.
 
 from __future__ import annotations
 
-from .base import DistanceScorer, lazy_tf, lp_distance, matmul, pairwise
+from .base import DistanceScorer, l2_distances, lp_distance, pairwise
 
 __all__ = ["TransE"]
 
@@ -40,13 +40,6 @@ class TransE(DistanceScorer):
         return t - r  # ||e + r - t|| = ||e - q||
 
     def match(self, q, entities):
-        tf = lazy_tf()
         if self.params["norm"] == 1:
-            return self.params["gamma"] - lp_distance(pairwise(q, entities), self.params["norm"])
-        # ||q - e||^2 = |q|^2 + |e|^2 - 2 q.e: one matrix product instead of a [C, N, d] tensor.
-        sq = (
-            tf.reduce_sum(q * q, -1)[..., :, None]
-            + tf.reduce_sum(entities * entities, -1)[..., None, :]
-            - 2.0 * matmul(q, entities)
-        )
-        return self.params["gamma"] - tf.sqrt(tf.maximum(sq, 0.0) + 1e-12)
+            return self.params["gamma"] - lp_distance(pairwise(q, entities), 1)
+        return self.params["gamma"] - l2_distances(q, entities)
