@@ -171,7 +171,7 @@ class LocalExecutor:
         """Build the optimizer, the data pipeline and the compiled step for ``loss_fn(batch, weights, rng)``."""
         import tensorflow as tf
 
-        optimizer = make_optimizer(settings.optimizer, settings.lr)
+        optimizer = make_optimizer(settings.optimizer, settings.lr, compiled=self.compiled_scoring)
         optimizer.build(variables)
         self._optimizer = optimizer
         rng = tf.random.Generator.from_seed(settings.seed)
