@@ -259,7 +259,7 @@ def run_options(func):
 
 
 def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: str | None = None,
-               report: str | None = None, out_format: str | None = None) -> None:
+               report: str | None = None, out_format: str | None = None, keep: int = 0) -> None:
     """Check every input exists and every output can be written, before any loading or training.
 
     A cron run that would fail on a missing file after an hour of training fails in a millisecond
@@ -296,6 +296,10 @@ def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: s
 
         check_out(out, out_format or in_format)  # a TF prefix, a Keras suffix
     _check_out(out)
+    if keep and (out_format or in_format) != "tf":  # a TF prefix keeps no backups (tfckpt.save warns)
+        from .atomic import check_backups
+
+        check_backups(out, keep)  # a directory at OUT.k would stop the save after the training
     if report is not None:
         _check_out(report)
 
@@ -424,7 +428,7 @@ def train(**opts):
     from . import api
 
     settings = _settings(opts)
-    _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"])
+    _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"], keep=opts["keep"] or 0)
     _check_strategy(opts)
 
     if opts["dry_run"]:
@@ -484,16 +488,16 @@ def extend(**opts):
 
     if not opts["new_entities"] and not opts["new_relations"] and not opts["new_contexts"]:
         raise click.UsageError("give --new-entities, --new-relations and/or --new-contexts")
+    in_place = _same_file(opts["ckpt"], opts["out"])
+    keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
     _preflight(
         opts["out"], ckpt=opts["ckpt"],
         data=(opts["new_entities"], opts["new_relations"], opts["new_contexts"], opts["data"], opts["replay"]),
-        config=opts["config"], report=opts["report"], out_format=opts["out_format"],
+        config=opts["config"], report=opts["report"], out_format=opts["out_format"], keep=keep,
     )
     _check_strategy(opts)
     if opts["old_rows"] == "on-disk":
         _check_on_disk(opts)
-    in_place = _same_file(opts["ckpt"], opts["out"])
-    keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
     delta_options = {"new_relations": opts["new_relations"], "new_contexts": opts["new_contexts"],
                      "skip_unknown": opts["skip_unknown"], "replay": opts["replay"]}
 
