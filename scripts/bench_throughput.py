@@ -292,6 +292,16 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _model_words(meta: dict) -> str:
+    """Per model: its distance and self-adversarial temperature, from the run's recorded settings."""
+    words = []
+    for name, s in meta.get("settings", {}).items():
+        norm = f"L{s['norm']}, " if s["model"] in ("transe", "rotate") else ""
+        temp = s.get("adversarial_temperature", 0)
+        words.append(f"{name}: {norm}" + (f"self-adversarial temperature {temp:g}" if temp else "uniform negatives"))
+    return "; ".join(words)
+
+
 def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughput/fb15k-237.json") -> str:
     """The '## Throughput' section of docs/BENCHMARKS.md from a run's JSON (``source``) and the ladder's."""
     meta, c = result["meta"], result["meta"]["counts"]
@@ -300,7 +310,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
     smoke = (f"**A check of the harness, not a benchmark**: the first {meta['limit']:,} training triples only, so the "
              "figures below say the script works end to end, not how fast either tool is at full size. The full run: "
              "`python scripts/bench_throughput.py --json-out docs/throughput/fb15k-237.json` "
-             "(2 rounds, 3 epochs, TransE and DistMult).\n\n") if meta["limit"] else ""
+             "(2 rounds, 3 epochs, TransE with its preset's L2 distance, TransE-L1 and DistMult).\n\n") if meta["limit"] else ""
     text = (
         "## Throughput\n\n"
         f"{smoke}"
@@ -311,7 +321,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         + f"; filtered against train + valid + test, realistic ranks, head and tail pooled). Both tools: dim {meta['dim']}, "
         f"{meta['negatives']} uniform negatives per positive corrupting its head or tail, batch {meta['batch_size']}, "
         f"Adam at the lr of embretrain's preset, {meta['epochs']} epochs, the same loss (embretrain's logistic loss = "
-        "PyKEEN's `NSSALoss`, self-adversarial for TransE), Glorot starts, no unit-norm constraint "
+        f"PyKEEN's `NSSALoss`; {_model_words(meta)}), Glorot starts, no unit-norm constraint "
         "(scripts/throughput_runs.py says what is left different). "
         f"Versions: embretrain {v.get('embretrain')}, TensorFlow {v.get('tensorflow')}, PyTorch {v.get('torch')}, "
         f"PyKEEN {v.get('pykeen')}; threads: "
@@ -320,7 +330,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         "jobs on this shared machine falls on both; ratios are within one round. Steady epoch = median of the epochs after "
         "the first (which includes tracing or set-up).\n\n"
         f"Arithmetic peak, measured at the start of each round (float32 2048 x 2048 matrix product, numpy): {peaks} GFLOP/s. "
-        "GFLOP/s counts the arithmetic the model needs per positive, forward and backward (TransE: 3 x (5 + 3K) x d, "
+        "GFLOP/s counts the arithmetic the model needs per positive, forward and backward (TransE, L1 or L2: 3 x (5 + 3K) x d, "
         "DistMult: 3 x (4 + 2K) x d for K negatives, d = dim; optimizer updates not counted, see "
         "`flops_per_positive` in scripts/bench_throughput.py), the same for every tool.\n\n"
         + result["markdown"] + "\n"
