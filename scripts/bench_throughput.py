@@ -1,6 +1,7 @@
 """Training throughput (positives/s) and test MRR: embretrain against PyKEEN, measured side by side in one run.
 
-Same data (FB15k-237 by default), same model (TransE L1 and DistMult, dim 200), same settings (32 negatives per
+Same data (FB15k-237 by default), same model (TransE with its preset's L2 distance, TransE-L1 and DistMult, dim 200),
+same settings (32 negatives per
 positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
 
 - embretrain's default step (negatives shared by chunks of 64 positives),
@@ -44,6 +45,15 @@ DATA = ROOT.parent / "shared" / "data" / "fb15k-237"
 RUNNER = Path(__file__).resolve().parent / "throughput_runs.py"
 LADDER_JSON = ROOT / "docs" / "speed" / "bench_throughput.json"
 
+# A --models entry: a model's preset, or one of these variants of it (the preset with these settings changed)
+VARIANTS = {"transe-l1": ("transe", {"norm": 1})}
+
+
+def model_spec(name: str) -> tuple[str, dict]:
+    """``(model, settings over its preset)`` of a ``--models`` entry."""
+    return VARIANTS.get(name, (name, {}))
+
+
 # (label, tool, embretrain settings on top of the model's preset)
 CONFIGS = [
     ("embretrain, shared negatives (default, chunks of 64)", "embretrain", {"negative_chunk": 64}),
@@ -68,6 +78,7 @@ def flops_per_positive(model: str, dim: int, negatives: int) -> int:
     (embretrain's Adam touches the looked-up rows, PyKEEN's every row), and this is the arithmetic the model needs,
     the same for every tool, so the fraction of peak compares like with like.
     """
+    model = model_spec(model)[0]
     if model == "transe":
         forward = (5 + 3 * negatives) * dim
     elif model == "distmult":
@@ -130,7 +141,11 @@ def effective_settings(model: str, args, extra: dict) -> dict:
     source both tools are configured from."""
     from embretrain.config import resolve_settings  # no TensorFlow import
 
-    return resolve_settings(ROOT / "embretrain" / "presets" / f"{model}.toml", overrides(args, extra, model)).to_dict()
+    return resolve_settings(preset_file(model), overrides(args, extra, model)).to_dict()
+
+
+def preset_file(model: str) -> Path:
+    return ROOT / "embretrain" / "presets" / f"{model_spec(model)[0]}.toml"
 
 
 # The objective both tools implement alike, whatever a preset's quality recipe says (the DistMult preset trains with
@@ -143,8 +158,9 @@ COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0}
 def overrides(args, extra: dict, model: str) -> dict:
     from embretrain.config import load_preset  # no TensorFlow import
 
-    common = dict(COMMON_OBJECTIVE)
-    if load_preset(model).get("regularizer") == "n3":
+    base, variant = model_spec(model)
+    common = {**COMMON_OBJECTIVE, **variant}
+    if load_preset(base).get("regularizer") == "n3":
         common["regularization"] = 0.0
     # threads 0 = each tool's own default (TensorFlow's choice; PyTorch: one per core)
     return {**common, "dim": args.dim, "negatives": args.negatives, "batch_size": args.batch_size,
@@ -154,7 +170,7 @@ def overrides(args, extra: dict, model: str) -> dict:
 def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
     """One child process: train ``model`` with ``tool``, return its timings and test figures."""
     spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
-            "config_file": str(ROOT / "embretrain" / "presets" / f"{model}.toml"), "overrides": overrides(args, extra, model),
+            "config_file": str(preset_file(model)), "overrides": overrides(args, extra, model),
             "settings": effective_settings(model, args, extra)}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
@@ -359,7 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA), help="folder with train.txt, valid.txt, test.txt")
     ap.add_argument("--limit", type=int, help="train on the first N triples of train.txt only (a quick check)")
-    ap.add_argument("--models", default="transe,distmult", help="comma-separated: transe, distmult")
+    ap.add_argument("--models", default="transe,transe-l1,distmult",
+                    help="comma-separated: transe (its preset's norm), transe-l1, distmult")
     ap.add_argument("--tools", default="embretrain,pykeen", help="comma-separated: embretrain, pykeen")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)

@@ -35,7 +35,7 @@ def test_a_config_file_refines_a_preset_and_options_beat_both(tmp_path):
     cfg.write_text("lr = 0.5\nepochs = 3\n")
     s = resolve_settings(cfg, {"epochs": 4}, preset="rotate")
     shipped = load_preset("rotate")
-    assert (s.model, s.dim, s.adversarial_temperature) == ("rotate", shipped["dim"], shipped["adversarial_temperature"])
+    assert (s.model, s.dim, s.norm, s.loss) == ("rotate", shipped["dim"], shipped["norm"], shipped["loss"])
     assert (s.lr, s.epochs) == (0.5, 4)
     src = s.source_map()
     assert (src["dim"], src["lr"], src["epochs"]) == ("preset:rotate", f"config:{cfg}", "option")
