@@ -262,7 +262,7 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
                "examples": len(snapshots[0].train)}
     results: dict[str, Any] = {
         "dataset": opts.dataset, "seed": opts.seed, "snapshots": opts.snapshots, "max_entities": opts.max_entities,
-        "test_sample": opts.test_sample,
+        "test_sample": opts.test_sample, "label": opts.label,
         "command": "python scripts/bench_continual.py " + " ".join(shlex.quote(a) for a in opts.argv),
         "train_args": train_args, "counts": [s.counts() for s in snapshots], "train": trained, "variants": [],
         "anchors": ANCHORS, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -301,6 +301,8 @@ def _table(res: dict[str, Any]) -> list[str]:
     n = len(res["counts"])
     title = f"### {res['dataset']}, seed {res['seed']}" + (f", first {res['max_entities']} entities of the walk"
                                                             if res.get("max_entities") else "")
+    if res.get("label"):  # several runs of one dataset and seed (e.g. more chains later) get distinct headings
+        title += f": {res['label']}"
     lines = [title, "", f"Command: `{res['command']}` (snapshot-0 train options: `{' '.join(res['train_args'])}`).",
              "", "| snapshot | revealed | new entities | new relations | train | delta | dropped (old only) "
              "| moved to train | valid | test |", "|" + "---:|" * 10]
@@ -357,6 +359,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--test-sample", type=int, default=0,
                    help="score a seeded sample of at most N test triples per snapshot (filters still use all); 0: all")
     p.add_argument("--full-retrain", action="store_true", help="also train from scratch on every snapshot's train")
+    p.add_argument("--label", default="", help="appended to the run's heading in the docs (several runs of one seed)")
     p.add_argument("--out-dir", default="bench/continual")
     p.add_argument("--json", help="also write the results to this file (e.g. docs/continual/fb15k-237-transe.json)")
     p.add_argument("--in-process", action="store_true", help="run the CLI in this process (tests; wall times differ)")
