@@ -80,8 +80,9 @@ and split are our own and the snapshots are not LKGE's. A valid/test triple nami
 training triple of snapshots 0..i has is moved to training (LKGE keeps such entities as untrained rows). Training
 triples among old entities and an old relation only could not change a frozen row and would be dropped by `extend`;
 under this construction there are none (every triple of snapshot i names an entity revealed at i), the table
-counts them anyway. No early stopping (LKGE stops on a validation set its loader reads from `test.txt`,
-`src/data_load/KnowledgeGraph.py`). The anchors (TransE, dim 200: {anchors}) are on LKGE's own split with its
+counts them anyway. The snapshots' valid splits are not used for early stopping (LKGE stops on a validation set its
+loader reads from `test.txt`, `src/data_load/KnowledgeGraph.py`); a `--valid-fraction` chain holds out a slice of
+each night's delta instead. The anchors (TransE, dim 200: {anchors}) are on LKGE's own split with its
 candidate protocol: context, not a like-for-like comparison. Wall times are from a 2-core machine shared with
 other jobs at the time: inflated and noisy. Generated from `docs/continual/*.json` (and `notes.md` beside them) by
 `python scripts/bench_continual.py --from-json docs/continual/*.json --notes docs/continual/notes.md \\
