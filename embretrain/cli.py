@@ -187,7 +187,7 @@ def _load_options(opts: dict) -> dict:
 
 _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "negative_chunk", "seed", "optimizer", "loss", "margin",
                  "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied",
-                 "init", "valid_fraction", "patience", "corrupt")
+                 "init", "valid_fraction", "patience", "corrupt", "new_negatives")
 
 
 def _settings(opts: dict, base=None):
@@ -464,6 +464,7 @@ def train(**opts):
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
+@click.option("--new-negatives", type=click.FloatRange(0, 1, max_open=True), help="Draw this share of every batch's negatives from the new entities only, so a new row also learns where it does not belong (old queries) [its model's recipe, else 0].")
 @click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
 @click.option("--out-format", type=click.Choice(FORMAT_NAMES), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
 @click.option("--old-rows", type=click.Choice(OLD_ROWS), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
