@@ -106,6 +106,7 @@ def _fit_new_rows(scorer, settings: Settings, old_tables: tuple[dict, dict], del
         negative_new_ids=delta.negative_new_ids,
         context_vocab=contexts is not None,
         negative_new_context_ids=None if contexts is None else contexts.negative_new_ids,
+        new_negative_share=settings.new_negatives,
     )
     for lever in levers:
         lever.before_fit(emb)

@@ -56,6 +56,7 @@ __all__ = [
     "scratch_dir",
     "check_target",
     "backup_path",
+    "check_backups",
     "check_writable_dir",
     "clean_stale_temps",
     "fsync_path",
@@ -232,7 +233,7 @@ def rotate_backups(target: str | os.PathLike, keep: int) -> None:
     target = Path(target)
     if keep <= 0 or not os.path.lexists(target):
         return
-    _check_backups(target, keep)
+    check_backups(target, keep)
     for k in range(keep - 1, 0, -1):
         older = backup_path(target, k)
         if os.path.lexists(older):  # a symlink is renamed as a link, never followed
@@ -250,8 +251,9 @@ def rotate_backups(target: str | os.PathLike, keep: int) -> None:
     logger.info("kept the previous %s as %s", target.name, first.name)
 
 
-def _check_backups(target: Path, keep: int) -> None:
-    """Every backup slot that rotation renames over must be a file or a symlink (checked before any rename)."""
+def check_backups(target: str | os.PathLike, keep: int) -> None:
+    """Every backup slot that rotation renames over must be a file or a symlink (checked before any rename, and by
+    the CLI before loading anything)."""
     for k in range(1, keep + 1):
         check_target(backup_path(target, k), what="backup")
 
@@ -282,7 +284,7 @@ def atomic_write(path: str | os.PathLike, *, keep: int = 0) -> Iterator[Path]:
     target = Path(path)
     directory = check_writable_dir(target)
     if keep > 0:
-        _check_backups(target, keep)
+        check_backups(target, keep)
     tmp = _create_temp(target)
     try:
         yield tmp
@@ -401,7 +403,7 @@ def atomic_files(
     for p in (*paths.values(), *map(Path, remove)):
         check_writable_dir(p)
     if keep > 0:
-        _check_backups(paths[primary], keep)
+        check_backups(paths[primary], keep)
     temps: dict[str, Path] = {}
     undo: list[tuple[Path, Path | None]] = []  # (final path, saved old file or None if there was none)
     try:

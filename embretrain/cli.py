@@ -187,7 +187,7 @@ def _load_options(opts: dict) -> dict:
 
 _SETTING_KEYS = ("model", "dim", "epochs", "batch_size", "lr", "negatives", "negative_chunk", "seed", "optimizer", "loss", "margin",
                  "adversarial_temperature", "regularization", "threads", "norm", "gamma", "tied",
-                 "init", "valid_fraction", "patience", "corrupt")
+                 "init", "valid_fraction", "patience", "corrupt", "new_negatives")
 
 
 def _settings(opts: dict, base=None):
@@ -259,7 +259,7 @@ def run_options(func):
 
 
 def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: str | None = None,
-               report: str | None = None, out_format: str | None = None) -> None:
+               report: str | None = None, out_format: str | None = None, keep: int = 0) -> None:
     """Check every input exists and every output can be written, before any loading or training.
 
     A cron run that would fail on a missing file after an hour of training fails in a millisecond
@@ -296,6 +296,10 @@ def _preflight(out: str, *, ckpt: str | None = None, data: tuple = (), config: s
 
         check_out(out, out_format or in_format)  # a TF prefix, a Keras suffix
     _check_out(out)
+    if keep and (out_format or in_format) != "tf":  # a TF prefix keeps no backups (tfckpt.save warns)
+        from .atomic import check_backups
+
+        check_backups(out, keep)  # a directory at OUT.k would stop the save after the training
     if report is not None:
         _check_out(report)
 
@@ -424,7 +428,7 @@ def train(**opts):
     from . import api
 
     settings = _settings(opts)
-    _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"])
+    _preflight(opts["out"], data=(opts["data"],), config=opts["config"], report=opts["report"], keep=opts["keep"] or 0)
     _check_strategy(opts)
 
     if opts["dry_run"]:
@@ -460,6 +464,7 @@ def train(**opts):
 @click.option("--valid-fraction", type=click.FloatRange(0, 1, max_open=True), help="Hold out this share of the delta (at most 500 triples) and keep the epoch with the best new-entity MRR on it; 0 = off [0].")
 @click.option("--patience", type=click.IntRange(min=0), help="With --valid-fraction: stop after this many epochs without a better MRR; 0 = run every epoch [2].")
 @click.option("--corrupt", type=click.Choice(CHOICES["corrupt"]), help="Negatives: corrupt either side, or only the frozen side of a triple with one new entity [any].")
+@click.option("--new-negatives", type=click.FloatRange(0, 1, max_open=True), help="Draw this share of every batch's negatives from the new entities only, so a new row also learns where it does not belong (old queries) [its model's recipe, else 0].")
 @click.option("--replay", type=click.Path(), help="Old triples (e.g. the base model's training file) replayed each step with negatives drawn from the new entities only, so new rows do not crowd old answers; lines naming new or unknown names are skipped.")
 @click.option("--out-format", type=click.Choice(FORMAT_NAMES), help="Write --out as native HDF5, a TF checkpoint prefix, or Keras .weights.h5/.keras [the format of --ckpt].")
 @click.option("--old-rows", type=click.Choice(OLD_ROWS), default="memory", show_default=True, help="Where the frozen old rows live while training: read into memory once, or left in --ckpt (native .h5 only) and read per batch, for tables bigger than memory.")
@@ -484,16 +489,16 @@ def extend(**opts):
 
     if not opts["new_entities"] and not opts["new_relations"] and not opts["new_contexts"]:
         raise click.UsageError("give --new-entities, --new-relations and/or --new-contexts")
+    in_place = _same_file(opts["ckpt"], opts["out"])
+    keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
     _preflight(
         opts["out"], ckpt=opts["ckpt"],
         data=(opts["new_entities"], opts["new_relations"], opts["new_contexts"], opts["data"], opts["replay"]),
-        config=opts["config"], report=opts["report"], out_format=opts["out_format"],
+        config=opts["config"], report=opts["report"], out_format=opts["out_format"], keep=keep,
     )
     _check_strategy(opts)
     if opts["old_rows"] == "on-disk":
         _check_on_disk(opts)
-    in_place = _same_file(opts["ckpt"], opts["out"])
-    keep = opts["keep"] if opts["keep"] is not None else (1 if in_place else 0)
     delta_options = {"new_relations": opts["new_relations"], "new_contexts": opts["new_contexts"],
                      "skip_unknown": opts["skip_unknown"], "replay": opts["replay"]}
 

@@ -75,6 +75,7 @@ class Settings:
     valid_fraction: float = 0.0  # share of the delta held out to pick the best epoch; 0 = off
     patience: int = 2  # early stopping: epochs without a better held-out MRR before stopping
     corrupt: str = "any"  # negatives: any side | frozen (the old side of a triple with one new entity)
+    new_negatives: float = 0.0  # share of each draw of negatives taken from the new entities only (0 = uniform)
     # Where each setting came from (a source label of the precedence above, e.g. "option", "preset:transe");
     # a setting not listed is the dataclass default. Not a setting: not in to_dict(), not a TOML key.
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -142,7 +143,7 @@ def _rank(source: str) -> int:
 
 # What an extend takes from its model's shipped preset (the "recipe": how new rows start, how long they train,
 # what they are contrasted with): the extend-only settings.
-EXTEND_KEYS = ("extend_epochs", "init", "valid_fraction", "patience", "corrupt")
+EXTEND_KEYS = ("extend_epochs", "init", "valid_fraction", "patience", "corrupt", "new_negatives")
 # What an extend takes from the base checkpoint's lineage (the settings of the run that made it): the training
 # settings, so the new rows learn the way the old ones did. Not carried: the model, dim and scoring parameters
 # (read from the checkpoint itself; ``tied`` is whether it has a context table), epochs (a table from scratch
@@ -288,6 +289,8 @@ def _check_ranges(values: dict[str, Any], origin: str) -> None:
         raise UsageError(f"{origin}: valid_fraction must be in [0, 1), got {values['valid_fraction']}")
     if "extend_epochs" in values and values["extend_epochs"] < -1:
         raise UsageError(f"{origin}: extend_epochs must be >= 0 (or -1: same as epochs), got {values['extend_epochs']}")
+    if "new_negatives" in values and not 0 <= values["new_negatives"] < 1:
+        raise UsageError(f"{origin}: new_negatives must be in [0, 1), got {values['new_negatives']}")
     if "patience" in values and values["patience"] < 0:
         raise UsageError(f"{origin}: patience must be >= 0, got {values['patience']}")
 

@@ -9,8 +9,8 @@ instead of ~20 ms. These optimizers keep every step O(rows touched):
 - ``adam``: lazy Adam (moments of a row advance only when the row is touched), written with
   ``gather`` + ``scatter_update`` because no TF2 public API does it without densifying.
 
-Indices are deduplicated first (``tf.unique`` + ``unsorted_segment_sum``): a batch touches a row
-many times, and a scatter with repeated indices would apply only one of the updates (or race).
+Indices are deduplicated first (``tf.unique`` + ``unsorted_segment_sum``, XLA-compiled in the local step): a
+batch touches a row many times, and a scatter with repeated indices would apply only one of the updates (or race).
 Slots are sized like the trainable variable only (the new rows), never like the whole table.
 """
 
@@ -25,14 +25,31 @@ __all__ = ["SparseOptimizer", "make_optimizer", "OPTIMIZERS"]
 logger = logging.getLogger(__name__)
 
 
-def _dedupe(grad):
+_compiled_segment_sum = None
+
+
+def _segment_sum_compiled(values, positions):
+    """``unsorted_segment_sum`` compiled by XLA, with one segment per row (a static bound, so XLA compiles once per
+    batch size, not once per count of distinct rows); the caller slices the used segments. Measured on 34,816
+    looked-up rows of width 200: ~10 ms instead of ~52 ms for TensorFlow's kernel, the same bytes."""
+    global _compiled_segment_sum
+    tf = import_tensorflow()
+
+    if _compiled_segment_sum is None:
+        _compiled_segment_sum = tf.function(
+            lambda v, p: tf.math.unsorted_segment_sum(v, p, tf.shape(p)[0]), jit_compile=True)
+    return _compiled_segment_sum(values, positions)
+
+
+def _dedupe(grad, compiled: bool = False):
     tf = import_tensorflow()
 
     if not isinstance(grad, tf.IndexedSlices):
         raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
-    unique, pos = tf.unique(grad.indices)
-    values = tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(unique)[0])
-    return unique, values
+    unique, pos = tf.unique(grad.indices, out_idx=tf.int32)
+    if compiled:
+        return unique, _segment_sum_compiled(grad.values, pos)[: tf.shape(unique)[0]]
+    return unique, tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(unique)[0])
 
 
 class SparseOptimizer:
@@ -40,8 +57,9 @@ class SparseOptimizer:
 
     name = ""
 
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, *, compiled: bool = False):
         self.lr = float(lr)
+        self.compiled = compiled  # sum a row's repeated gradients with XLA (the local step; a cluster's workers do not)
         self.slots: dict[str, list] = {}
 
     def build(self, variables) -> None:
@@ -60,7 +78,7 @@ class SparseOptimizer:
             if grad is None:
                 continue
             index = self._index(var)
-            idx, values = _dedupe(grad)
+            idx, values = _dedupe(grad, self.compiled)
             self._apply_one(index, var, idx, values)
 
     def _index(self, var) -> int:
@@ -85,8 +103,8 @@ class SparseSGD(SparseOptimizer):
 class SparseAdagrad(SparseOptimizer):
     name = "adagrad"
 
-    def __init__(self, lr: float, initial_accumulator: float = 0.1, epsilon: float = 1e-7):
-        super().__init__(lr)
+    def __init__(self, lr: float, initial_accumulator: float = 0.1, epsilon: float = 1e-7, *, compiled: bool = False):
+        super().__init__(lr, compiled=compiled)
         self.initial_accumulator = initial_accumulator
         self.epsilon = epsilon
 
@@ -119,8 +137,9 @@ class LazyAdam(SparseOptimizer):
 
     name = "adam"
 
-    def __init__(self, lr: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8):
-        super().__init__(lr)
+    def __init__(self, lr: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, *,
+                 compiled: bool = False):
+        super().__init__(lr, compiled=compiled)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def build(self, variables):
@@ -152,5 +171,5 @@ class LazyAdam(SparseOptimizer):
 OPTIMIZERS = {"adam": LazyAdam, "adagrad": SparseAdagrad, "sgd": SparseSGD}  # the first is the default
 
 
-def make_optimizer(name: str, lr: float) -> SparseOptimizer:
-    return OPTIMIZERS[name](lr)
+def make_optimizer(name: str, lr: float, *, compiled: bool = False) -> SparseOptimizer:
+    return OPTIMIZERS[name](lr, compiled=compiled)

@@ -55,6 +55,10 @@ class Embeddings:
     # vocabulary: every old context plus these new context ids (None = all of them).
     context_vocab: bool = False
     negative_new_context_ids: np.ndarray | None = None
+    # `extend`'s new_negatives: this share of every draw of entity negatives comes from the new entities only. A
+    # new row meets far fewer queries as a negative in a delta than in a full retrain (where every old triple can
+    # draw it), so without this it can outscore the answers of old queries it was never shown.
+    new_negative_share: float = 0.0
 
     @property
     def entity(self) -> SplitTable:
@@ -75,7 +79,16 @@ class Embeddings:
 
     def sample_negatives(self, rng, shape):
         """Uniform entity ids ``int64 shape`` over the vocabulary (or the old entities + ``negative_new_ids``)."""
-        return _uniform_ids(rng, shape, self.entity, self.negative_new_ids)
+        ids = _uniform_ids(rng, shape, self.entity, self.negative_new_ids)
+        if not self.new_negative_share or self.entity.n_old == 0:
+            return ids
+        import tensorflow as tf
+
+        pool = tf.constant(self.new_entity_pool())
+        if pool.shape[0] == 0:
+            return ids
+        from_new = tf.gather(pool, rng.uniform(shape, 0, pool.shape[0], dtype=tf.int64))
+        return tf.where(rng.uniform(shape) < self.new_negative_share, from_new, ids)
 
     def sample_b_negatives(self, rng, shape):
         """Ids ``int64 shape`` for a pair model's corrupted ``b`` side: from the context vocabulary when it
@@ -171,7 +184,7 @@ class LocalExecutor:
         """Build the optimizer, the data pipeline and the compiled step for ``loss_fn(batch, weights, rng)``."""
         import tensorflow as tf
 
-        optimizer = make_optimizer(settings.optimizer, settings.lr)
+        optimizer = make_optimizer(settings.optimizer, settings.lr, compiled=self.compiled_scoring)
         optimizer.build(variables)
         self._optimizer = optimizer
         rng = tf.random.Generator.from_seed(settings.seed)

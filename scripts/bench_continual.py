@@ -80,8 +80,9 @@ and split are our own and the snapshots are not LKGE's. A valid/test triple nami
 training triple of snapshots 0..i has is moved to training (LKGE keeps such entities as untrained rows). Training
 triples among old entities and an old relation only could not change a frozen row and would be dropped by `extend`;
 under this construction there are none (every triple of snapshot i names an entity revealed at i), the table
-counts them anyway. No early stopping (LKGE stops on a validation set its loader reads from `test.txt`,
-`src/data_load/KnowledgeGraph.py`). The anchors (TransE, dim 200: {anchors}) are on LKGE's own split with its
+counts them anyway. The snapshots' valid splits are not used for early stopping (LKGE stops on a validation set its
+loader reads from `test.txt`, `src/data_load/KnowledgeGraph.py`); a `--valid-fraction` chain holds out a slice of
+each night's delta instead. The anchors (TransE, dim 200: {anchors}) are on LKGE's own split with its
 candidate protocol: context, not a like-for-like comparison. Wall times are from a 2-core machine shared with
 other jobs at the time: inflated and noisy. Generated from `docs/continual/*.json` (and `notes.md` beside them) by
 `python scripts/bench_continual.py --from-json docs/continual/*.json --notes docs/continual/notes.md \\
@@ -262,7 +263,7 @@ def run_benchmark(opts: argparse.Namespace, runner: Runner | None = None) -> dic
                "examples": len(snapshots[0].train)}
     results: dict[str, Any] = {
         "dataset": opts.dataset, "seed": opts.seed, "snapshots": opts.snapshots, "max_entities": opts.max_entities,
-        "test_sample": opts.test_sample,
+        "test_sample": opts.test_sample, "label": opts.label,
         "command": "python scripts/bench_continual.py " + " ".join(shlex.quote(a) for a in opts.argv),
         "train_args": train_args, "counts": [s.counts() for s in snapshots], "train": trained, "variants": [],
         "anchors": ANCHORS, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -301,6 +302,8 @@ def _table(res: dict[str, Any]) -> list[str]:
     n = len(res["counts"])
     title = f"### {res['dataset']}, seed {res['seed']}" + (f", first {res['max_entities']} entities of the walk"
                                                             if res.get("max_entities") else "")
+    if res.get("label"):  # several runs of one dataset and seed (e.g. more chains later) get distinct headings
+        title += f": {res['label']}"
     lines = [title, "", f"Command: `{res['command']}` (snapshot-0 train options: `{' '.join(res['train_args'])}`).",
              "", "| snapshot | revealed | new entities | new relations | train | delta | dropped (old only) "
              "| moved to train | valid | test |", "|" + "---:|" * 10]
@@ -357,6 +360,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--test-sample", type=int, default=0,
                    help="score a seeded sample of at most N test triples per snapshot (filters still use all); 0: all")
     p.add_argument("--full-retrain", action="store_true", help="also train from scratch on every snapshot's train")
+    p.add_argument("--label", default="", help="appended to the run's heading in the docs (several runs of one seed)")
     p.add_argument("--out-dir", default="bench/continual")
     p.add_argument("--json", help="also write the results to this file (e.g. docs/continual/fb15k-237-transe.json)")
     p.add_argument("--in-process", action="store_true", help="run the CLI in this process (tests; wall times differ)")

@@ -1,6 +1,7 @@
 """Training throughput (positives/s) and test MRR: embretrain against PyKEEN, measured side by side in one run.
 
-Same data (FB15k-237 by default), same model (TransE L1 and DistMult, dim 200), same settings (32 negatives per
+Same data (FB15k-237 by default), same model (TransE with its preset's L2 distance, TransE-L1 and DistMult, dim 200),
+same settings (32 negatives per
 positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
 
 - embretrain's default step (negatives shared by chunks of 64 positives),
@@ -44,6 +45,15 @@ DATA = ROOT.parent / "shared" / "data" / "fb15k-237"
 RUNNER = Path(__file__).resolve().parent / "throughput_runs.py"
 LADDER_JSON = ROOT / "docs" / "speed" / "bench_throughput.json"
 
+# A --models entry: a model's preset, or one of these variants of it (the preset with these settings changed)
+VARIANTS = {"transe-l1": ("transe", {"norm": 1})}
+
+
+def model_spec(name: str) -> tuple[str, dict]:
+    """``(model, settings over its preset)`` of a ``--models`` entry."""
+    return VARIANTS.get(name, (name, {}))
+
+
 # (label, tool, embretrain settings on top of the model's preset)
 CONFIGS = [
     ("embretrain, shared negatives (default, chunks of 64)", "embretrain", {"negative_chunk": 64}),
@@ -68,6 +78,7 @@ def flops_per_positive(model: str, dim: int, negatives: int) -> int:
     (embretrain's Adam touches the looked-up rows, PyKEEN's every row), and this is the arithmetic the model needs,
     the same for every tool, so the fraction of peak compares like with like.
     """
+    model = model_spec(model)[0]
     if model == "transe":
         forward = (5 + 3 * negatives) * dim
     elif model == "distmult":
@@ -130,7 +141,11 @@ def effective_settings(model: str, args, extra: dict) -> dict:
     source both tools are configured from."""
     from embretrain.config import resolve_settings  # no TensorFlow import
 
-    return resolve_settings(ROOT / "embretrain" / "presets" / f"{model}.toml", overrides(args, extra, model)).to_dict()
+    return resolve_settings(preset_file(model), overrides(args, extra, model)).to_dict()
+
+
+def preset_file(model: str) -> Path:
+    return ROOT / "embretrain" / "presets" / f"{model_spec(model)[0]}.toml"
 
 
 # The objective both tools implement alike, whatever a preset's quality recipe says (the DistMult preset trains with
@@ -143,8 +158,9 @@ COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0}
 def overrides(args, extra: dict, model: str) -> dict:
     from embretrain.config import load_preset  # no TensorFlow import
 
-    common = dict(COMMON_OBJECTIVE)
-    if load_preset(model).get("regularizer") == "n3":
+    base, variant = model_spec(model)
+    common = {**COMMON_OBJECTIVE, **variant}
+    if load_preset(base).get("regularizer") == "n3":
         common["regularization"] = 0.0
     # threads 0 = each tool's own default (TensorFlow's choice; PyTorch: one per core)
     return {**common, "dim": args.dim, "negatives": args.negatives, "batch_size": args.batch_size,
@@ -154,7 +170,7 @@ def overrides(args, extra: dict, model: str) -> dict:
 def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
     """One child process: train ``model`` with ``tool``, return its timings and test figures."""
     spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
-            "config_file": str(ROOT / "embretrain" / "presets" / f"{model}.toml"), "overrides": overrides(args, extra, model),
+            "config_file": str(preset_file(model)), "overrides": overrides(args, extra, model),
             "settings": effective_settings(model, args, extra)}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
@@ -276,6 +292,16 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _model_words(meta: dict) -> str:
+    """Per model: its distance and self-adversarial temperature, from the run's recorded settings."""
+    words = []
+    for name, s in meta.get("settings", {}).items():
+        norm = f"L{s['norm']}, " if s["model"] in ("transe", "rotate") else ""
+        temp = s.get("adversarial_temperature", 0)
+        words.append(f"{name}: {norm}" + (f"self-adversarial temperature {temp:g}" if temp else "uniform negatives"))
+    return "; ".join(words)
+
+
 def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughput/fb15k-237.json") -> str:
     """The '## Throughput' section of docs/BENCHMARKS.md from a run's JSON (``source``) and the ladder's."""
     meta, c = result["meta"], result["meta"]["counts"]
@@ -284,7 +310,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
     smoke = (f"**A check of the harness, not a benchmark**: the first {meta['limit']:,} training triples only, so the "
              "figures below say the script works end to end, not how fast either tool is at full size. The full run: "
              "`python scripts/bench_throughput.py --json-out docs/throughput/fb15k-237.json` "
-             "(2 rounds, 3 epochs, TransE and DistMult).\n\n") if meta["limit"] else ""
+             "(2 rounds, 3 epochs, TransE with its preset's L2 distance, TransE-L1 and DistMult).\n\n") if meta["limit"] else ""
     text = (
         "## Throughput\n\n"
         f"{smoke}"
@@ -295,7 +321,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         + f"; filtered against train + valid + test, realistic ranks, head and tail pooled). Both tools: dim {meta['dim']}, "
         f"{meta['negatives']} uniform negatives per positive corrupting its head or tail, batch {meta['batch_size']}, "
         f"Adam at the lr of embretrain's preset, {meta['epochs']} epochs, the same loss (embretrain's logistic loss = "
-        "PyKEEN's `NSSALoss`, self-adversarial for TransE), Glorot starts, no unit-norm constraint "
+        f"PyKEEN's `NSSALoss`; {_model_words(meta)}), Glorot starts, no unit-norm constraint "
         "(scripts/throughput_runs.py says what is left different). "
         f"Versions: embretrain {v.get('embretrain')}, TensorFlow {v.get('tensorflow')}, PyTorch {v.get('torch')}, "
         f"PyKEEN {v.get('pykeen')}; threads: "
@@ -304,7 +330,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         "jobs on this shared machine falls on both; ratios are within one round. Steady epoch = median of the epochs after "
         "the first (which includes tracing or set-up).\n\n"
         f"Arithmetic peak, measured at the start of each round (float32 2048 x 2048 matrix product, numpy): {peaks} GFLOP/s. "
-        "GFLOP/s counts the arithmetic the model needs per positive, forward and backward (TransE: 3 x (5 + 3K) x d, "
+        "GFLOP/s counts the arithmetic the model needs per positive, forward and backward (TransE, L1 or L2: 3 x (5 + 3K) x d, "
         "DistMult: 3 x (4 + 2K) x d for K negatives, d = dim; optimizer updates not counted, see "
         "`flops_per_positive` in scripts/bench_throughput.py), the same for every tool.\n\n"
         + result["markdown"] + "\n"
@@ -359,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA), help="folder with train.txt, valid.txt, test.txt")
     ap.add_argument("--limit", type=int, help="train on the first N triples of train.txt only (a quick check)")
-    ap.add_argument("--models", default="transe,distmult", help="comma-separated: transe, distmult")
+    ap.add_argument("--models", default="transe,transe-l1,distmult",
+                    help="comma-separated: transe (its preset's norm), transe-l1, distmult")
     ap.add_argument("--tools", default="embretrain,pykeen", help="comma-separated: embretrain, pykeen")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)

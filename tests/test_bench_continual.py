@@ -126,7 +126,8 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
     smoke = str(ROOT / "embretrain" / "presets" / "ci-smoke.toml")
     argv = ["--dataset", str(data), "--out-dir", str(out), "--in-process", "--json", str(tmp_path / "r.json"),
             "--train-args", f"--config {smoke} --model transe --epochs 5", "--variant", f"smoke=--config {smoke}",
-            "--variant", "headline=--epochs 2", "--full-retrain", "--test-sample", "12", "--update-docs", str(doc)]
+            "--variant", "headline=--epochs 2", "--full-retrain", "--test-sample", "12", "--label", "tiny graph",
+            "--update-docs", str(doc)]
     assert bench.main(argv) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res == json.loads((out / "results.json").read_text())
@@ -155,6 +156,7 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path):
     assert res["full_retrain"]["examples"] == sum(c["train"] for c in res["counts"])
     text = doc.read_text()
     assert "## Quality\n\nkept.\n" in text and text.count(bench.HEADING) == 1 and "| smoke |" in text
+    assert f"### {data}, seed 0: tiny graph\n" in text  # the label tells runs of one dataset and seed apart
     bench.main(["--from-json", str(tmp_path / "r.json"), "--update-docs", str(doc)])
     assert doc.read_text() == text  # rendering again from the JSON changes nothing
 

@@ -178,9 +178,9 @@ def test_another_models_preset_on_extend_keeps_the_checkpoints_model_and_says_so
 
 
 def test_a_model_without_recipe_or_lineage_extends_at_its_defaults():
-    s = resolve_extend_settings(_base("complex", params={}, lineage=[])).for_extend()
-    assert "extend_epochs" not in load_preset("complex")
-    want_lr = MODEL_DEFAULTS["complex"].get("lr", Settings.lr)
+    s = resolve_extend_settings(_base("dot", params={}, lineage=[])).for_extend()
+    assert not set(EXTEND_KEYS) & set(load_preset("dot"))  # the dot preset names no extend recipe
+    want_lr = MODEL_DEFAULTS["dot"].get("lr", Settings.lr)
     assert (s.epochs, s.init, s.lr) == (Settings.epochs, Settings.init, want_lr)
     assert set(s.source_map().values()) <= {"default", "model", "checkpoint"}
 

@@ -253,6 +253,17 @@ def _out_fifo(d: Path) -> list[str]:
     return extend_argv(d)
 
 
+def _backup_dir(*extra: str):
+    """A directory planted at a backup slot ``--keep`` would rotate into: refused by the preflight, before any
+    loading or training (a dry run, which trains and writes nothing, must refuse it too)."""
+    def setup(d: Path) -> list[str]:
+        (d / "merged.h5").write_bytes((d / "base.h5").read_bytes())
+        (d / "merged.h5.2").mkdir()
+        return extend_argv(d, keep=2) + list(extra)
+
+    return setup
+
+
 def _report_fifo(d: Path) -> list[str]:
     os.mkfifo(d / "report.json")
     return extend_argv(d, report=d / "report.json")
@@ -429,6 +440,9 @@ CASES = [
     Case("lock-foreign-content", _lock_not_a_pid, EXIT_USAGE, "bytes that are not a process id"),
     Case("out-is-fifo", _out_fifo, EXIT_USAGE, "merged.h5: it exists and is not a regular file"),
     Case("report-is-fifo", _report_fifo, EXIT_USAGE, "report.json: it exists and is not a regular file"),
+    Case("backup-slot-is-directory", _backup_dir(), EXIT_USAGE, "backup {d}/merged.h5.2: it exists and is a directory"),
+    Case("backup-slot-is-directory-dry-run", _backup_dir("--dry-run"), EXIT_USAGE,
+         "backup {d}/merged.h5.2: it exists and is a directory"),
     # 3. archives
     Case("zip-member-dotdot", _archive([("../../x", b"boom")]), EXIT_CHECKPOINT, "member '../../x' has an empty, '.' or '..'"),
     Case("zip-member-absolute", _archive([("/etc/cron.d/x", b"boom")]), EXIT_CHECKPOINT, "is an absolute path"),

@@ -24,6 +24,31 @@ def test_only_touched_rows_change(name):
     assert np.all(after[[1, 4]] < init[[1, 4]])  # moved against the gradient
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_the_local_steps_compiled_sum_of_repeated_rows_gives_the_same_bytes(name):
+    """The local step sums a row's repeated gradients with XLA (one segment per looked-up row, sliced): the update
+    must be the plain kernel's, byte for byte, in a traced step as training runs it, over batches of two sizes."""
+    rng = np.random.default_rng(3)
+    init = rng.normal(size=(50, 8)).astype(np.float32)
+    batches = [(rng.integers(0, 50, size=m), rng.normal(size=(m, 8)).astype(np.float32)) for m in (300, 300, 77)]
+    after = {}
+    for compiled in (False, True):
+        var = tf.Variable(init)
+        opt = make_optimizer(name, 0.05, compiled=compiled)
+        opt.build([var])
+
+        @tf.function
+        def step(idx, values):
+            opt.apply([tf.IndexedSlices(values, idx, tf.constant([50, 8], dtype=tf.int64))], [var])
+            return 0
+
+        for idx, values in batches:
+            step(tf.constant(idx, dtype=tf.int64), tf.constant(values))
+        after[compiled] = var.numpy()
+    assert not np.array_equal(after[True], init)
+    assert after[True].tobytes() == after[False].tobytes()
+
+
 def test_sgd_sums_repeated_indices():
     var = tf.Variable(np.zeros((2, 1), np.float32))
     opt = make_optimizer("sgd", 1.0)
