@@ -23,18 +23,11 @@ import statistics
 import time
 from pathlib import Path
 
+from quality.levers import _value  # "key=value" as int, float or str, as levers.py's --set reads it
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fb15k-237" / "train.txt"
 PARTS = ("sampling", "lookup", "scoring + loss", "gradient", "sparse update")
-
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 class _Grab(Exception):
