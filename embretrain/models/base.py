@@ -213,9 +213,7 @@ class DistanceScorer(Scorer):
         return uniform_rows(rng, n_new, width, start_bound(p["gamma"], self._distance_per_bound(p["norm"], width)))
 
     def __init__(self, norm: int = 1, gamma: float = 12.0):
-        if int(norm) not in (1, 2):
-            raise UsageError(f"{self.name}: norm must be 1 or 2, got {norm}")
-        super().__init__(norm=int(norm), gamma=float(gamma))
+        super().__init__(norm=checked_norm(self.name, norm), gamma=float(gamma))
         self.matmul_ranking = self.params["norm"] == 2
 
 
@@ -246,6 +244,13 @@ def matmul(q, entities):
 def pairwise(q, entities):
     """``q [..., C, d]``, ``entities [..., N, d]`` -> ``q_c - e_n`` as ``[..., C, N, d]`` (broadcast)."""
     return q[..., :, None, :] - entities[..., None, :, :]
+
+
+def checked_norm(model: str, norm) -> int:
+    """A distance model's ``norm`` (1 or 2) as an int; anything else is a :class:`UsageError` naming the model."""
+    if int(norm) not in (1, 2):
+        raise UsageError(f"{model}: norm must be 1 or 2, got {norm}")
+    return int(norm)
 
 
 def l2_distances(q, entities):

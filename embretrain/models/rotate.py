@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UsageError
-from .base import GAMMA_PER_DIM, Scorer, l2_distances, lazy_tf, np_halves, pairwise, start_bound, tf_halves, uniform_rows
+from .base import (GAMMA_PER_DIM, Scorer, checked_norm, l2_distances, lazy_tf, np_halves, pairwise, start_bound,
+                   tf_halves, uniform_rows)
 
 __all__ = ["RotatE"]
 
@@ -29,9 +29,7 @@ class RotatE(Scorer):
     complex_valued = True
 
     def __init__(self, gamma: float = 12.0, norm: int = 1):
-        if int(norm) not in (1, 2):
-            raise UsageError(f"{self.name}: norm must be 1 or 2, got {norm}")
-        super().__init__(gamma=float(gamma), norm=int(norm))
+        super().__init__(gamma=float(gamma), norm=checked_norm(self.name, norm))
         self.matmul_ranking = self.params["norm"] == 2
 
     def relation_width(self, dim: int) -> int:
