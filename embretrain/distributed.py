@@ -418,7 +418,10 @@ class ClusterExecutor:
         self.cluster = cluster
         self._step_no = 0
 
-    def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings) -> None:
+    def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings, *,
+                steady_rows: bool = False) -> None:
+        """As :meth:`embretrain.train.LocalExecutor.prepare`; ``steady_rows`` is not used: a cluster's update runs on
+        the servers' variables with TensorFlow's own ops, never XLA."""
         tf = import_tensorflow()
 
         strategy, coordinator = self.cluster.strategy, self.cluster.coordinator

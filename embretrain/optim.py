@@ -9,8 +9,10 @@ instead of ~20 ms. These optimizers keep every step O(rows touched):
 - ``adam``: lazy Adam (moments of a row advance only when the row is touched), written with
   ``gather`` + ``scatter_update`` because no TF2 public API does it without densifying.
 
-Indices are deduplicated first (``tf.unique`` + ``unsorted_segment_sum``, XLA-compiled in the local step): a
-batch touches a row many times, and a scatter with repeated indices would apply only one of the updates (or race).
+Indices are deduplicated first (``tf.unique`` + ``unsorted_segment_sum``): a batch touches a row many times, and a
+scatter with repeated indices would apply only one of the updates (or race). In the local step (``compiled``) the
+sum runs with XLA, and for lazy Adam the sum, the moments and the row update are one XLA function
+(:func:`_lazy_adam_rows`).
 Slots are sized like the trainable variable only (the new rows), never like the whole table.
 """
 
@@ -25,30 +27,71 @@ __all__ = ["SparseOptimizer", "make_optimizer", "OPTIMIZERS"]
 logger = logging.getLogger(__name__)
 
 
-_compiled_segment_sum = None
+_compiled = {}
 
 
-def _segment_sum_compiled(values, positions):
-    """``unsorted_segment_sum`` compiled by XLA, with one segment per row (a static bound, so XLA compiles once per
-    batch size, not once per count of distinct rows); the caller slices the used segments. Measured on 34,816
-    looked-up rows of width 200: ~10 ms instead of ~52 ms for TensorFlow's kernel, the same bytes."""
-    global _compiled_segment_sum
+def _xla(fn):
+    """``fn`` compiled by XLA, once per process (XLA then compiles once per distinct input shapes)."""
     tf = import_tensorflow()
 
-    if _compiled_segment_sum is None:
-        _compiled_segment_sum = tf.function(
-            lambda v, p: tf.math.unsorted_segment_sum(v, p, tf.shape(p)[0]), jit_compile=True)
-    return _compiled_segment_sum(values, positions)
+    if fn not in _compiled:
+        _compiled[fn] = tf.function(fn, jit_compile=True)
+    return _compiled[fn]
 
 
-def _dedupe(grad, compiled: bool = False):
+def _round_up(n, step):
+    return (n + step - 1) // step * step
+
+
+def _padded_slices(grad):
+    """``grad``'s distinct rows, padded to few static sizes for XLA: ``(unique [kb], k, values [nb, d], positions
+    [nb])`` where ``unique[:k]`` are the distinct rows (``tf.unique``: XLA has no op whose size depends on the data)
+    and ``positions`` maps each value to its row, padding values to the spare segment ``kb``.
+
+    XLA compiles once per input shape, and both counts change every step of ``extend`` (how many looked-up rows are
+    new ones) and of a last short batch: unpadded, each new count was a compile (a 7-epoch extend on FB15k-237 took
+    85 s instead of 23 s). So ``n`` looked-up rows are padded to 8 sizes per doubling (``nb``, at most 12.5 % more
+    rows) and the ``k`` distinct ones to a multiple of ``nb / 16`` (``kb``): a few dozen compiles at most."""
     tf = import_tensorflow()
 
     if not isinstance(grad, tf.IndexedSlices):
         raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
-    unique, pos = tf.unique(grad.indices, out_idx=tf.int32)
+    unique, positions = tf.unique(grad.indices, out_idx=tf.int32)
+    n, k = tf.shape(positions)[0], tf.shape(unique)[0]
+    octave = tf.bitwise.left_shift(1, tf.maximum(_bit_length(n) - 4, 0))  # 2^(floor(log2 n) - 3), at least 1
+    nb = _round_up(n, octave)
+    kb = tf.minimum(_round_up(k, tf.maximum(nb // 16, 1)), nb)
+    values = tf.pad(grad.values, [[0, nb - n], [0, 0]])
+    positions = tf.pad(positions, [[0, nb - n]], constant_values=kb)
+    return tf.pad(unique, [[0, kb - k]]), k, values, positions
+
+
+def _bit_length(n):
+    """``n.bit_length()`` of a non-negative int32 tensor: how many powers of two up to 2^30 it reaches."""
+    tf = import_tensorflow()
+
+    return tf.reduce_sum(tf.cast(n >= tf.bitwise.left_shift(1, tf.range(31)), tf.int32))
+
+
+def _padded_sum(unique, values, positions):
+    """The sum of each distinct row's values (segments ``0..kb-1``; segment ``kb`` collects the zero padding).
+    Added in their original order, as TensorFlow's own kernel adds them: the same bytes, ~5x faster measured on
+    34,816 looked-up rows of width 200."""
+    tf = import_tensorflow()
+
+    return tf.math.unsorted_segment_sum(values, positions, tf.shape(unique)[0] + 1)[:-1]
+
+
+def _dedupe(grad, compiled: bool = False):
+    """``(distinct rows, their summed gradients)``: XLA-compiled in the local step (``compiled``)."""
+    tf = import_tensorflow()
+
     if compiled:
-        return unique, _segment_sum_compiled(grad.values, pos)[: tf.shape(unique)[0]]
+        unique, k, values, positions = _padded_slices(grad)
+        return unique[:k], _xla(_padded_sum)(unique, values, positions)[:k]
+    if not isinstance(grad, tf.IndexedSlices):
+        raise TypeError(f"expected a sparse (IndexedSlices) gradient, got {type(grad).__name__}")
+    unique, pos = tf.unique(grad.indices, out_idx=tf.int32)
     return unique, tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(unique)[0])
 
 
@@ -132,6 +175,28 @@ class SparseAdagrad(SparseOptimizer):
         )
 
 
+def _lazy_adam_rows(var, m_slot, v_slot, unique, k, values, positions, lr, t, b1, b2, eps):
+    """Lazy Adam on the ``k`` distinct rows ``unique[:k]`` (:func:`_padded_slices`) as one XLA computation: the sum
+    of a row's gradients, its moments, the row.
+
+    The padded slots past ``k`` repeat the last distinct row with its own values. Writing a row twice with the same
+    value is a no-op, so every write is an update, never an add (``scatter_sub`` would subtract twice). Measured on
+    13,193 distinct of 34,816 looked-up rows of width 200: 11.7 ms instead of 19.4 ms for the same TensorFlow ops
+    outside XLA. XLA may fuse a multiply and an add (FMA): rows can differ from the plain path's in the last bit,
+    never between two runs of the compiled path."""
+    tf = import_tensorflow()
+
+    take = tf.minimum(tf.range(tf.shape(unique)[0]), k - 1)
+    rows, summed = tf.gather(unique, take), tf.gather(_padded_sum(unique, values, positions), take)
+    m = b1 * tf.gather(m_slot, rows) + (1.0 - b1) * summed
+    v = b2 * tf.gather(v_slot, rows) + (1.0 - b2) * tf.square(summed)
+    m_slot.scatter_update(tf.IndexedSlices(m, rows))
+    v_slot.scatter_update(tf.IndexedSlices(v, rows))
+    step = lr * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
+    var.scatter_update(tf.IndexedSlices(tf.gather(var, rows) - step * m / (tf.sqrt(v) + eps), rows))
+    return 0
+
+
 class LazyAdam(SparseOptimizer):
     """Adam whose moments are read and written only for the touched rows (as in tf-addons LazyAdam)."""
 
@@ -151,8 +216,18 @@ class LazyAdam(SparseOptimizer):
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
 
     def apply(self, grads, variables):
+        tf = import_tensorflow()
+
         self.iterations.assign_add(1)
-        super().apply(grads, variables)
+        if not self.compiled:
+            return super().apply(grads, variables)
+        t = tf.cast(self.iterations, tf.float32)
+        for grad, var in zip(grads, variables):
+            if grad is None:
+                continue
+            i = self._index(var)
+            _xla(_lazy_adam_rows)(var, self.slots["m"][i], self.slots["v"][i], *_padded_slices(grad),
+                                  self.learning_rate, t, self.beta_1, self.beta_2, self.epsilon)
 
     def _apply_one(self, i, var, idx, values):
         tf = import_tensorflow()
