@@ -44,7 +44,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,6 +162,20 @@ def _unreachable(address: str, timeout: float) -> str | None:
         return err.strerror or type(err).__name__
 
 
+def _down(tasks: list, timeout: float = 2.0) -> dict:
+    """``{name: (address, why)}`` of the tasks that do not accept a connection now."""
+    down = {}
+    for name, address in tasks:
+        why = _unreachable(address, timeout=timeout)
+        if why is not None:
+            down[name] = (address, why)
+    return down
+
+
+def _listed(down: dict) -> str:
+    return ", ".join(f"{name} {address} ({why})" for name, (address, why) in down.items())
+
+
 def wait_for_cluster(config: dict[str, Any], timeout: float = CLUSTER_TIMEOUT, *, every: float = PROBE_EVERY) -> None:
     """Wait until every ps and worker of ``config`` accepts TCP connections, logging who is missing.
 
@@ -177,15 +191,11 @@ def wait_for_cluster(config: dict[str, Any], timeout: float = CLUSTER_TIMEOUT, *
     start = time.monotonic()
     next_log = start
     while True:
-        missing = {}
-        for name, address in cluster_tasks(config):
-            why = _unreachable(address, timeout=max(0.1, min(2.0, start + timeout - time.monotonic())))
-            if why is not None:
-                missing[name] = (address, why)
+        missing = _down(cluster_tasks(config), max(0.1, min(2.0, start + timeout - time.monotonic())))
         if not missing:
             logger.info("cluster is up: %s", ", ".join(f"{n} {a}" for n, a in cluster_tasks(config)))
             return
-        listed = ", ".join(f"{name} {address} ({why})" for name, (address, why) in missing.items())
+        listed = _listed(missing)
         now = time.monotonic()
         if now - start >= timeout:
             raise ClusterUnreachable(
@@ -331,6 +341,8 @@ class Cluster:
     shards: int  # 0 = by size
     n_workers: int
     n_ps: int
+    tasks: list = field(default_factory=list)  # cluster_tasks(config): probed while a run waits on the workers
+    timeout: float = CLUSTER_TIMEOUT  # seconds a task may stay unreachable mid-run before the run fails (exit 6)
 
     def table(self, old: np.ndarray, new: np.ndarray, name: str) -> ShardedSplitTable:
         return ShardedSplitTable(old, new, name, strategy=self.strategy)
@@ -380,7 +392,7 @@ def connect(shards: int = 0, environ=None, *, timeout: float = CLUSTER_TIMEOUT) 
     n_ps, n_workers = len(config["cluster"]["ps"]), len(config["cluster"]["worker"])
     strategy = tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=_partitioner(shards, n_ps))
     coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-    cluster = Cluster(strategy, coordinator, int(shards), n_workers, n_ps)
+    cluster = Cluster(strategy, coordinator, int(shards), n_workers, n_ps, cluster_tasks(config), timeout)
     logger.info(
         "connected to a cluster of %d worker(s) and %d ps; shards per table: %s",
         n_workers, n_ps, shards or f"by size (<= {n_ps})",
@@ -465,9 +477,10 @@ class ClusterExecutor:
         for _ in range(self._steps_per_epoch):
             pending.append(self._schedule())
             self._step_no += 1
+        self._wait()
         stats = EpochStats()
         for remote in pending:
-            loss, size = remote.fetch()  # blocks until that step ran; errors on a worker are raised here
+            loss, size = remote.fetch()  # every step has run (_wait): this no longer blocks
             stats.total_loss += float(loss) * int(size)
             stats.examples += int(size)
             stats.steps += 1
@@ -478,7 +491,47 @@ class ClusterExecutor:
         return f" ({stats.steps} steps on {self.cluster.n_workers} workers)"
 
     def finish(self) -> None:
+        self._wait()
         self.cluster.coordinator.join()
+
+    def _wait(self) -> None:
+        """Until every scheduled step has run, probing the ps and workers while it waits.
+
+        TensorFlow's coordinator waits for a lost worker to come back, forever, and a blocking ``fetch`` cannot be
+        interrupted: a server that died mid-run left the chief silent for good. So the chief polls
+        ``coordinator.done()`` and probes every task each ``PROBE_EVERY`` seconds; a task unreachable for the
+        cluster timeout, or a step failing because a server went away, ends the run (exit 6) naming the tasks.
+        A worker that restarts within the timeout is waited for, as TensorFlow intends.
+        """
+        import time
+
+        tf = import_tensorflow()
+        cluster, down_since, next_probe = self.cluster, None, time.monotonic() + PROBE_EVERY
+        while True:
+            try:
+                if cluster.coordinator.done():  # raises a step's error
+                    return
+            except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as err:
+                raise self._lost(_down(cluster.tasks), f"a step failed: {str(err).splitlines()[0][:200]}") from None
+            now = time.monotonic()
+            if now >= next_probe:
+                next_probe = now + PROBE_EVERY
+                down = _down(cluster.tasks)
+                down_since = (down_since or now) if down else None
+                if down:
+                    logger.warning("lost %s (%.0f s of %g s)", _listed(down), now - down_since, cluster.timeout)
+                if down and now - down_since >= cluster.timeout:
+                    raise self._lost(down, f"unreachable for {cluster.timeout:g} s")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _lost(down: dict, why: str) -> ClusterUnreachable:
+        tasks = _listed(down) if down else "a server"
+        err = ClusterUnreachable(f"the cluster lost {tasks} during training ({why}); restart the lost servers "
+                                 "and run the command again; nothing was written")
+        err.exit_hard = True  # the CLI ends the process without TensorFlow's teardown (it would retry the lost)
+        return err
+
 
 
 # ---------------------------------------------------------------------------------------------

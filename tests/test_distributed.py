@@ -462,3 +462,58 @@ def test_extend_on_a_parameter_server_cluster_writes_what_a_local_run_writes(dem
 
 if __name__ == "__main__":
     {"chief": _chief, "workers": _workers}[sys.argv[1]](sys.argv[2])
+
+
+@pytest.mark.cluster
+def test_a_server_lost_mid_run_ends_the_run_with_exit_6_naming_it(demo_base, tmp_path):
+    """A ps killed while the chief trains (kill -9: no goodbye) must not leave the chief waiting forever:
+    within the cluster timeout it fails with exit 6, one line naming the lost task, and writes nothing."""
+    data, base_path = demo_base
+    cluster = loopback_cluster(n_workers=2, n_ps=2)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env.pop("TF_CONFIG", None)
+
+    def tf_config(kind, index):
+        return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+
+    out = tmp_path / "never.h5"
+    argv = [sys.executable, "-m", "embretrain", "-v", "extend", "--ckpt", str(base_path), "--new-entities",
+            str(data / "new.tsv"), "--data", str(data / "delta.tsv"), "--out", str(out), "--strategy",
+            "parameter-server", "--no-progress", "--cluster-timeout", "6", "--epochs", "100000",
+            "--batch-size", "64", "--negatives", "4"]
+    procs = []
+    try:
+        servers, logs = [], []
+        for index in range(len(cluster["ps"])):
+            ps = subprocess.Popen([sys.executable, "-m", "embretrain", "server", "--role", "ps"], text=True,
+                                  env={**env, "TF_CONFIG": tf_config("ps", index)}, stderr=subprocess.PIPE)
+            procs.append(ps)
+            servers.append(ps)
+            logs.append(_Lines(ps.stderr))
+        workers = subprocess.Popen([sys.executable, __file__, "workers", json.dumps(cluster)], env=env,
+                                   stdin=subprocess.PIPE)
+        procs.append(workers)
+        for ps, log in zip(servers, logs):
+            log.wait_for("serving at", 120, ps)
+        chief = subprocess.Popen(argv, text=True, env={**env, "TF_CONFIG": tf_config("chief", 0)},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(chief)
+        chief_log = _Lines(chief.stderr)
+        chief_log.wait_for("epoch 2/", 180, chief)  # training, steps running on the workers
+        servers[1].kill()
+        lost_at = time.monotonic()
+        code = chief.wait(timeout=120)
+        waited = time.monotonic() - lost_at
+        chief_log.join()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = chief_log.text
+    assert code == 6, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert "the cluster lost ps1 " in last and "nothing was written" in last, text[-3000:]
+    assert "Traceback" not in text
+    assert waited < 60, f"the chief took {waited:.0f} s to give up"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
