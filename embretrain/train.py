@@ -182,8 +182,11 @@ class LocalExecutor:
     """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
 
     # the step's scoring and loss are XLA-compiled (losses.batch_loss(compiled=True)): measured 1.1-1.3x faster
-    # epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False
+    # epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False.
+    # Compiling costs seconds once: `extend` compiles only a run of at least this many steps. Measured on FB15k-237's
+    # one-night extend (TransE, 7 epochs of 51 steps, under load): 4-6 s more first epoch, 2-4 ms less per step.
     compiled_scoring = True
+    extend_compile_min_steps = 1500
 
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings: Settings, *,
                 steady_rows: bool = False) -> None:
@@ -296,7 +299,8 @@ def fit(
         weights = np.ones(n, dtype=np.float32)
     executor = executor or LocalExecutor()
     replay = _replay(emb)
-    compiled = bool(getattr(executor, "compiled_scoring", False))
+    compiled = bool(getattr(executor, "compiled_scoring", False)) and (
+        emb.all_trainable or settings.epochs * math.ceil(n / settings.batch_size) >= getattr(executor, "extend_compile_min_steps", 0))
 
     def loss_fn(batch, batch_weights, rng):
         return batch_loss(emb, batch, batch_weights, rng, settings, replay, compiled=compiled)

@@ -108,3 +108,37 @@ def test_lever_keeps_old_rows_bit_identical_in_extend(lever, tmp_path):
                                   api.extend(base, ["e1", "e2"], delta, _lever_settings(model, {}, epochs=5),
                                              progress=False)[0].entity_tables[name][n_old:])
     assert np.array_equal(np.asarray(grown.relation_tables[RELATION_TABLE]), np.asarray(base.relation_tables[RELATION_TABLE]))
+
+
+def test_extend_compiles_the_scoring_only_for_runs_long_enough_to_pay_for_it(tmp_path, monkeypatch):
+    """XLA costs seconds once: `train` always compiles its scoring, `extend` only from LocalExecutor's step count on.
+    Both paths keep old rows bit-identical and learn."""
+    import embretrain.losses as losses
+    from embretrain.train import LocalExecutor
+
+    seen = []
+    real = losses.batch_loss
+
+    def spy(*args, compiled=False, **kwargs):
+        seen.append(compiled)  # at trace time: which scoring the step was built with
+        return real(*args, compiled=compiled, **kwargs)
+
+    monkeypatch.setattr(losses, "batch_loss", spy)
+    triples = _toy_graph()
+    old = [t for t in triples if t[0] not in ("e1", "e2") and t[2] not in ("e1", "e2")]
+    delta = [t for t in triples if t not in old]
+    settings = Settings(model="transe", dim=16, epochs=2, batch_size=64, negatives=8, lr=0.05)
+    base, _ = api.train(old, settings, progress=False)
+    assert seen and all(seen)  # train: compiled
+    steps = settings.epochs * -(-len(delta) // settings.batch_size)
+    grown = {}
+    for threshold in (steps + 1, steps):
+        seen.clear()
+        monkeypatch.setattr(LocalExecutor, "extend_compile_min_steps", threshold)
+        grown[threshold], _ = api.extend(base, ["e1", "e2"], delta, settings, progress=False)
+        assert seen and all(c == (threshold <= steps) for c in seen), (threshold, steps, seen)
+        n_old = len(base.entities)
+        assert np.array_equal(grown[threshold].entity_tables[ENTITY_TABLE][:n_old], base.entity_tables[ENTITY_TABLE])
+    # the same draws, scored with and without XLA: new rows agree up to rounding
+    np.testing.assert_allclose(grown[steps].entity_tables[ENTITY_TABLE], grown[steps + 1].entity_tables[ENTITY_TABLE],
+                               rtol=1e-4, atol=1e-5)
