@@ -72,6 +72,9 @@ def flops_per_positive(model: str, dim: int, negatives: int) -> int:
       ``h + r`` or ``t - r`` (d); each negative ``q - e`` (d), abs or square (d), sum (d) = 3d. Total (5 + 3K) d.
     - DistMult: the positive's ``sum(h * r * t)`` (3d); the query ``h * r`` (d); each negative a dot product (2d).
       Total (4 + 2K) d.
+    - ComplEx (d floats = d/2 complex numbers): the positive's ``Re(sum(h * r * conj(t)))``: a complex product per
+      number (6 operations: 3d) and the real part of a dot product (4 per number: 2d) = 5d; the query ``h * r`` (3d);
+      each negative a real dot product over the d floats (2d). Total (8 + 2K) d.
 
     Backward is counted as twice the forward (one product for each input's gradient), so a step is 3x the forward.
     The loss over K scores (O(K), under 1% here) and the optimizer update are not counted: they differ by tool
@@ -83,8 +86,10 @@ def flops_per_positive(model: str, dim: int, negatives: int) -> int:
         forward = (5 + 3 * negatives) * dim
     elif model == "distmult":
         forward = (4 + 2 * negatives) * dim
+    elif model == "complex":
+        forward = (8 + 2 * negatives) * dim
     else:
-        raise ValueError(f"no FLOP count for model {model!r} (transe, distmult)")
+        raise ValueError(f"no FLOP count for model {model!r} (transe, distmult, complex)")
     return 3 * forward
 
 
