@@ -279,6 +279,34 @@ def _stop(proc, sig) -> int:
     return proc.wait(timeout=20)
 
 
+def _cluster_env(cluster: dict):
+    """``(env, tf_config(kind, index))`` for this cluster's child processes."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env.pop("TF_CONFIG", None)
+
+    def tf_config(kind, index):
+        return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+
+    return env, tf_config
+
+
+def _start_servers(cluster: dict, procs: list):
+    """The ps as ``embretrain server --role ps`` processes and both workers in one child (added to ``procs``, so the
+    caller kills whatever outlives a failure): ``(ps processes, their logs, the workers' process)``."""
+    env, tf_config = _cluster_env(cluster)
+    servers, logs = [], []
+    for index in range(len(cluster["ps"])):
+        ps = subprocess.Popen([sys.executable, "-m", "embretrain", "server", "--role", "ps"], text=True,
+                              env={**env, "TF_CONFIG": tf_config("ps", index)}, stderr=subprocess.PIPE)
+        procs.append(ps)
+        servers.append(ps)
+        logs.append(_Lines(ps.stderr))
+    workers = subprocess.Popen([sys.executable, __file__, "workers", json.dumps(cluster)], env=env,
+                               stdin=subprocess.PIPE)
+    procs.append(workers)
+    return servers, logs, workers
+
+
 @pytest.fixture(scope="module")
 def session(demo_base, tmp_path_factory):
     """Run the chief's commands on a loopback cluster whose servers start after the chief; return what each
@@ -312,12 +340,7 @@ def session(demo_base, tmp_path_factory):
                                               "facts": str(paths["facts.json"])}))
 
     cluster = loopback_cluster(n_workers=2, n_ps=2)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-    env.pop("TF_CONFIG", None)
-
-    def tf_config(kind, index):
-        return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
-
+    env, tf_config = _cluster_env(cluster)
     procs, out = [], {"paths": paths, "big": big}
     try:
         chief = subprocess.Popen([sys.executable, __file__, "chief", str(paths["spec.json"])], text=True,
@@ -326,16 +349,7 @@ def session(demo_base, tmp_path_factory):
         procs.append(chief)
         chief_log = _Lines(chief.stderr)
         chief_log.wait_for("waiting for ps0 ", 120, chief)  # started before its servers: it says so and waits
-        servers, server_logs = [], []
-        for index in range(len(cluster["ps"])):
-            ps = subprocess.Popen([sys.executable, "-m", "embretrain", "server", "--role", "ps"], text=True,
-                                  env={**env, "TF_CONFIG": tf_config("ps", index)}, stderr=subprocess.PIPE)
-            procs.append(ps)
-            servers.append(ps)
-            server_logs.append(_Lines(ps.stderr))
-        workers = subprocess.Popen([sys.executable, __file__, "workers", json.dumps(cluster)], env=env,
-                                   stdin=subprocess.PIPE)
-        procs.append(workers)
+        servers, server_logs, workers = _start_servers(cluster, procs)
         out["ps_rss_up_kb"] = []
         for ps, log in zip(servers, server_logs):
             log.wait_for("serving at", 120, ps)
@@ -470,12 +484,7 @@ def test_a_server_lost_mid_run_ends_the_run_with_exit_6_naming_it(demo_base, tmp
     within the cluster timeout it fails with exit 6, one line naming the lost task, and writes nothing."""
     data, base_path = demo_base
     cluster = loopback_cluster(n_workers=2, n_ps=2)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-    env.pop("TF_CONFIG", None)
-
-    def tf_config(kind, index):
-        return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
-
+    env, tf_config = _cluster_env(cluster)
     out = tmp_path / "never.h5"
     argv = [sys.executable, "-m", "embretrain", "-v", "extend", "--ckpt", str(base_path), "--new-entities",
             str(data / "new.tsv"), "--data", str(data / "delta.tsv"), "--out", str(out), "--strategy",
@@ -483,16 +492,7 @@ def test_a_server_lost_mid_run_ends_the_run_with_exit_6_naming_it(demo_base, tmp
             "--batch-size", "64", "--negatives", "4"]
     procs = []
     try:
-        servers, logs = [], []
-        for index in range(len(cluster["ps"])):
-            ps = subprocess.Popen([sys.executable, "-m", "embretrain", "server", "--role", "ps"], text=True,
-                                  env={**env, "TF_CONFIG": tf_config("ps", index)}, stderr=subprocess.PIPE)
-            procs.append(ps)
-            servers.append(ps)
-            logs.append(_Lines(ps.stderr))
-        workers = subprocess.Popen([sys.executable, __file__, "workers", json.dumps(cluster)], env=env,
-                                   stdin=subprocess.PIPE)
-        procs.append(workers)
+        servers, logs, _ = _start_servers(cluster, procs)
         for ps, log in zip(servers, logs):
             log.wait_for("serving at", 120, ps)
         chief = subprocess.Popen(argv, text=True, env={**env, "TF_CONFIG": tf_config("chief", 0)},
