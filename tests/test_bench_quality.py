@@ -210,7 +210,7 @@ def test_update_docs_replaces_only_the_quality_section(tmp_path):
                    "nights": [{"new_entities": 1, "new_relations": 0, "delta_triples": 2}]},
         "runs": [
             {"run": "full retrain", "wall_s": 100.0, "train_s": 90.0, "epochs": 5, "new": {"mrr": 0.4}, "old": {"mrr": 0.3}},
-            {"run": "extend", "args": ["--epochs", "1"], "wall_s": 4.0, "train_s": 1.0, "epochs": 1,
+            {"run": "extend", "args": [], "wall_s": 4.0, "train_s": 1.0, "epochs": 1,
              "new": {"mrr": 0.39}, "old": {"mrr": 0.29}, "old_rows_identical": True, "mrr_vs_full": 0.975, "time_vs_full": 0.04},
         ],
         "nights": [],
@@ -220,7 +220,8 @@ def test_update_docs_replaces_only_the_quality_section(tmp_path):
     render.update_docs(doc, [result])
     text = doc.read_text()
     assert "## Speed\n\nfast.\n" in text and "## Later\n\nkept.\n" in text and "old figures" not in text
-    assert "| toy | transe | extend: `--epochs 1` | 0.390 | 0.400 | 0.97 | 1/25.0 | 0.290 / 0.300 | yes | met |" in text
+    assert ("| toy | transe | 0 | 1 | 0.390 / 0.400 | 0.97 | 0.290 / 0.300 | 0.97 | 4.0 s / 100.0 s = 1/25.0 | yes "
+            "| met | met | met |") in text
     render.update_docs(doc, [result])  # idempotent
     assert doc.read_text() == text
     # a second run sharing base and full (--reuse-from) folds into the same table, its label made unique
@@ -229,11 +230,12 @@ def test_update_docs_replaces_only_the_quality_section(tmp_path):
     render.update_docs(doc, [result, other])
     text = doc.read_text()
     assert "| extend (--epochs 2) | --epochs 2 |" in text and "--variant x" in text
+    assert text.count("| toy | transe | 0 |") == 1  # the summary shows the headline run (no options) only
     assert text.count("| full retrain |") == 1
     # new rows that steal old answers (old-only MRR down) do not meet the target, however good their own MRR
     hog = {**result, "runs": [result["runs"][0], {**result["runs"][1], "old": {"mrr": 0.2}}]}
     render.update_docs(doc, [hog])
-    assert "| 0.290 / 0.300 |" not in doc.read_text() and "| 0.200 / 0.300 | yes | missed |" in doc.read_text()
+    assert "| 0.200 / 0.300 | 0.67 | 4.0 s / 100.0 s = 1/25.0 | yes | met | missed | met |" in doc.read_text()
 
 
 COMMITTED = sorted((ROOT / "docs" / "quality").glob("*.json"))
@@ -352,9 +354,9 @@ def test_diagnose_runs_the_control_from_the_full_retrains_old_rows(bench, datase
     md = (out / "results.md").read_text()
     assert "| control" not in md.split("| extend |")[0]  # the control comes after the runs users can make
     assert "delta triples per new entity" in md
-    # the control is never the summary's "best extend run"; the diagnosis table sets it beside extend
+    # the summary shows only the headline extend (no options): neither this run's extend nor the control
     summary = render.summary_table([result])
-    assert "control" not in summary and "| extend: `--init neighbors` |" in summary
+    assert "control" not in summary and len(summary.splitlines()) == 2
     table = render.diagnosis_table([result]).splitlines()
     assert len(table) == 3 and f"| {control['mrr_vs_full']:.2f} |" in table[2]
     assert f"| {runs['extend']['mrr_vs_full']:.2f} |" in table[2]
