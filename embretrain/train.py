@@ -178,6 +178,9 @@ class EpochStats:
     steps: int = 0
 
 
+STEPS_PER_CALL = 16  # training steps per call of the local executor's compiled function
+
+
 class LocalExecutor:
     """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
 
@@ -213,26 +216,44 @@ class LocalExecutor:
         options.autotune.enabled = False
         self._dataset = ds.batch(settings.batch_size).prefetch(2).with_options(options)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, ids.shape[1]], tf.int64), tf.TensorSpec([None], tf.float32)])
         def step(batch, batch_weights):
             with tf.GradientTape() as tape:
                 loss = loss_fn(batch, batch_weights, rng)
             optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
 
-        self._step = step
+        @tf.function
+        def steps(iterator):
+            # Several steps per call (Keras's steps_per_execution): one Python round trip, one dataset handoff and
+            # one loss read-back per STEPS_PER_CALL steps instead of per step. The steps are the same ops in the
+            # same order: the same bytes. Measured on FB15k-237 (quiet): the default step alone 2.2 ms, an epoch of
+            # 266 steps 1.3-1.5 s with one call per step.
+            losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+            sizes = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+            for i in tf.range(STEPS_PER_CALL):
+                element = iterator.get_next_as_optional()
+                if not element.has_value():
+                    break
+                batch, batch_weights = element.get_value()
+                losses = losses.write(i, step(batch, batch_weights))
+                sizes = sizes.write(i, tf.shape(batch)[0])
+            return losses.stack(), sizes.stack()
+
+        self._steps = steps
 
     def run_epoch(self, advance) -> EpochStats:
         """One pass over the data; ``advance(examples, loss)`` after each step."""
         stats = EpochStats()
-        for batch, batch_weights in self._dataset:
-            loss = float(self._step(batch, batch_weights))
-            size = int(batch.shape[0])
-            stats.total_loss += loss * size
-            stats.examples += size
-            stats.steps += 1
-            advance(size, loss)
-        return stats
+        iterator = iter(self._dataset)
+        while True:
+            losses, sizes = self._steps(iterator)
+            for loss, size in zip(losses.numpy().tolist(), sizes.numpy().tolist()):
+                stats.total_loss += loss * size
+                stats.examples += size
+                stats.steps += 1
+                advance(size, loss)
+            if int(sizes.shape[0]) < STEPS_PER_CALL:
+                return stats
 
     def set_lr(self, lr: float) -> None:
         """The learning rate of the following steps."""
