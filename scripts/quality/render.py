@@ -44,8 +44,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         tratio = r.get("time_vs_full")
         target = ""
         if ratio is not None and not r.get("control"):
-            met = ratio >= 0.95 and tratio <= 1 / 20 and r.get("old_rows_identical") and _old_ok(r, full)
-            target = " (target met)" if met else ""
+            met = ratio >= 0.95 and r.get("old_rows_identical") and _old_ok(r, full)
+            target = " (MRR targets met)" if met else ""
         lines.append(
             f"| {r['run']}{target} | {' '.join(r.get('args') or []) or '-'} | {r['epochs']} | {_f(r['wall_s'], 1)} "
             f"| {_f(r['train_s'], 1)} | {_f(new.get('mrr'))} | {_f(new.get('hits@1'))} | {_f(new.get('hits@10'))} "
@@ -88,12 +88,16 @@ no-training baseline (`extend --epochs 0`, new rows left at their Glorot start).
 ranks test triples touching a new entity (*new*) and test triples among base entities only (*old*),
 filtered against train + valid + test, realistic ranks for ties.
 
-Target: new-entity MRR of extend >= 0.95 x the full retrain's, extend wall time <= 1/20 of the full
-retrain's, old rows bit-identical ("old rows identical" compares every old row of every table of the
-input and output checkpoints with `np.array_equal`). The *old* columns rank old test triples among every
-entity of the checkpoint; after `extend` the new entities are candidates too, so those figures can move
-a little although no old row did (the base row shows them over the base vocabulary).
-Figures are from a 2-core machine shared with other jobs: wall times are noisy, ratios are from one run.
+Targets (issue 16), for the README's headline command (`extend` with no options: the base's training settings
+and the model's extend recipe from its preset): new-entity MRR >= 0.95 x the full retrain's, old-only MRR >= 0.95 x
+the full retrain's, wall time <= 1/20 of the full retrain's, old rows bit-identical ("old rows identical" compares
+every old row of every table of the input and output checkpoints with `np.array_equal`). The summary has one row
+per headline run; the other runs are in the tables below it. The *old* columns rank old test triples among every
+entity of the checkpoint; after `extend` the new entities are candidates too, so those figures can move although
+no old row did (the base row shows them over the base vocabulary).
+Figures are from a 2-core machine shared with other jobs: MRR does not depend on the load, wall times do (and a
+reused full retrain was timed in another run): the wall-time ratios of the tables are not comparable; the notes
+give a measurement on a quiet machine.
 Every table below is generated from the JSON next to it (`docs/quality/*.json`) by
 `python scripts/bench_quality.py --update-docs docs/BENCHMARKS.md --notes docs/quality/notes.md --from-json docs/quality/*.json`.
 """
@@ -121,9 +125,12 @@ def _headline(res: dict[str, Any]) -> dict[str, Any] | None:
 
 def summary_table(results: list[dict[str, Any]]) -> str:
     """One line per result with a headline run: ``extend`` with no options against the full retrain, each target."""
+    # no verdict on wall time per row: the runs' wall times come from a shared machine (a reused full retrain from
+    # another run), so their ratio is printed as measured and the quiet-machine measurement is in the notes
     lines = ["| dataset | model | seed | extend epochs | new MRR extend / full | ratio | old-only MRR extend / full "
-             "| ratio | wall extend / full | old rows identical | new >= 0.95 x | old-only >= 0.95 x | wall <= 1/20 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
+             "| ratio | wall extend / full, as run (not comparable) | old rows identical | new >= 0.95 x "
+             "| old-only >= 0.95 x |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for res in results:
         run = _headline(res)
         if run is None or res.get("nights"):
@@ -138,8 +145,7 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             f"| {_f(run['new']['mrr'])} / {_f(full['new']['mrr'])} | {_f(run['mrr_vs_full'], 2)} | {old[0]} | {old[1]} "
             f"| {_f(run['wall_s'], 1)} s / {_f(full['wall_s'], 1)} s = 1/{1 / run['time_vs_full']:.1f} "
             f"| {'yes' if run['old_rows_identical'] else 'NO'} | {'met' if run['mrr_vs_full'] >= 0.95 else 'missed'} "
-            f"| {'-' if old_ok is None else 'met' if old_ok else 'missed'} "
-            f"| {'met' if run['time_vs_full'] <= 1 / 20 else 'missed'} |"
+            f"| {'-' if old_ok is None else 'met' if old_ok else 'missed'} |"
         )
     return "\n".join(lines) + "\n"
 
