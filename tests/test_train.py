@@ -142,3 +142,23 @@ def test_extend_compiles_the_scoring_only_for_runs_long_enough_to_pay_for_it(tmp
     # the same draws, scored with and without XLA: new rows agree up to rounding
     np.testing.assert_allclose(grown[steps].entity_tables[ENTITY_TABLE], grown[steps + 1].entity_tables[ENTITY_TABLE],
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_steps", [15, 16, 17, 33])
+def test_several_steps_per_call_give_the_bytes_of_one_step_per_call(n_steps, monkeypatch):
+    """The local executor runs up to STEPS_PER_CALL steps per call of its compiled function: the same steps, in the
+    same order, so the trained rows and the epoch losses are those of one step per call, whatever the epoch's step
+    count (short of a call, a call's multiple, one over)."""
+    import embretrain.train as train_module
+
+    triples = _toy_graph()
+    batch = 16
+    data = (triples * 2)[: n_steps * batch - 3]  # a short last batch
+    settings = Settings(model="transe", dim=8, epochs=2, batch_size=batch, negatives=4, lr=0.05)
+    runs = {}
+    for per_call in (1, 16):
+        monkeypatch.setattr(train_module, "STEPS_PER_CALL", per_call)
+        ckpt, summary = api.train(data, settings, progress=False)
+        runs[per_call] = (ckpt.entity_tables[ENTITY_TABLE].tobytes(), ckpt.relation_tables[RELATION_TABLE].tobytes(),
+                          summary["losses"])
+    assert runs[1] == runs[16]
