@@ -61,6 +61,7 @@ CONFIGS = [
     ("PyKEEN sLCWA, basic sampler", "pykeen", {}),
 ]
 PEER = "pykeen"
+PEER_MODELS = ("transe", "distmult")  # the models scripts/throughput_runs.py builds a PyKEEN twin of
 
 
 def flops_per_positive(model: str, dim: int, negatives: int) -> int:
@@ -229,6 +230,9 @@ def bench(args) -> dict:
         print("pykeen is not installed (pip install -e '.[bench]'): timing embretrain only", file=sys.stderr)
         tools.remove(PEER)
     configs = [c for c in CONFIGS if c[1] in tools]
+    if args.chunks:  # more embretrain steps: negatives shared by chunks of these sizes (MRR against chunk size)
+        configs[1:1] = [(f"embretrain, shared negatives (chunks of {c})", "embretrain", {"negative_chunk": c})
+                        for c in (int(x) for x in args.chunks.split(","))]
     models = args.models.split(",")
     runs, peaks = [], []
     load_before = os.getloadavg()
@@ -242,6 +246,8 @@ def bench(args) -> dict:
             order = configs if rnd % 2 == 0 else configs[::-1]  # alternate who goes first
             for model in models:
                 for label, tool, extra in order:
+                    if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
+                        continue  # no PyKEEN twin written for this model (scripts/throughput_runs.py)
                     row = run_one(label, tool, extra, model, args, data)
                     row.update(round=rnd + 1, peak_fraction=round(row["gflops"] / peak, 7))
                     runs.append(row)
@@ -391,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=str(DATA), help="folder with train.txt, valid.txt, test.txt")
     ap.add_argument("--limit", type=int, help="train on the first N triples of train.txt only (a quick check)")
     ap.add_argument("--models", default="transe,transe-l1,distmult",
-                    help="comma-separated: transe (its preset's norm), transe-l1, distmult")
+                    help="comma-separated: transe (its preset's norm), transe-l1, distmult, complex (embretrain only)")
+    ap.add_argument("--chunks", help="also embretrain with negatives shared by chunks of these sizes, e.g. 16,32")
     ap.add_argument("--tools", default="embretrain,pykeen", help="comma-separated: embretrain, pykeen")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)

@@ -58,13 +58,13 @@ def _write_graph(folder: Path) -> dict:
     return {k: len(v) for k, v in splits.items()}
 
 
-def _run(tmp_path: Path, tools: str) -> tuple[dict, dict]:
+def _run(tmp_path: Path, tools: str, *more: str, models: str = "transe") -> tuple[dict, dict]:
     data = tmp_path / "graph"
     sizes = _write_graph(data)
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", str(data), "--tools", tools, "--models", "transe", "--rounds", "1",
-         "--epochs", "2", "--dim", "16", "--batch-size", "64", "--negatives", "8", "--json-out", str(out)],
+        [sys.executable, str(SCRIPT), "--data", str(data), "--tools", tools, "--models", models, "--rounds", "1",
+         "--epochs", "2", "--dim", "16", "--batch-size", "64", "--negatives", "8", "--json-out", str(out), *more],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,6 +75,7 @@ def test_flops_per_positive_counts_the_model_arithmetic(bench):
     # TransE at the issue's settings: ~60k operations per positive (forward (5 + 3K) d, backward twice that)
     assert bench.flops_per_positive("transe", 200, 32) == 3 * (5 + 3 * 32) * 200 == 60_600
     assert bench.flops_per_positive("distmult", 200, 32) == 3 * (4 + 2 * 32) * 200
+    assert bench.flops_per_positive("complex", 200, 32) == 3 * (8 + 2 * 32) * 200
     with pytest.raises(ValueError):
         bench.flops_per_positive("rotate", 200, 32)
 
@@ -116,3 +117,13 @@ def test_pykeen_side_and_ratios(tmp_path):
         mine = runs[q["label"]]
         assert q["speed_ratio"] == pytest.approx(mine["positives_per_s"] / peer["positives_per_s"], abs=0.01)
         assert q["mrr_difference"] == pytest.approx(mine["test_mrr"] - peer["test_mrr"], abs=1e-4)
+
+
+def test_more_chunk_sizes_and_a_model_without_a_pykeen_twin(tmp_path):
+    """--chunks adds embretrain steps with negatives shared by chunks of those sizes; a model PyKEEN has no twin of
+    here (ComplEx) runs embretrain's steps only, whether or not pykeen is installed."""
+    result, sizes = _run(tmp_path, "embretrain,pykeen", "--chunks", "16", models="complex")
+    assert [(r["tool"], r["negative_chunk"]) for r in result["runs"]] == [
+        ("embretrain", 64), ("embretrain", 16), ("embretrain", 1)]
+    assert all(r["model"] == "complex" and 0 < r["test_mrr"] <= 1 for r in result["runs"])
+    assert result["ratios"] == []
