@@ -176,8 +176,9 @@ class SparseAdagrad(SparseOptimizer):
 
 
 def _lazy_adam_rows(var, m_slot, v_slot, unique, k, values, positions, lr, t, b1, b2, eps):
-    """Lazy Adam on the ``k`` distinct rows ``unique[:k]`` (:func:`_padded_slices`) as one XLA computation: the sum
-    of a row's gradients, its moments, the row.
+    """Lazy Adam on the ``k`` distinct rows ``unique[:k]`` (:func:`_padded_slices`): the sum of a row's gradients,
+    its moments, the row. The local step of ``train`` runs it as one XLA computation; ``extend`` and a cluster's
+    servers with TensorFlow's own kernels (the same bytes as a scatter_sub of the step: ``p - x`` either way).
 
     The padded slots past ``k`` repeat the last distinct row with its own values. Writing a row twice with the same
     value is a no-op, so every write is an update, never an add (``scatter_sub`` would subtract twice). Measured on
@@ -219,28 +220,14 @@ class LazyAdam(SparseOptimizer):
         tf = import_tensorflow()
 
         self.iterations.assign_add(1)
-        if not self.compiled:
-            return super().apply(grads, variables)
         t = tf.cast(self.iterations, tf.float32)
+        update = _xla(_lazy_adam_rows) if self.compiled else _lazy_adam_rows  # one maths, with or without XLA
         for grad, var in zip(grads, variables):
             if grad is None:
                 continue
             i = self._index(var)
-            _xla(_lazy_adam_rows)(var, self.slots["m"][i], self.slots["v"][i], *_padded_slices(grad),
-                                  self.learning_rate, t, self.beta_1, self.beta_2, self.epsilon)
-
-    def _apply_one(self, i, var, idx, values):
-        tf = import_tensorflow()
-
-        t = tf.cast(self.iterations, tf.float32)
-        b1, b2 = self.beta_1, self.beta_2
-        m_slot, v_slot = self.slots["m"][i], self.slots["v"][i]
-        m = b1 * tf.gather(m_slot, idx) + (1.0 - b1) * values
-        v = b2 * tf.gather(v_slot, idx) + (1.0 - b2) * tf.square(values)
-        m_slot.scatter_update(tf.IndexedSlices(m, idx))
-        v_slot.scatter_update(tf.IndexedSlices(v, idx))
-        step = self.learning_rate * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
-        var.scatter_sub(tf.IndexedSlices(step * m / (tf.sqrt(v) + self.epsilon), idx))
+            update(var, self.slots["m"][i], self.slots["v"][i], *_padded_slices(grad), self.learning_rate, t,
+                   self.beta_1, self.beta_2, self.epsilon)
 
 
 OPTIMIZERS = {"adam": LazyAdam, "adagrad": SparseAdagrad, "sgd": SparseSGD}  # the first is the default
