@@ -58,9 +58,9 @@ class Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {_as_flags(str(exc), ctx)}", err=True)
-            if getattr(exc, "exit_hard", False):
-                # TensorFlow's runtime still holds channels to lost servers: its teardown at exit would retry
-                # them and print pages of gRPC errors after the line above (the output and lock are settled)
+            if exc.exit_hard:
+                # e.g. TensorFlow's runtime still holding channels to lost servers: its teardown at exit would
+                # retry them and print pages of gRPC errors after the line above (the output and lock are settled)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(exc.exit_code)

@@ -60,6 +60,7 @@ __all__ = [
     "ROLES",
     "Cluster",
     "ClusterExecutor",
+    "ClusterLost",
     "ClusterUnreachable",
     "CLUSTER_TIMEOUT",
     "ShardedSplitTable",
@@ -141,6 +142,13 @@ PROBE_EVERY = 5.0  # seconds between "waiting for ..." lines
 
 class ClusterUnreachable(TrainingError):
     """Some ps or worker did not accept connections in time (exit 6); nothing was written."""
+
+
+class ClusterLost(ClusterUnreachable):
+    """A ps or worker went away during training (exit 6); nothing was written. TensorFlow's runtime still holds
+    channels to it, and its teardown at exit would retry them: the CLI ends the process without it."""
+
+    exit_hard = True
 
 
 def cluster_tasks(config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -430,6 +438,10 @@ class ClusterExecutor:
         self.cluster = cluster
         self._step_no = 0
 
+    def compiles_scoring(self, *, steady_rows: bool, steps: int) -> bool:
+        """Never: the step runs on the workers against the servers' variables, with TensorFlow's own ops."""
+        return False
+
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings, *,
                 steady_rows: bool = False) -> None:
         """As :meth:`embretrain.train.LocalExecutor.prepare`; ``steady_rows`` is not used: a cluster's update runs on
@@ -525,13 +537,10 @@ class ClusterExecutor:
             time.sleep(0.05)
 
     @staticmethod
-    def _lost(down: dict, why: str) -> ClusterUnreachable:
+    def _lost(down: dict, why: str) -> ClusterLost:
         tasks = _listed(down) if down else "a server"
-        err = ClusterUnreachable(f"the cluster lost {tasks} during training ({why}); restart the lost servers "
-                                 "and run the command again; nothing was written")
-        err.exit_hard = True  # the CLI ends the process without TensorFlow's teardown (it would retry the lost)
-        return err
-
+        return ClusterLost(f"the cluster lost {tasks} during training ({why}); restart the lost servers and run the "
+                           "command again; nothing was written")
 
 
 # ---------------------------------------------------------------------------------------------

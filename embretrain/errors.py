@@ -37,6 +37,7 @@ class EmbretrainError(Exception):
     """Base class: ``str(err)`` is the one line shown to the user."""
 
     exit_code = EXIT_INTERNAL
+    exit_hard = False  # end the process without the interpreter's teardown (the CLI; see distributed.ClusterLost)
 
 
 class UsageError(EmbretrainError):

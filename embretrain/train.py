@@ -184,12 +184,16 @@ STEPS_PER_CALL = 16  # training steps per call of the local executor's compiled 
 class LocalExecutor:
     """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
 
-    # the step's scoring and loss are XLA-compiled (losses.batch_loss(compiled=True)): measured 1.1-1.3x faster
-    # epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"); a cluster's executor leaves this False.
-    # Compiling costs seconds once: `extend` compiles only a run of at least this many steps. Measured on FB15k-237's
-    # one-night extend (TransE, 7 epochs of 51 steps, under load): 4-6 s more first epoch, 2-4 ms less per step.
-    compiled_scoring = True
+    # Compiling costs seconds once: with frozen rows (`extend`) the scoring is compiled only for a run of at least
+    # this many steps. Measured on FB15k-237's one-night extend (TransE, 7 epochs of 51 steps, under load): 4-6 s
+    # more first epoch, 2-4 ms less per step.
     extend_compile_min_steps = 1500
+
+    def compiles_scoring(self, *, steady_rows: bool, steps: int) -> bool:
+        """Whether the step's scoring and loss run with XLA (losses.batch_loss(compiled=True)): measured 1.1-1.3x
+        faster epochs on FB15k-237 (docs/BENCHMARKS.md, "where the time goes"). Always in `train` (``steady_rows``:
+        no frozen rows), in `extend` for runs of ``extend_compile_min_steps`` or more."""
+        return steady_rows or steps >= self.extend_compile_min_steps
 
     def prepare(self, variables: list, loss_fn, ids: np.ndarray, weights: np.ndarray, settings: Settings, *,
                 steady_rows: bool = False) -> None:
@@ -202,7 +206,7 @@ class LocalExecutor:
         """
         import tensorflow as tf
 
-        optimizer = make_optimizer(settings.optimizer, settings.lr, compiled=self.compiled_scoring and steady_rows)
+        optimizer = make_optimizer(settings.optimizer, settings.lr, compiled=steady_rows)
         optimizer.build(variables)
         self._optimizer = optimizer
         rng = tf.random.Generator.from_seed(settings.seed)
@@ -320,8 +324,8 @@ def fit(
         weights = np.ones(n, dtype=np.float32)
     executor = executor or LocalExecutor()
     replay = _replay(emb)
-    compiled = bool(getattr(executor, "compiled_scoring", False)) and (
-        emb.all_trainable or settings.epochs * math.ceil(n / settings.batch_size) >= getattr(executor, "extend_compile_min_steps", 0))
+    compiled = executor.compiles_scoring(steady_rows=emb.all_trainable,
+                                         steps=settings.epochs * math.ceil(n / settings.batch_size))
 
     def loss_fn(batch, batch_weights, rng):
         return batch_loss(emb, batch, batch_weights, rng, settings, replay, compiled=compiled)
