@@ -105,3 +105,29 @@ def test_set_lr_changes_the_next_steps(name):
     opt.set_lr(0.1)
     step()
     assert np.all(var.numpy()[1] < 1.0) and np.all(var.numpy()[[0, 2]] == 1.0)
+
+
+def _numpy_lazy_adam(init, batches, lr=0.05, b1=0.9, b2=0.999, eps=1e-8):
+    """Lazy Adam written out in numpy (tf-addons LazyAdam's rule, in float64): an independent witness for both
+    of embretrain's paths, which share one maths function."""
+    var, m, v = init.astype(np.float64), np.zeros(init.shape), np.zeros(init.shape)
+    for t, (idx, values) in enumerate(batches, start=1):
+        if len(idx) == 0:
+            continue
+        rows = np.unique(idx)
+        g = np.zeros((len(rows), init.shape[1]))
+        np.add.at(g, np.searchsorted(rows, idx), values)  # repeated rows: their gradients summed
+        m[rows] = b1 * m[rows] + (1 - b1) * g
+        v[rows] = b2 * v[rows] + (1 - b2) * g * g
+        var[rows] -= lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m[rows] / (np.sqrt(v[rows]) + eps)
+    return var
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_lazy_adam_follows_the_written_out_rule_over_steps_with_repeated_rows(compiled):
+    rng = np.random.default_rng(7)
+    init = rng.normal(size=(50, 8)).astype(np.float32)
+    batches = [(rng.integers(0, 40, size=m), rng.normal(size=(m, 8)).astype(np.float32)) for m in _SIZES]
+    got = _run_steps("adam", compiled, init, batches)
+    np.testing.assert_allclose(got, _numpy_lazy_adam(init, batches), rtol=1e-5, atol=1e-5)
+    assert got[40:].tobytes() == init[40:].tobytes()

@@ -155,10 +155,21 @@ def test_several_steps_per_call_give_the_bytes_of_one_step_per_call(n_steps, mon
     batch = 16
     data = (triples * 2)[: n_steps * batch - 3]  # a short last batch
     settings = Settings(model="transe", dim=8, epochs=2, batch_size=batch, negatives=4, lr=0.05)
-    runs = {}
+    runs, epochs = {}, []
+    real_run_epoch = train_module.LocalExecutor.run_epoch
+
+    def counted(self, advance):
+        stats = real_run_epoch(self, advance)
+        epochs.append((stats.examples, stats.steps))
+        return stats
+
+    monkeypatch.setattr(train_module.LocalExecutor, "run_epoch", counted)
     for per_call in (1, 16):
         monkeypatch.setattr(train_module, "STEPS_PER_CALL", per_call)
         ckpt, summary = api.train(data, settings, progress=False)
         runs[per_call] = (ckpt.entity_tables[ENTITY_TABLE].tobytes(), ckpt.relation_tables[RELATION_TABLE].tobytes(),
                           summary["losses"])
+        # every example of every epoch trained, in n_steps steps: not merely the same result both ways
+        assert epochs == [(len(data), n_steps)] * settings.epochs, (per_call, epochs)
+        epochs.clear()
     assert runs[1] == runs[16]
