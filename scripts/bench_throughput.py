@@ -4,7 +4,7 @@ Same data (FB15k-237 by default), same model (TransE with its preset's L2 distan
 same settings (32 negatives per
 positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
 
-- embretrain's default step (negatives shared by chunks of 64 positives),
+- embretrain's default step (negatives shared by chunks of ``negative_chunk`` positives, its default optimizer),
 - embretrain with independent negatives (``negative_chunk`` 1: the sampling PyKEEN does),
 - PyKEEN's sLCWA loop with its basic negative sampler (when ``pykeen`` is installed: ``pip install -e '.[bench]'``).
 
@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchdocs.py, scripts/throughput_*.py
 
 from benchdocs import replace_section  # noqa: E402
+from embretrain.config import Settings  # noqa: E402  (no TensorFlow import)
 
 DATA = ROOT.parent / "shared" / "data" / "fb15k-237"
 RUNNER = Path(__file__).resolve().parent / "throughput_runs.py"
@@ -54,9 +55,11 @@ def model_spec(name: str) -> tuple[str, dict]:
     return VARIANTS.get(name, (name, {}))
 
 
+DEFAULTS = Settings()
 # (label, tool, embretrain settings on top of the model's preset)
 CONFIGS = [
-    ("embretrain, shared negatives (default, chunks of 64)", "embretrain", {"negative_chunk": 64}),
+    (f"embretrain, shared negatives (default, chunks of {DEFAULTS.negative_chunk})", "embretrain",
+     {"negative_chunk": DEFAULTS.negative_chunk}),
     ("embretrain, independent negatives (chunk 1)", "embretrain", {"negative_chunk": 1}),
     ("PyKEEN sLCWA, basic sampler", "pykeen", {}),
 ]
@@ -157,8 +160,8 @@ def preset_file(model: str) -> Path:
 # The objective both tools implement alike, whatever a preset's quality recipe says (the DistMult preset trains with
 # softmax over 1,024 shared negatives, N3 and a decaying lr, which PyKEEN's sLCWA loop has no twin for): embretrain's
 # logistic loss = PyKEEN's NSSALoss, an L2 penalty of the preset's weight (0 when the preset's penalty is N3), a
-# constant learning rate.
-COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0}
+# constant learning rate; embretrain's default optimizer.
+COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0, "optimizer": DEFAULTS.optimizer}
 
 
 def overrides(args, extra: dict, model: str) -> dict:
@@ -198,6 +201,21 @@ def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) ->
             row[key] = round(row[key], 4)
     print(f"    {row['positives_per_s']:,} positives/s, test MRR {row.get('test_mrr', '-')}", file=sys.stderr)
     return row
+
+
+def run_curve(label: str, tool: str, extra: dict, model: str, args, data: Path, epochs: list[int]) -> dict:
+    """One child process: ``tool``'s test MRR after each of ``epochs`` (untimed; see scripts/throughput_runs.py)."""
+    spec = {"tool": tool, "data": str(data), "evaluate": True, "eval_epochs": epochs,
+            "config_file": str(preset_file(model)), "overrides": overrides(args, extra, model),
+            "settings": effective_settings(model, args, extra)}
+    print(f"  {model}: {label}, test MRR after {epochs} epochs ...", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(spec)], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{tool} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    curve = {int(k): round(v, 4) for k, v in json.loads(proc.stdout.strip().splitlines()[-1])["curve"].items()}
+    print(f"    {curve}", file=sys.stderr)
+    return {"label": label, "tool": tool, "model": model, "mrr": {str(k): curve[k] for k in sorted(curve)}}
 
 
 def versions() -> dict:
@@ -251,6 +269,14 @@ def bench(args) -> dict:
                     row = run_one(label, tool, extra, model, args, data)
                     row.update(round=rnd + 1, peak_fraction=round(row["gflops"] / peak, 7))
                     runs.append(row)
+        curves = []
+        if args.mrr_epochs:  # equal epochs, several counts: a step that learns slower or overfits later shows here
+            epochs = sorted({int(x) for x in args.mrr_epochs.split(",")})
+            for model in models:
+                for label, tool, extra in configs:
+                    if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
+                        continue
+                    curves.append(run_curve(label, tool, extra, model, args, data, epochs))
     meta = {
         "command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -263,6 +289,8 @@ def bench(args) -> dict:
         "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
     }
     result = {"meta": meta, "peaks": peaks, "runs": runs, "ratios": ratios(runs)}
+    if curves:
+        result["curves"] = curves
     result["markdown"] = render(result)
     return result
 
@@ -300,6 +328,19 @@ def render(result: dict) -> str:
         for q in result["ratios"]:
             diff = f"{q['mrr_difference']:+.4f}" if "mrr_difference" in q else "-"
             lines.append(f"| {q['round']} | {q['model']} | {q['label']} | {q['speed_ratio']:.2f}x | {diff} |")
+    if result.get("curves"):
+        lines += ["", render_curves(result["curves"])]
+    return "\n".join(lines)
+
+
+def render_curves(curves: list[dict]) -> str:
+    """Test MRR after each epoch count (``--mrr-epochs``), per model and step, and the best of them."""
+    epochs = sorted({int(e) for c in curves for e in c["mrr"]})
+    lines = ["| model | tool / step | " + " | ".join(f"after {e}" for e in epochs) + " | best |",
+             "|---|---|" + "---:|" * (len(epochs) + 1)]
+    for c in curves:
+        cells = [f"{c['mrr'][str(e)]:.4f}" if str(e) in c["mrr"] else "-" for e in epochs]
+        lines.append(f"| {c['model']} | {c['label']} | " + " | ".join(cells) + f" | {max(c['mrr'].values()):.4f} |")
     return "\n".join(lines)
 
 
@@ -410,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="intra-op threads for both tools (TensorFlow, PyTorch); 0 = each tool's default")
     ap.add_argument("--no-evaluate", action="store_true", help="skip test MRR (timings only)")
+    ap.add_argument("--mrr-epochs", help="also each step's test MRR after these epoch counts, e.g. 1,3,5,10 (untimed)")
     ap.add_argument("--json-out", help="default: bench-out/bench_throughput.json")
     ap.add_argument("--docs-from", metavar="JSON", help="only rewrite the '## Throughput' section of docs/BENCHMARKS.md")
     ap.add_argument("--ladder", action="store_true", help="embretrain's ladder of step variants instead (TransE)")

@@ -5,7 +5,9 @@ share a process, their thread pools start from their defaults, and one tool's me
 The spec names the tool (``embretrain`` or ``pykeen``), the data folder (train.txt, valid.txt, test.txt, already cut
 to the same vocabulary by the parent), the model and every training setting; the run prints one JSON object on stdout:
 per-epoch seconds, the number of training triples, and filtered test MRR / Hits@10 (realistic ranks, head and tail
-pooled, filtered against train + valid + test) when ``evaluate`` is set.
+pooled, filtered against train + valid + test) when ``evaluate`` is set. With ``eval_epochs`` it prints only the test
+MRR after each of those epoch counts (``{"curve": {"3": mrr, ...}}``), timing nothing: embretrain trains once per
+count from the same seed, PyKEEN ranks after those epochs of one run.
 
 Both tools train the same objective: embretrain's logistic loss with self-adversarial weights is PyKEEN's ``NSSALoss``
 (``margin`` = gamma for TransE, 0 for DistMult; adversarial temperature 0 = uniform weights), Glorot-uniform starts
@@ -18,6 +20,7 @@ and NSSALoss halves the loss (a constant factor Adam does not see).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -35,6 +38,13 @@ def run_embretrain(spec: dict) -> dict:
 
     data = Path(spec["data"])
     settings = resolve_settings(spec["config_file"], spec["overrides"])
+    if spec.get("eval_epochs"):  # the MRR curve: one run per epoch count, from the same seed (none is timed)
+        known = [data / "train.txt", data / "valid.txt"]
+        curve = {}
+        for epochs in spec["eval_epochs"]:
+            ckpt, _ = api.train(data / "train.txt", dataclasses.replace(settings, epochs=epochs), progress=False)
+            curve[str(epochs)] = api.evaluate(ckpt, data / "test.txt", known=known)["mrr"]
+        return {"curve": curve}
     ckpt, summary = api.train(data / "train.txt", settings, progress=False)
     out = {"examples": summary["examples"], "entities": summary["entities"], "epoch_seconds": summary["epoch_seconds"],
            "final_loss": summary["final_loss"]}
@@ -84,27 +94,7 @@ def run_pykeen(spec: dict) -> dict:
     else:
         raise SystemExit(f"pykeen side: no twin for model {s['model']!r} (transe, distmult)")
 
-    class EpochClock(TrainingCallback):
-        """Wall time at the end of each epoch (PyKEEN has no per-epoch timer of its own)."""
-
-        def __init__(self):
-            super().__init__()
-            self.ends: list[float] = []
-
-        def post_epoch(self, epoch: int, epoch_loss: float, **kwargs) -> None:
-            self.ends.append(time.perf_counter())
-
-    loop = SLCWATrainingLoop(model=model, triples_factory=train, optimizer="adam", optimizer_kwargs=dict(lr=s["lr"]),
-                             negative_sampler="basic", negative_sampler_kwargs=dict(num_negs_per_pos=s["negatives"]))
-    clock = EpochClock()
-    start = time.perf_counter()
-    losses = loop.train(triples_factory=train, num_epochs=s["epochs"], batch_size=s["batch_size"], use_tqdm=False,
-                        callbacks=[clock])
-    edges = [start, *clock.ends]
-    out = {"examples": int(train.num_triples), "entities": int(train.num_entities),
-           "epoch_seconds": [round(b - a, 3) for a, b in zip(edges, edges[1:])], "final_loss": float(losses[-1]),
-           "threads": {"torch": torch.get_num_threads()}}
-    if spec["evaluate"]:
+    def test_figures() -> dict:
         test = TriplesFactory.from_path(data / "test.txt", **ids)
         valid = TriplesFactory.from_path(data / "valid.txt", **ids)
         t0 = time.perf_counter()
@@ -112,9 +102,39 @@ def run_pykeen(spec: dict) -> dict:
             model, test.mapped_triples, additional_filter_triples=[train.mapped_triples, valid.mapped_triples],
             batch_size=256, use_tqdm=False,
         )
-        out.update(test_mrr=float(result.get_metric("both.realistic.inverse_harmonic_mean_rank")),
-                   test_hits10=float(result.get_metric("both.realistic.hits_at_10")),
-                   test_triples=int(test.num_triples), eval_seconds=round(time.perf_counter() - t0, 3))
+        return dict(test_mrr=float(result.get_metric("both.realistic.inverse_harmonic_mean_rank")),
+                    test_hits10=float(result.get_metric("both.realistic.hits_at_10")),
+                    test_triples=int(test.num_triples), eval_seconds=round(time.perf_counter() - t0, 3))
+
+    class EpochClock(TrainingCallback):
+        """Wall time at the end of each epoch (PyKEEN has no per-epoch timer of its own); with ``eval_epochs``, the
+        test MRR after those epochs (the loop puts the model back in training mode at every epoch's start)."""
+
+        def __init__(self):
+            super().__init__()
+            self.ends: list[float] = []
+            self.curve: dict[str, float] = {}
+
+        def post_epoch(self, epoch: int, epoch_loss: float, **kwargs) -> None:
+            self.ends.append(time.perf_counter())
+            if epoch in spec.get("eval_epochs", ()):
+                self.curve[str(epoch)] = test_figures()["test_mrr"]
+
+    loop = SLCWATrainingLoop(model=model, triples_factory=train, optimizer="adam", optimizer_kwargs=dict(lr=s["lr"]),
+                             negative_sampler="basic", negative_sampler_kwargs=dict(num_negs_per_pos=s["negatives"]))
+    clock = EpochClock()
+    start = time.perf_counter()
+    epochs = max(spec["eval_epochs"]) if spec.get("eval_epochs") else s["epochs"]
+    losses = loop.train(triples_factory=train, num_epochs=epochs, batch_size=s["batch_size"], use_tqdm=False,
+                        callbacks=[clock])
+    if spec.get("eval_epochs"):
+        return {"curve": clock.curve}
+    edges = [start, *clock.ends]
+    out = {"examples": int(train.num_triples), "entities": int(train.num_entities),
+           "epoch_seconds": [round(b - a, 3) for a, b in zip(edges, edges[1:])], "final_loss": float(losses[-1]),
+           "threads": {"torch": torch.get_num_threads()}}
+    if spec["evaluate"]:
+        out.update(test_figures())
     return out
 
 

@@ -86,7 +86,7 @@ def test_embretrain_side_writes_the_json(tmp_path, bench):
     assert meta["counts"]["train"] == sizes["train"]
     assert meta["counts"]["test"] == sizes["test"] - 1 and meta["counts"]["test_dropped"] == 1
     assert [p["round"] for p in result["peaks"]] == [1] and result["peaks"][0]["gflops"] > 1
-    assert [(r["tool"], r["negative_chunk"]) for r in runs] == [("embretrain", 64), ("embretrain", 1)]
+    assert [(r["tool"], r["negative_chunk"]) for r in runs] == [("embretrain", bench.DEFAULTS.negative_chunk), ("embretrain", 1)]
     peak = result["peaks"][0]["gflops"]
     for r in runs:
         assert r["examples"] == sizes["train"] and len(r["epoch_seconds"]) == 2
@@ -105,9 +105,28 @@ def test_embretrain_side_writes_the_json(tmp_path, bench):
     assert "embretrain, independent negatives (chunk 1)" in result["markdown"]
 
 
+def _check_curves(result, tools):
+    """--mrr-epochs 1,2: each step's MRR after 1 and 2 epochs, untimed; after 2 it is the timed 2-epoch run's MRR
+    (same seed, same data: each tool is deterministic), so the curve is what equal epochs give, not another run."""
+    curves = result["curves"]
+    assert [(c["tool"], c["label"]) for c in curves] == [(r["tool"], r["label"]) for r in result["runs"]]
+    assert {c["tool"] for c in curves} == set(tools)
+    for c in curves:
+        timed = next(r for r in result["runs"] if r["label"] == c["label"])
+        assert sorted(c["mrr"]) == ["1", "2"] and 0 < c["mrr"]["1"] <= 1
+        assert c["mrr"]["2"] == pytest.approx(timed["test_mrr"], abs=1e-4)
+    assert "| model | tool / step | after 1 | after 2 | best |" in result["markdown"]
+
+
+def test_mrr_after_several_epoch_counts(tmp_path):
+    result, _ = _run(tmp_path, "embretrain", "--mrr-epochs", "2,1")
+    _check_curves(result, ["embretrain"])
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pykeen") is None, reason="pykeen not installed (the `bench` extra)")
 def test_pykeen_side_and_ratios(tmp_path):
-    result, sizes = _run(tmp_path, "embretrain,pykeen")
+    result, sizes = _run(tmp_path, "embretrain,pykeen", "--mrr-epochs", "1,2")
+    _check_curves(result, ["embretrain", "pykeen"])
     runs = {r["label"]: r for r in result["runs"]}
     peer = next(r for r in result["runs"] if r["tool"] == "pykeen")
     assert peer["examples"] == sizes["train"] and 0 < peer["test_mrr"] <= 1
@@ -119,11 +138,11 @@ def test_pykeen_side_and_ratios(tmp_path):
         assert q["mrr_difference"] == pytest.approx(mine["test_mrr"] - peer["test_mrr"], abs=1e-4)
 
 
-def test_more_chunk_sizes_and_a_model_without_a_pykeen_twin(tmp_path):
+def test_more_chunk_sizes_and_a_model_without_a_pykeen_twin(tmp_path, bench):
     """--chunks adds embretrain steps with negatives shared by chunks of those sizes; a model PyKEEN has no twin of
     here (ComplEx) runs embretrain's steps only, whether or not pykeen is installed."""
-    result, sizes = _run(tmp_path, "embretrain,pykeen", "--chunks", "16", models="complex")
+    result, sizes = _run(tmp_path, "embretrain,pykeen", "--chunks", "4", models="complex")
     assert [(r["tool"], r["negative_chunk"]) for r in result["runs"]] == [
-        ("embretrain", 64), ("embretrain", 16), ("embretrain", 1)]
+        ("embretrain", bench.DEFAULTS.negative_chunk), ("embretrain", 4), ("embretrain", 1)]
     assert all(r["model"] == "complex" and 0 < r["test_mrr"] <= 1 for r in result["runs"])
     assert result["ratios"] == []
