@@ -16,8 +16,9 @@ every round (a float32 numpy matrix product), and each step's useful arithmetic 
 
     python scripts/bench_throughput.py                                  # full run: 2 rounds, 3 epochs, both models
     python scripts/bench_throughput.py --limit 20000 --epochs 2 --rounds 1   # a quick check of the harness
+    python scripts/bench_throughput.py --mrr-epochs 1,3,5,10             # also test MRR after each epoch count
     python scripts/bench_throughput.py --docs-from docs/throughput/fb15k-237.json   # rewrite the docs section
-    python scripts/bench_throughput.py --ladder --evaluate               # what each change to the step bought
+    python scripts/bench_throughput.py --ladder                         # what each change to the step bought
 """
 
 from __future__ import annotations
@@ -329,7 +330,8 @@ def render(result: dict) -> str:
             diff = f"{q['mrr_difference']:+.4f}" if "mrr_difference" in q else "-"
             lines.append(f"| {q['round']} | {q['model']} | {q['label']} | {q['speed_ratio']:.2f}x | {diff} |")
     if result.get("curves"):
-        lines += ["", render_curves(result["curves"])]
+        lines += ["", "Test MRR after each number of epochs (`--mrr-epochs`; untimed, the same seed: embretrain trains once "
+                  "per count, PyKEEN ranks after those epochs of one run):", "", render_curves(result["curves"])]
     return "\n".join(lines)
 
 
