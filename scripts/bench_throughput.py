@@ -177,18 +177,23 @@ def overrides(args, extra: dict, model: str) -> dict:
             "epochs": args.epochs, "seed": args.seed, "threads": args.threads, **extra}
 
 
-def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
-    """One child process: train ``model`` with ``tool``, return its timings and test figures."""
+def child_run(tool: str, extra: dict, model: str, args, data: Path, **more) -> tuple[dict, dict]:
+    """``(spec, result)`` of one child process (scripts/throughput_runs.py) training ``model`` with ``tool``."""
     spec = {"tool": tool, "data": str(data), "evaluate": not args.no_evaluate,
             "config_file": str(preset_file(model)), "overrides": overrides(args, extra, model),
-            "settings": effective_settings(model, args, extra)}
+            "settings": effective_settings(model, args, extra), **more}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
-    print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
     proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(spec)], capture_output=True, text=True, env=env,
                           cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"{tool} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])  # libraries may print above the result line
+    return spec, json.loads(proc.stdout.strip().splitlines()[-1])  # libraries may print above the result line
+
+
+def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) -> dict:
+    """One child process: train ``model`` with ``tool``, return its timings and test figures."""
+    print(f"  {model}: {label} ...", file=sys.stderr, flush=True)
+    spec, out = child_run(tool, extra, model, args, data)
     epochs = out["epoch_seconds"]
     # the first epoch includes tracing (TensorFlow) or set-up (PyKEEN): steady = median of the others
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
@@ -206,15 +211,9 @@ def run_one(label: str, tool: str, extra: dict, model: str, args, data: Path) ->
 
 def run_curve(label: str, tool: str, extra: dict, model: str, args, data: Path, epochs: list[int]) -> dict:
     """One child process: ``tool``'s test MRR after each of ``epochs`` (untimed; see scripts/throughput_runs.py)."""
-    spec = {"tool": tool, "data": str(data), "evaluate": True, "eval_epochs": epochs,
-            "config_file": str(preset_file(model)), "overrides": overrides(args, extra, model),
-            "settings": effective_settings(model, args, extra)}
     print(f"  {model}: {label}, test MRR after {epochs} epochs ...", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(spec)], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{tool} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    curve = {int(k): round(v, 4) for k, v in json.loads(proc.stdout.strip().splitlines()[-1])["curve"].items()}
+    _, out = child_run(tool, extra, model, args, data, eval_epochs=epochs)
+    curve = {int(k): round(v, 4) for k, v in out["curve"].items()}
     print(f"    {curve}", file=sys.stderr)
     return {"label": label, "tool": tool, "model": model, "mrr": {str(k): curve[k] for k in sorted(curve)}}
 
