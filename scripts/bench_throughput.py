@@ -213,9 +213,14 @@ def run_curve(label: str, tool: str, extra: dict, model: str, args, data: Path, 
     """One child process: ``tool``'s test MRR after each of ``epochs`` (untimed; see scripts/throughput_runs.py)."""
     print(f"  {model}: {label}, test MRR after {epochs} epochs ...", file=sys.stderr, flush=True)
     _, out = child_run(tool, extra, model, args, data, eval_epochs=epochs)
-    curve = {int(k): round(v, 4) for k, v in out["curve"].items()}
-    print(f"    {curve}", file=sys.stderr)
-    return {"label": label, "tool": tool, "model": model, "mrr": {str(k): curve[k] for k in sorted(curve)}}
+    mrr = {str(e): round(out["curve"][str(e)], 4) for e in epochs}  # every count asked for, or a KeyError
+    print(f"    {mrr}", file=sys.stderr)
+    return {"label": label, "tool": tool, "model": model, "mrr": mrr}
+
+
+def runnable(models: list[str], configs: list[tuple]) -> list[tuple[str, tuple]]:
+    """``(model, config)`` pairs in order, without PyKEEN for a model it has no twin of (scripts/throughput_runs.py)."""
+    return [(model, c) for model in models for c in configs if c[1] != PEER or model_spec(model)[0] in PEER_MODELS]
 
 
 def versions() -> dict:
@@ -262,21 +267,15 @@ def bench(args) -> dict:
             peaks.append({"round": rnd + 1, "gflops": round(peak, 1)})
             print(f"round {rnd + 1}/{args.rounds}: matmul peak {peak:.1f} GFLOP/s", file=sys.stderr)
             order = configs if rnd % 2 == 0 else configs[::-1]  # alternate who goes first
-            for model in models:
-                for label, tool, extra in order:
-                    if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
-                        continue  # no PyKEEN twin written for this model (scripts/throughput_runs.py)
-                    row = run_one(label, tool, extra, model, args, data)
-                    row.update(round=rnd + 1, peak_fraction=round(row["gflops"] / peak, 7))
-                    runs.append(row)
+            for model, (label, tool, extra) in runnable(models, order):
+                row = run_one(label, tool, extra, model, args, data)
+                row.update(round=rnd + 1, peak_fraction=round(row["gflops"] / peak, 7))
+                runs.append(row)
         curves = []
         if args.mrr_epochs:  # equal epochs, several counts: a step that learns slower or overfits later shows here
             epochs = sorted({int(x) for x in args.mrr_epochs.split(",")})
-            for model in models:
-                for label, tool, extra in configs:
-                    if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
-                        continue
-                    curves.append(run_curve(label, tool, extra, model, args, data, epochs))
+            for model, (label, tool, extra) in runnable(models, configs):
+                curves.append(run_curve(label, tool, extra, model, args, data, epochs))
     meta = {
         "command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

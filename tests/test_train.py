@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -142,6 +144,13 @@ def test_extend_compiles_the_scoring_only_for_runs_long_enough_to_pay_for_it(tmp
     # the same draws, scored with and without XLA: new rows agree up to rounding
     np.testing.assert_allclose(grown[steps].entity_tables[ENTITY_TABLE], grown[steps + 1].entity_tables[ENTITY_TABLE],
                                rtol=1e-4, atol=1e-5)
+    # and they trained: not the rows the same extend starts from (0 epochs), which would agree as well
+    start, _ = api.extend(base, ["e1", "e2"], delta, dataclasses.replace(settings, epochs=0), progress=False)
+    again, _ = api.extend(base, ["e1", "e2"], delta, dataclasses.replace(settings, epochs=0), progress=False)
+    assert start.entity_tables[ENTITY_TABLE].tobytes() == again.entity_tables[ENTITY_TABLE].tobytes()  # seeded start
+    n_old = len(base.entities)
+    for rows in grown.values():
+        assert np.abs(rows.entity_tables[ENTITY_TABLE][n_old:] - start.entity_tables[ENTITY_TABLE][n_old:]).max() > 1e-3
 
 
 @pytest.mark.parametrize("n_steps", [15, 16, 17, 33])
