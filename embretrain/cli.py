@@ -146,7 +146,7 @@ def training_options(func):
         click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
-        click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64]."),
+        click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64; distmult, complex: 8]."),
         click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
         click.option("--optimizer", type=click.Choice(CHOICES["optimizer"]), help="Sparse optimizer [adam]."),
         click.option("--loss", type=click.Choice(CHOICES["loss"]), help="Loss [logistic]."),

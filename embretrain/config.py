@@ -54,7 +54,8 @@ class Settings:
     lr: float = 0.01
     negatives: int = 32  # negatives per positive
     # positives that share one draw of negatives, so their scores are one matrix product (PyTorch-BigGraph's
-    # chunked negatives); 1 = every positive draws its own. Measured in scripts/bench_throughput.py.
+    # chunked negatives); 1 = every positive draws its own. Measured in scripts/bench_throughput.py. The bilinear
+    # models' defaults say 8 (models/base.py: BILINEAR_NEGATIVE_CHUNK).
     negative_chunk: int = 64
     seed: int = 0
     optimizer: str = "adam"  # sparse: adam (lazy), adagrad, sgd

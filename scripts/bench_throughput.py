@@ -4,7 +4,8 @@ Same data (FB15k-237 by default), same model (TransE with its preset's L2 distan
 same settings (32 negatives per
 positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
 
-- embretrain's default step (negatives shared by chunks of ``negative_chunk`` positives, its default optimizer),
+- embretrain's default step (negatives shared by chunks of the model's default ``negative_chunk`` positives: 64 for
+  TransE, 8 for DistMult and ComplEx; its default optimizer),
 - embretrain with independent negatives (``negative_chunk`` 1: the sampling PyKEEN does),
 - PyKEEN's sLCWA loop with its basic negative sampler (when ``pykeen`` is installed: ``pip install -e '.[bench]'``).
 
@@ -57,10 +58,11 @@ def model_spec(name: str) -> tuple[str, dict]:
 
 
 DEFAULTS = Settings()
-# (label, tool, embretrain settings on top of the model's preset)
+DEFAULT_STEP = "embretrain, shared negatives (default, chunks of {chunk})"
+# (label, tool, embretrain settings on top of the model's preset); the default step's chunk is the model's own
+# default (:func:`default_chunk`), filled in per model by :func:`runnable`
 CONFIGS = [
-    (f"embretrain, shared negatives (default, chunks of {DEFAULTS.negative_chunk})", "embretrain",
-     {"negative_chunk": DEFAULTS.negative_chunk}),
+    (DEFAULT_STEP, "embretrain", {"negative_chunk": None}),
     ("embretrain, independent negatives (chunk 1)", "embretrain", {"negative_chunk": 1}),
     ("PyKEEN sLCWA, basic sampler", "pykeen", {}),
 ]
@@ -218,9 +220,26 @@ def run_curve(label: str, tool: str, extra: dict, model: str, args, data: Path, 
     return {"label": label, "tool": tool, "model": model, "mrr": mrr}
 
 
+def default_chunk(model: str) -> int:
+    """The ``negative_chunk`` a run of ``model`` gets when it names none (its model defaults; not its preset's)."""
+    from embretrain.config import resolve_settings  # no TensorFlow import
+
+    return resolve_settings(overrides={"model": model_spec(model)[0]}).negative_chunk
+
+
 def runnable(models: list[str], configs: list[tuple]) -> list[tuple[str, tuple]]:
-    """``(model, config)`` pairs in order, without PyKEEN for a model it has no twin of (scripts/throughput_runs.py)."""
-    return [(model, c) for model in models for c in configs if c[1] != PEER or model_spec(model)[0] in PEER_MODELS]
+    """``(model, config)`` pairs in order, without PyKEEN for a model it has no twin of (scripts/throughput_runs.py);
+    the default step gets the model's default chunk."""
+    out = []
+    for model in models:
+        for label, tool, extra in configs:
+            if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
+                continue
+            if label == DEFAULT_STEP:
+                chunk = default_chunk(model)
+                label, extra = label.format(chunk=chunk), {**extra, "negative_chunk": chunk}
+            out.append((model, (label, tool, extra)))
+    return out
 
 
 def versions() -> dict:

@@ -86,7 +86,7 @@ def test_embretrain_side_writes_the_json(tmp_path, bench):
     assert meta["counts"]["train"] == sizes["train"]
     assert meta["counts"]["test"] == sizes["test"] - 1 and meta["counts"]["test_dropped"] == 1
     assert [p["round"] for p in result["peaks"]] == [1] and result["peaks"][0]["gflops"] > 1
-    assert [(r["tool"], r["negative_chunk"]) for r in runs] == [("embretrain", bench.DEFAULTS.negative_chunk), ("embretrain", 1)]
+    assert [(r["tool"], r["negative_chunk"]) for r in runs] == [("embretrain", 64), ("embretrain", 1)]
     peak = result["peaks"][0]["gflops"]
     for r in runs:
         assert r["examples"] == sizes["train"] and len(r["epoch_seconds"]) == 2
@@ -144,6 +144,7 @@ def test_more_chunk_sizes_and_a_model_without_a_pykeen_twin(tmp_path, bench):
     here (ComplEx) runs embretrain's steps only, whether or not pykeen is installed."""
     result, sizes = _run(tmp_path, "embretrain,pykeen", "--chunks", "4", models="complex")
     assert [(r["tool"], r["negative_chunk"]) for r in result["runs"]] == [
-        ("embretrain", bench.DEFAULTS.negative_chunk), ("embretrain", 4), ("embretrain", 1)]
+        ("embretrain", 8), ("embretrain", 4), ("embretrain", 1)]  # ComplEx's default chunk: 8
+    assert result["runs"][0]["label"] == "embretrain, shared negatives (default, chunks of 8)"
     assert all(r["model"] == "complex" and 0 < r["test_mrr"] <= 1 for r in result["runs"])
     assert result["ratios"] == []

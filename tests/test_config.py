@@ -30,6 +30,19 @@ def test_precedence(tmp_path):
         f"config:{cfg}", f"config:{cfg}", "option", "model", "default")
 
 
+def test_bilinear_models_share_negatives_by_small_chunks_by_default():
+    """DistMult and ComplEx default to chunks of 8 (models/base.py says why); the distance models keep the dataclass's
+    64; a preset or an option still decides."""
+    for name in ("distmult", "complex"):
+        s = resolve_settings(overrides={"model": name})
+        assert (s.negative_chunk, s.source_map()["negative_chunk"]) == (8, "model")
+        assert resolve_settings(overrides={"model": name, "negative_chunk": 64}).negative_chunk == 64
+        assert resolve_settings(preset=name).negative_chunk == load_preset(name)["negative_chunk"]
+    for name in ("transe", "rotate", "transh"):
+        s = resolve_settings(overrides={"model": name})
+        assert (s.negative_chunk, s.source_map()["negative_chunk"]) == (Settings.negative_chunk, "default") == (64, "default")
+
+
 def test_a_config_file_refines_a_preset_and_options_beat_both(tmp_path):
     cfg = tmp_path / "mine.toml"
     cfg.write_text("lr = 0.5\nepochs = 3\n")
