@@ -148,7 +148,7 @@ def training_options(func):
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
         click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64; distmult, complex: 8]."),
         click.option("--seed", type=int, help="Random seed; same inputs + seed = same tables [0]."),
-        click.option("--optimizer", type=click.Choice(CHOICES["optimizer"]), help="Sparse optimizer [adam]."),
+        click.option("--optimizer", type=click.Choice(CHOICES["optimizer"]), help="Sparse optimizer [adam; distmult, complex: rmsprop]."),
         click.option("--loss", type=click.Choice(CHOICES["loss"]), help="Loss [logistic]."),
         click.option("--margin", type=float, help="Margin of the margin ranking loss [1.0]."),
         click.option("--adversarial-temperature", type=click.FloatRange(min=0), help="Self-adversarial negative weighting; 0 = off [0]."),

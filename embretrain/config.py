@@ -58,7 +58,7 @@ class Settings:
     # models' defaults say 8 (models/base.py: BILINEAR_NEGATIVE_CHUNK).
     negative_chunk: int = 64
     seed: int = 0
-    optimizer: str = "adam"  # sparse: adam (lazy), adagrad, sgd
+    optimizer: str = "adam"  # sparse: adam (lazy), rmsprop (adam without momentum: the bilinear models'), adagrad, sgd
     loss: str = "logistic"  # logistic | margin | softmax (cross-entropy against the sampled negatives)
     margin: float = 1.0  # margin ranking loss only
     adversarial_temperature: float = 0.0  # self-adversarial negative weighting (RotatE paper); 0 = off
@@ -120,7 +120,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources
 # import numpy), so importing the CLI stays light. tests/test_config.py checks they agree.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": tuple(MODEL_PARAMS),
-    "optimizer": ("adam", "adagrad", "sgd"),
+    "optimizer": ("adam", "rmsprop", "adagrad", "sgd"),
     "loss": ("logistic", "margin", "softmax"),
     "regularizer": ("l2", "n3"),
     "init": ("xavier", "neighbors", "neighbors-median"),

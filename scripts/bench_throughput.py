@@ -2,7 +2,8 @@
 
 Same data (FB15k-237 by default), same model (TransE with its preset's L2 distance, TransE-L1 and DistMult, dim 200),
 same settings (32 negatives per
-positive, batch 1024, Adam, the lr of embretrain's preset, same epochs) for:
+positive, batch 1024, the lr of embretrain's preset, same epochs; each tool's optimizer: embretrain's default for the
+model, PyKEEN's Adam) for:
 
 - embretrain's default step (negatives shared by chunks of the model's default ``negative_chunk`` positives: 64 for
   TransE, 8 for DistMult and ComplEx; its default optimizer),
@@ -57,10 +58,9 @@ def model_spec(name: str) -> tuple[str, dict]:
     return VARIANTS.get(name, (name, {}))
 
 
-DEFAULTS = Settings()
 DEFAULT_STEP = "embretrain, shared negatives (default, chunks of {chunk})"
 # (label, tool, embretrain settings on top of the model's preset); the default step's chunk is the model's own
-# default (:func:`default_chunk`), filled in per model by :func:`runnable`
+# default (:func:`model_defaults`), filled in per model by :func:`runnable`
 CONFIGS = [
     (DEFAULT_STEP, "embretrain", {"negative_chunk": None}),
     ("embretrain, independent negatives (chunk 1)", "embretrain", {"negative_chunk": 1}),
@@ -163,15 +163,15 @@ def preset_file(model: str) -> Path:
 # The objective both tools implement alike, whatever a preset's quality recipe says (the DistMult preset trains with
 # softmax over 1,024 shared negatives, N3 and a decaying lr, which PyKEEN's sLCWA loop has no twin for): embretrain's
 # logistic loss = PyKEEN's NSSALoss, an L2 penalty of the preset's weight (0 when the preset's penalty is N3), a
-# constant learning rate; embretrain's default optimizer.
-COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0, "optimizer": DEFAULTS.optimizer}
+# constant learning rate; embretrain's default optimizer for the model (:func:`overrides`; PyKEEN: Adam).
+COMMON_OBJECTIVE = {"loss": "logistic", "regularizer": "l2", "lr_decay": 1.0}
 
 
 def overrides(args, extra: dict, model: str) -> dict:
     from embretrain.config import load_preset  # no TensorFlow import
 
     base, variant = model_spec(model)
-    common = {**COMMON_OBJECTIVE, **variant}
+    common = {**COMMON_OBJECTIVE, "optimizer": model_defaults(model).optimizer, **variant}
     if load_preset(base).get("regularizer") == "n3":
         common["regularization"] = 0.0
     # threads 0 = each tool's own default (TensorFlow's choice; PyTorch: one per core)
@@ -220,11 +220,12 @@ def run_curve(label: str, tool: str, extra: dict, model: str, args, data: Path, 
     return {"label": label, "tool": tool, "model": model, "mrr": mrr}
 
 
-def default_chunk(model: str) -> int:
-    """The ``negative_chunk`` a run of ``model`` gets when it names none (its model defaults; not its preset's)."""
+def model_defaults(model: str) -> Settings:
+    """The settings a run of ``model`` gets when it names nothing (its model defaults; not its preset's): the default
+    step's chunk and optimizer."""
     from embretrain.config import resolve_settings  # no TensorFlow import
 
-    return resolve_settings(overrides={"model": model_spec(model)[0]}).negative_chunk
+    return resolve_settings(overrides={"model": model_spec(model)[0]})
 
 
 def runnable(models: list[str], configs: list[tuple]) -> list[tuple[str, tuple]]:
@@ -236,7 +237,7 @@ def runnable(models: list[str], configs: list[tuple]) -> list[tuple[str, tuple]]
             if tool == PEER and model_spec(model)[0] not in PEER_MODELS:
                 continue
             if label == DEFAULT_STEP:
-                chunk = default_chunk(model)
+                chunk = model_defaults(model).negative_chunk
                 label, extra = label.format(chunk=chunk), {**extra, "negative_chunk": chunk}
             out.append((model, (label, tool, extra)))
     return out
@@ -369,7 +370,8 @@ def _model_words(meta: dict) -> str:
     for name, s in meta.get("settings", {}).items():
         norm = f"L{s['norm']}, " if s["model"] in ("transe", "rotate") else ""
         temp = s.get("adversarial_temperature", 0)
-        words.append(f"{name}: {norm}" + (f"self-adversarial temperature {temp:g}" if temp else "uniform negatives"))
+        words.append(f"{name}: {norm}" + (f"self-adversarial temperature {temp:g}" if temp else "uniform negatives")
+                     + f", embretrain's optimizer {s['optimizer']} (PyKEEN: Adam)")
     return "; ".join(words)
 
 
@@ -391,7 +393,7 @@ def docs_section(result: dict, ladder: dict | None, source: str = "docs/throughp
         + (f", the first {meta['test_limit']:,}" if meta.get("test_limit") else "")
         + f"; filtered against train + valid + test, realistic ranks, head and tail pooled). Both tools: dim {meta['dim']}, "
         f"{meta['negatives']} uniform negatives per positive corrupting its head or tail, batch {meta['batch_size']}, "
-        f"Adam at the lr of embretrain's preset, {meta['epochs']} epochs, the same loss (embretrain's logistic loss = "
+        f"the lr of embretrain's preset, {meta['epochs']} epochs, the same loss (embretrain's logistic loss = "
         f"PyKEEN's `NSSALoss`; {_model_words(meta)}), Glorot starts, no unit-norm constraint "
         "(scripts/throughput_runs.py says what is left different). "
         f"Versions: embretrain {v.get('embretrain')}, TensorFlow {v.get('tensorflow')}, PyTorch {v.get('torch')}, "

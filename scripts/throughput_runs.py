@@ -12,10 +12,11 @@ count from the same seed, PyKEEN ranks after those epochs of one run.
 Both tools train the same objective: embretrain's logistic loss with self-adversarial weights is PyKEEN's ``NSSALoss``
 (``margin`` = gamma for TransE, 0 for DistMult; adversarial temperature 0 = uniform weights), Glorot-uniform starts
 over the whole ``[n, dim]`` table (``torch.nn.init.xavier_uniform_``), no unit-norm constraint on entity rows (PyKEEN's
-default for TransE and DistMult renormalises them after every step; embretrain does not), Adam at the same lr,
+default for TransE and DistMult renormalises them after every step; embretrain does not), the same lr,
 ``negatives`` uniform negatives per positive corrupting its head or its tail (PyKEEN's ``BasicNegativeSampler``).
-Left different: PyKEEN's Adam is dense (every row's moments move each step), embretrain's is lazy (touched rows only),
-and NSSALoss halves the loss (a constant factor Adam does not see).
+Left different: the optimizer. PyKEEN's is dense Adam (every row's moments move each step); embretrain's is its
+default for the model, sparse (touched rows only): lazy Adam for TransE, Adam without momentum (``rmsprop``) for
+DistMult. And NSSALoss halves the loss (a constant factor Adam and rmsprop do not see).
 """
 
 from __future__ import annotations

@@ -31,16 +31,18 @@ def test_precedence(tmp_path):
 
 
 def test_bilinear_models_share_negatives_by_small_chunks_by_default():
-    """DistMult and ComplEx default to chunks of 8 (models/base.py says why); the distance models keep the dataclass's
-    64; a preset or an option still decides."""
+    """DistMult and ComplEx default to chunks of 8 and rmsprop (models/base.py says why); the distance models keep the
+    dataclass's 64 and adam; a preset or an option still decides."""
     for name in ("distmult", "complex"):
         s = resolve_settings(overrides={"model": name})
         assert (s.negative_chunk, s.source_map()["negative_chunk"]) == (8, "model")
+        assert (s.optimizer, s.source_map()["optimizer"]) == ("rmsprop", "model")
         assert resolve_settings(overrides={"model": name, "negative_chunk": 64}).negative_chunk == 64
         assert resolve_settings(preset=name).negative_chunk == load_preset(name)["negative_chunk"]
     for name in ("transe", "rotate", "transh"):
         s = resolve_settings(overrides={"model": name})
         assert (s.negative_chunk, s.source_map()["negative_chunk"]) == (Settings.negative_chunk, "default") == (64, "default")
+        assert s.optimizer == Settings.optimizer == "adam"
 
 
 def test_a_config_file_refines_a_preset_and_options_beat_both(tmp_path):
@@ -73,7 +75,7 @@ def test_model_fixed_by_checkpoint_wins(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("epochs = 'ten'\n", "must be int"),
     ("epoch = 3\n", "unknown setting 'epoch'"),
-    ("optimizer = 'rmsprop'\n", "must be one of"),
+    ("optimizer = 'nadam'\n", "must be one of"),
     ("lr = -1\n", "lr must be positive"),
     ("epochs = \n", "not valid TOML"),
 ])
@@ -200,7 +202,7 @@ def test_a_model_without_recipe_or_lineage_extends_at_its_defaults():
 
 def test_a_bad_lineage_is_left_out_not_fatal(caplog):
     lineage = [{"command": "train", "config": {"lr": 0.3, "batch_size": 16}},
-               {"command": "extend", "config": {"lr": -1, "optimizer": "rmsprop", "negatives": 3, "bogus": 1}},
+               {"command": "extend", "config": {"lr": -1, "optimizer": "nadam", "negatives": 3, "bogus": 1}},
                {"command": "export"}]  # no config: skipped, the last record with one counts
     assert recorded_settings(lineage) == {"negatives": 3}
     assert "lr must be positive" in caplog.text and "must be one of" in caplog.text

@@ -54,7 +54,7 @@ def test_the_local_steps_compiled_update_matches_the_plain_one(name):
     plain = _run_steps(name, False, init, batches)
     compiled = _run_steps(name, True, init, batches)
     assert not np.array_equal(compiled, init)
-    if name == "adam":
+    if name in ("adam", "rmsprop"):
         np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-6)
         assert compiled.tobytes() == _run_steps(name, True, init, batches).tobytes()
     else:
@@ -124,10 +124,40 @@ def _numpy_lazy_adam(init, batches, lr=0.05, b1=0.9, b2=0.999, eps=1e-8):
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_lazy_adam_follows_the_written_out_rule_over_steps_with_repeated_rows(compiled):
+@pytest.mark.parametrize("name, b1", [("adam", 0.9), ("rmsprop", 0.0)])
+def test_lazy_adam_follows_the_written_out_rule_over_steps_with_repeated_rows(name, b1, compiled):
+    """rmsprop is the same rule with beta_1 = 0; both against the numpy witness."""
     rng = np.random.default_rng(7)
     init = rng.normal(size=(50, 8)).astype(np.float32)
     batches = [(rng.integers(0, 40, size=m), rng.normal(size=(m, 8)).astype(np.float32)) for m in _SIZES]
-    got = _run_steps("adam", compiled, init, batches)
-    np.testing.assert_allclose(got, _numpy_lazy_adam(init, batches), rtol=1e-5, atol=1e-5)
+    got = _run_steps(name, compiled, init, batches)
+    np.testing.assert_allclose(got, _numpy_lazy_adam(init, batches, b1=b1), rtol=1e-5, atol=1e-5)
     assert got[40:].tobytes() == init[40:].tobytes()
+    # and the two differ: momentum carries earlier steps' gradients into later ones
+    assert np.abs(got - _numpy_lazy_adam(init, batches, b1=0.9 - b1)).max() > 1e-3
+
+
+def test_rmsprop_takes_each_gradients_whole_step_at_once_and_keeps_no_first_moment():
+    """A row touched once and then never: Adam without momentum has moved it by its whole step, and a later step
+    that touches only other rows moves it no further (lazy = dense for this rule); lazy Adam moved it by 1 - beta_1 of
+    that and keeps the rest in its momentum for the row's next touch."""
+    g = tf.constant([[1.0, -2.0]])
+    shape = tf.constant([3, 2], dtype=tf.int64)
+    moved = {}
+    for name in ("rmsprop", "adam"):
+        var = tf.Variable(np.zeros((3, 2), np.float32))
+        opt = make_optimizer(name, 0.1)
+        opt.build([var])
+        for _ in range(50):  # t = 50: bias corrections near 1, the first moment's (1 - 0.9^t) is ~1 as well
+            opt.apply([tf.IndexedSlices(tf.zeros([1, 2]), tf.constant([0], dtype=tf.int64), shape)], [var])
+        opt.apply([tf.IndexedSlices(g, tf.constant([2], dtype=tf.int64), shape)], [var])
+        once = var.numpy()[2].copy()
+        opt.apply([tf.IndexedSlices(tf.ones([1, 2]), tf.constant([1], dtype=tf.int64), shape)], [var])
+        assert var.numpy()[2].tobytes() == once.tobytes()  # not touched: not moved, whichever the rule
+        moved[name] = once
+    bias_v = np.sqrt(1 - 0.999**51)
+    np.testing.assert_allclose(moved["rmsprop"], -0.1 * bias_v * np.sign([1.0, -2.0]) / np.sqrt(0.001), rtol=1e-3)
+    np.testing.assert_allclose(moved["adam"], 0.1 * moved["rmsprop"] / (1 - 0.9**51), rtol=1e-3)
+    opt = make_optimizer("rmsprop", 0.1)
+    opt.build([tf.Variable(np.zeros((3, 2), np.float32))])
+    assert set(opt.slots) == {"v"}  # no first-moment slot: a third less optimizer memory than Adam

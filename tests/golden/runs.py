@@ -126,13 +126,14 @@ def make_keras(out: Path) -> None:
 # --------------------------------------------------------------------------- the list
 
 RUNS: list[Run] = [
-    # train then extend, each model with adam; transe also with adagrad and sgd, distmult with sgd
+    # train then extend, each model with its default optimizer (adam; rmsprop for distmult and complex); transe also
+    # with adagrad and sgd, distmult with sgd
     _train("transe-adam", "train.tsv", "--model", "transe", "--dim", "8"),
     _extend("transe-adam-extend", "transe-adam"),
-    _train("distmult-adam", "train.tsv", "--model", "distmult", "--dim", "8"),
-    _extend("distmult-adam-extend", "distmult-adam"),
-    _train("complex-adam", "train.tsv", "--model", "complex", "--dim", "12"),
-    _extend("complex-adam-extend", "complex-adam"),
+    _train("distmult-rmsprop", "train.tsv", "--model", "distmult", "--dim", "8"),
+    _extend("distmult-rmsprop-extend", "distmult-rmsprop"),
+    _train("complex-rmsprop", "train.tsv", "--model", "complex", "--dim", "12"),
+    _extend("complex-rmsprop-extend", "complex-rmsprop"),
     _train("rotate-adam", "train.tsv", "--model", "rotate", "--dim", "16"),
     _extend("rotate-adam-extend", "rotate-adam"),
     _train("dot-tied-adam", "pairs.tsv", "--model", "dot", "--tied", "--dim", "8"),
@@ -159,8 +160,8 @@ RUNS: list[Run] = [
     # neighbour initialisation: each model has its own closed form
     _extend("transe-neighbors", "transe-adam", "--init", "neighbors"),
     _extend("transe-on-disk-neighbors", "transe-adam", "--init", "neighbors", "--old-rows", "on-disk"),
-    _extend("distmult-neighbors", "distmult-adam", "--init", "neighbors"),
-    _extend("complex-neighbors-median", "complex-adam", "--init", "neighbors-median"),
+    _extend("distmult-neighbors", "distmult-rmsprop", "--init", "neighbors"),
+    _extend("complex-neighbors-median", "complex-rmsprop", "--init", "neighbors-median"),
     _extend("rotate-neighbors", "rotate-adam", "--init", "neighbors"),
     _extend("dot-tied-neighbors", "dot-tied-adam", "--init", "neighbors", inputs=PAIRS),
     _extend("dot-untied-neighbors", "dot-untied-adam", "--init", "neighbors", inputs=PAIRS),
