@@ -399,8 +399,11 @@ def test_no_process_holds_the_whole_old_table(session):
     print(f"old table {BIG_BYTES / 2**20:.0f} MB; chief peak growth {chief_growth / 2**20:.0f} MB; "
           f"ps peak growth {[round(g / 2**20) for g in ps_growth]} MB")  # shown with -s
     assert chief_growth < BIG_BYTES / 4
-    for growth in ps_growth:  # its own 100 MB shard and little more; never the table
-        assert BIG_BYTES / 2 * 0.9 < growth < BIG_BYTES * 0.8
+    for growth in ps_growth:  # its own 100 MB shard and its runtime's working memory; never the table
+        # Measured peak growth per ps: 124-132 MB on a quiet machine, up to 169 MB while other jobs load both cores
+        # (with or without waiting for each streamed block: not a backlog of blocks). A ps holding the whole table
+        # grows by the table (195 MB) plus that working memory, so the table's size is the line.
+        assert BIG_BYTES / 2 * 0.9 < growth < BIG_BYTES
     big = session["big"]
     with h5py.File(big["ckpt"], "r") as old, h5py.File(big["out"], "r") as new:
         for name in ("entity_embeddings", "relation_embeddings"):
