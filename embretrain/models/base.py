@@ -223,8 +223,9 @@ class DistanceScorer(Scorer):
 # about lr per touch whatever that sum's size, so with chunks of 64 a bilinear model's negatives move in few, large,
 # correlated steps and it learns less per epoch. Measured (3 epochs, logistic loss, 32 negatives, dim 200, test MRR
 # of chunks of 64 -> 8): FB15k-237 DistMult 0.177/0.182/0.181 -> 0.198/0.193/0.189 (seeds 0-2), ComplEx 0.169 -> 0.184;
-# WN18RR DistMult 0.298/0.298/0.295 -> 0.379/0.332/0.353, ComplEx 0.309 -> 0.393; independent negatives (1) gain
-# little more at 3-4x the step time (docs/throughput/bilinear-chunks/README.md). TransE does better with 64.
+# WN18RR DistMult 0.298/0.298/0.295 -> 0.379/0.332/0.353, ComplEx 0.309 -> 0.393. With the optimizer below,
+# independent negatives (1) gain nothing more (seed 0: FB15k-237 0.1945 against 0.1940, WN18RR 0.408 against 0.410) at
+# 3-4x the step time (docs/throughput/bilinear-chunks/README.md). TransE does better with 64.
 BILINEAR_NEGATIVE_CHUNK = 8
 # ... and their default optimizer: Adam without momentum (optim.LazyRMSprop says why). Same figures, chunks of 8,
 # rmsprop against adam: FB15k-237 DistMult 0.194/0.191/0.191 against 0.198/0.193/0.189, ComplEx 0.184 against 0.184;
