@@ -15,9 +15,10 @@ from embretrain import api as et  # noqa: E402
 from embretrain.config import resolve_settings  # noqa: E402
 from embretrain.errors import DataError, UsageError  # noqa: E402
 from embretrain.models import MODELS  # noqa: E402
+from embretrain.optim import OPTIMIZERS  # noqa: E402
 
 TRIPLE_MODELS = [name for name, cls in MODELS.items() if cls.kind == "triple"]  # every registered one
-OPTIMIZERS = ["adam", "adagrad", "sgd"]
+OPTIMIZERS = sorted(OPTIMIZERS)  # every sparse optimizer the registry has (adam, adagrad, rmsprop, sgd)
 
 
 def _settings(model, **kw):
