@@ -18,8 +18,8 @@ from typing import Any, Callable, ClassVar, Mapping
 from ..errors import CheckpointError, UsageError
 from ..quiet_tf import import_tensorflow
 
-__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "GAMMA_PER_DIM", "BILINEAR_NEGATIVE_CHUNK",
-           "BILINEAR_OPTIMIZER", "glorot_limit", "lazy_tf", "lp_distance", "start_bound", "uniform_rows", "tf_halves",
+__all__ = ["Scorer", "DistanceScorer", "BilinearScorer", "Estimate", "GAMMA_PER_DIM", "BILINEAR_DEFAULTS",
+           "glorot_limit", "lazy_tf", "lp_distance", "start_bound", "uniform_rows", "tf_halves",
            "np_halves", "matmul", "pairwise"]
 
 logger = logging.getLogger(__name__)
@@ -231,6 +231,9 @@ BILINEAR_NEGATIVE_CHUNK = 8
 # rmsprop against adam: FB15k-237 DistMult 0.194/0.191/0.191 against 0.198/0.193/0.189, ComplEx 0.184 against 0.184;
 # WN18RR DistMult 0.410/0.407/0.411 against 0.379/0.332/0.353 (PyKEEN's dense Adam: 0.409), ComplEx 0.414 against 0.393.
 BILINEAR_OPTIMIZER = "rmsprop"
+# The settings a DistMult or ComplEx run starts from (each model file declares ``defaults = BILINEAR_DEFAULTS``).
+BILINEAR_DEFAULTS = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6, "negative_chunk": BILINEAR_NEGATIVE_CHUNK,
+                     "optimizer": BILINEAR_OPTIMIZER}
 
 
 class BilinearScorer(Scorer):

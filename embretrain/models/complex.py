@@ -6,7 +6,7 @@ estimate. Must not import TensorFlow or numpy at module import, nor see ids or v
 
 from __future__ import annotations
 
-from .base import BILINEAR_NEGATIVE_CHUNK, BILINEAR_OPTIMIZER, BilinearScorer, lazy_tf, np_halves, tf_halves
+from .base import BILINEAR_DEFAULTS, BilinearScorer, lazy_tf, np_halves, tf_halves
 
 __all__ = ["ComplEx"]
 
@@ -15,8 +15,7 @@ class ComplEx(BilinearScorer):
     """``Re(<h, r, conj(t)>)``; entities ``[n, d]`` and relations ``[n_r, d]`` as ``[re | im]``, ``d`` even."""
 
     name = "complex"
-    defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6, "negative_chunk": BILINEAR_NEGATIVE_CHUNK,
-                "optimizer": BILINEAR_OPTIMIZER}
+    defaults = BILINEAR_DEFAULTS
     preset = "complex"
     complex_valued = True
 

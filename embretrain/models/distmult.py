@@ -6,7 +6,7 @@ Must not import TensorFlow or numpy at module import, nor see ids or variables.
 
 from __future__ import annotations
 
-from .base import BILINEAR_NEGATIVE_CHUNK, BILINEAR_OPTIMIZER, BilinearScorer, lazy_tf
+from .base import BILINEAR_DEFAULTS, BilinearScorer, lazy_tf
 
 __all__ = ["DistMult"]
 
@@ -15,8 +15,7 @@ class DistMult(BilinearScorer):
     """``<h, r, t>``; entities ``[n, d]``, relations ``[n_r, d]``."""
 
     name = "distmult"
-    defaults = {"loss": "logistic", "lr": 0.01, "regularization": 1e-6, "negative_chunk": BILINEAR_NEGATIVE_CHUNK,
-                "optimizer": BILINEAR_OPTIMIZER}
+    defaults = BILINEAR_DEFAULTS
     preset = "distmult"
 
     @staticmethod
