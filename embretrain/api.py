@@ -271,6 +271,7 @@ def extend(
     shards: int = 0,
     logdir: str | os.PathLike | None = None,
     neighbour_report: bool = False,
+    out: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Grow ``ckpt`` with new entities (and relations) and train only their rows on ``data``.
 
@@ -296,6 +297,9 @@ def extend(
     ``valid_fraction``) there as TensorBoard summaries (:mod:`embretrain.tensorboard`).
     ``neighbour_report``: add ``neighbour_sanity`` to the summary, a figure to watch over nights: how many new
     entities have their delta neighbours among their nearest rows (:func:`embretrain.neighbors.sanity`).
+    ``out``: where the caller will save the result; when there is something to train, its filesystem must
+    have room for the old rows (a lower bound of any format's output) or the run stops before training
+    (:class:`~embretrain.errors.EmbretrainError`, exit 6) instead of failing to write after it.
     """
     plan = plan_extend(ckpt, new_entities, data, settings, new_relations=new_relations, new_contexts=new_contexts,
                        skip_unknown=skip_unknown, replay=replay, command=command)
@@ -303,6 +307,8 @@ def extend(
         # Rerun of a night that already succeeded (or an empty day): idempotent, nothing to train or write.
         logger.debug("nothing to do: every new name is already in the checkpoint")
         return ckpt, plan.summary()
+    if out is not None:
+        check_room_to_grow(ckpt, out)
     delta = plan.delta
     logger.info("training %d new entities, %d pending ones and %d new relations%s on %d examples", delta.n_new,
                 delta.n_pending_trained, delta.r_new,
@@ -317,6 +323,13 @@ def extend(
     if neighbour_report and delta.contexts is None:
         summary["neighbour_sanity"] = _neighbour_sanity(grown, delta)
     return grown, summary
+
+
+def check_room_to_grow(ckpt: Checkpoint, out: str | os.PathLike) -> None:
+    """Refuse (exit 6) if ``out``'s filesystem has less room than ``ckpt``'s rows: any grown output holds them."""
+    from .diskspace import check_room
+
+    check_room(out, sum(4 * int(np.prod(t.shape)) for t in ckpt.tables().values()), "the old rows alone")
 
 
 def _neighbour_sanity(grown: Checkpoint, delta) -> dict[str, Any]:

@@ -540,6 +540,8 @@ def extend(**opts):
             # check in one streaming pass, without holding the tables (a dry run needs no row).
             ckpt, settings, t_load = load("on-disk" if format_of(opts["ckpt"]) == "h5" else opts["old_rows"])
             summary = api.plan_extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options).summary()
+            if not summary.get("nothing_to_do"):
+                api.check_room_to_grow(ckpt, opts["out"])
             return finish(summary, t_load) or {**summary, "status": "ok"}
 
         _emit(_dry_run(opts, plan), opts["as_json"])
@@ -550,7 +552,7 @@ def extend(**opts):
         ckpt, settings, t_load = load(opts["old_rows"])
         grown, summary = api.extend(ckpt, opts["new_entities"], opts["data"], settings, **delta_options,
                                     progress=opts["progress"], strategy=opts["strategy"], shards=opts["shards"],
-                                    logdir=opts["logdir"], neighbour_report=bool(opts["report"]))
+                                    logdir=opts["logdir"], neighbour_report=bool(opts["report"]), out=opts["out"])
         if finish(summary, t_load) is not None:
             return summary
         _save_timed(grown, opts["out"], summary, keep=keep, out_format=opts["out_format"])

@@ -16,7 +16,7 @@ from conftest import write_tsv
 from embretrain.checkpoint import ENTITY_TABLE, format_of, load, save
 from embretrain.checkpoint.base import Checkpoint
 from embretrain.cli import main
-from embretrain.errors import UsageError
+from embretrain.errors import EmbretrainError, UsageError
 
 keras = pytest.importorskip("keras")
 
@@ -177,7 +177,7 @@ def test_archive_save_copies_members_streamed_and_writes_the_unit_atomically(tmp
     monkeypatch.setattr(keras_fmt, "_write_h5", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
     grown = load(src)
     grown.entities = OLD + ["fresh"]
-    with pytest.raises(OSError):
+    with pytest.raises(EmbretrainError, match="No space left on device; nothing was written"):
         save(grown, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

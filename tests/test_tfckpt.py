@@ -14,7 +14,7 @@ from embretrain.checkpoint import ENTITY_TABLE, format_of, load, save
 from embretrain.checkpoint.base import Checkpoint
 from embretrain.checkpoint.foreign import VariableGraph, _find_slots
 from embretrain.cli import main
-from embretrain.errors import CheckpointError, UsageError
+from embretrain.errors import CheckpointError, EmbretrainError, UsageError
 
 tf = pytest.importorskip("tensorflow")
 
@@ -380,7 +380,7 @@ def test_tf_save_is_one_unit_a_failed_rename_puts_every_old_file_back(tmp_path, 
         return real(src, dst, *a, **kw)
 
     monkeypatch.setattr(atomic.os, "replace", fail_on_index)
-    with pytest.raises(OSError):
+    with pytest.raises(EmbretrainError, match="Input/output error; nothing was written"):
         save(_transe(n_e=N_E + 2, seed=1, relations=("r0",)), tmp_path / "m", format="tf")
     monkeypatch.undo()
     assert _files(tmp_path) == before  # sidecars, shards, state file: the old unit, nothing left over

@@ -46,8 +46,10 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_files, check_writable_dir, scratch_dir, scratch_file
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, EmbretrainError, UsageError
+from . import h5write
 from .base import Checkpoint
+from ..diskspace import check_room, write_failure
 from .foreign import (
     LoadOptions,
     VariableGraph,
@@ -276,11 +278,13 @@ def _write_h5(target, ckpt: Checkpoint, keys: dict[str, str], same_format: bool)
         for name, key in keys.items():
             layer = key.rsplit("/vars/", 1)[0]
             groups.update({"layers": {}, layer: {}, f"{layer}/vars": {"name": name}})
-    with h5py.File(target, "w") as f:
+    with h5write.create(target) as w:
+        f = w.file
         for group, group_attrs in groups.items():
             g = f.require_group(group) if group else f
             g.attrs.update(group_attrs)
         for key in sorted(data, key=lambda k: (k not in attrs, k)):
+            w.reserve(h5write.stored_bytes(data[key]))
             dset = f.create_dataset(key, data=data[key])
             dset.attrs.update(attrs.get(key, {}))
 
@@ -312,21 +316,26 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             f"write {path.name[: -len(ARCHIVE_SUFFIX)]}{WEIGHTS_SUFFIX} instead"
         )
     kinds = ("entities", "relations", "contexts", "meta")
-    with scratch_dir(path) as scratch:
-        # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
-        # nothing reaches the target directory until the whole unit is ready
-        base = scratch / path.name
-        write_sidecars(ckpt, base, keys, shown_as=path)  # names checked here, before the checkpoint is written
-        made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
-        targets = {kind: sidecar(path, kind) for kind in made}
-        stale = [sidecar(path, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
-        with atomic_files({**targets, "checkpoint": path}, primary="checkpoint", remove=stale, keep=keep) as tmps:
-            for kind, written in made.items():
-                os.replace(written, tmps[kind])
-            if not archive:
-                _write_h5(tmps["checkpoint"], ckpt, keys, same_format)
-            else:
-                _write_archive(tmps["checkpoint"], source, ckpt, keys, same_format)
+    # the archive needs its weights twice (a scratch file, then the zip member)
+    check_room(path, (2 if archive else 1) * sum(4 * int(np.prod(t.shape)) for t in ckpt.tables().values()))
+    try:
+        with scratch_dir(path) as scratch:
+            # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so
+            # nothing reaches the target directory until the whole unit is ready
+            base = scratch / path.name
+            write_sidecars(ckpt, base, keys, shown_as=path)  # names checked here, before the checkpoint is written
+            made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
+            targets = {kind: sidecar(path, kind) for kind in made}
+            stale = [sidecar(path, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
+            with atomic_files({**targets, "checkpoint": path}, primary="checkpoint", remove=stale, keep=keep) as tmps:
+                for kind, written in made.items():
+                    os.replace(written, tmps[kind])
+                if not archive:
+                    _write_h5(tmps["checkpoint"], ckpt, keys, same_format)
+                else:
+                    _write_archive(tmps["checkpoint"], source, ckpt, keys, same_format)
+    except (OSError, RuntimeError) as err:  # out of disk, an I/O error (h5py says RuntimeError)
+        raise EmbretrainError(f"{write_failure(path, err)}; nothing was written and {path} is unchanged") from err
     logger.info("saved Keras %s %s: %d entities", "archive" if archive else "weights", path, ckpt.n_entities)
 
 

@@ -49,8 +49,9 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_files, check_writable_dir, scratch_dir
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, EmbretrainError, UsageError
 from .base import Checkpoint
+from ..diskspace import check_room, write_failure
 from .foreign import (
     LoadOptions,
     VariableGraph,
@@ -472,28 +473,32 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
         values = [tf.constant(v) for v in parts]
     state = _state_text(directory, prefix)
     kinds = ("entities", "relations", "contexts", "meta")
-    with scratch_dir(prefix) as scratch:
-        # everything is made in the scratch directory first; nothing reaches the target directory
-        # until the whole unit (shards, sidecars, state file) is ready
-        base = scratch / prefix.name
-        tf.raw_ops.SaveV2(prefix=os.fspath(base), tensor_names=names, shape_and_slices=specs, tensors=values)
-        shards = sorted(scratch.iterdir(), key=lambda f: f.name.endswith(".index"))  # .index last
-        # the meta sidecar names the .index it belongs to: a crash between the renames below cannot
-        # pair a new sidecar with an old checkpoint unnoticed (read_meta checks it at load)
-        write_sidecars(ckpt, base, keys, binds=file_binding(Path(f"{base}.index")), shown_as=prefix)
-        made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
-        stale = [sidecar(prefix, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
-        written = {**{kind: f for kind, f in made.items()}, **{f.name: f for f in shards}}
-        targets = {key: directory / f.name for key, f in written.items()}
-        state_tmp = scratch / STATE_FILE
-        state_tmp.write_text(state, encoding="utf-8")
-        written[STATE_FILE] = state_tmp
-        targets[STATE_FILE] = directory / STATE_FILE
-        # renamed in this order: sidecars, data shards, .index, then the state file that makes
-        # tf.train.latest_checkpoint see the new prefix
-        with atomic_files(targets, primary=STATE_FILE, remove=stale) as tmps:
-            for key, f in written.items():
-                os.replace(f, tmps[key])
+    check_room(prefix, sum(getattr(v, "nbytes", 0) for v in parts))
+    try:
+        with scratch_dir(prefix) as scratch:
+            # everything is made in the scratch directory first; nothing reaches the target directory
+            # until the whole unit (shards, sidecars, state file) is ready
+            base = scratch / prefix.name
+            tf.raw_ops.SaveV2(prefix=os.fspath(base), tensor_names=names, shape_and_slices=specs, tensors=values)
+            shards = sorted(scratch.iterdir(), key=lambda f: f.name.endswith(".index"))  # .index last
+            # the meta sidecar names the .index it belongs to: a crash between the renames below cannot
+            # pair a new sidecar with an old checkpoint unnoticed (read_meta checks it at load)
+            write_sidecars(ckpt, base, keys, binds=file_binding(Path(f"{base}.index")), shown_as=prefix)
+            made = {kind: sidecar(base, kind) for kind in kinds if sidecar(base, kind).exists()}
+            stale = [sidecar(prefix, kind) for kind in kinds if kind not in made]  # e.g. relations of an older model
+            written = {**{kind: f for kind, f in made.items()}, **{f.name: f for f in shards}}
+            targets = {key: directory / f.name for key, f in written.items()}
+            state_tmp = scratch / STATE_FILE
+            state_tmp.write_text(state, encoding="utf-8")
+            written[STATE_FILE] = state_tmp
+            targets[STATE_FILE] = directory / STATE_FILE
+            # renamed in this order: sidecars, data shards, .index, then the state file that makes
+            # tf.train.latest_checkpoint see the new prefix
+            with atomic_files(targets, primary=STATE_FILE, remove=stale) as tmps:
+                for key, f in written.items():
+                    os.replace(f, tmps[key])
+    except (OSError, tf.errors.OpError) as err:  # out of disk, an I/O error
+        raise EmbretrainError(f"{write_failure(prefix, err)}; nothing was written and {prefix} is unchanged") from err
     logger.info("saved TF checkpoint %s: %d variables, %d entities", prefix, len(tensors), ckpt.n_entities)
 
 

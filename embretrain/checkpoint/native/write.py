@@ -35,7 +35,9 @@ from ...storage import (
     sha256,
 )
 from ...vocab import check_names
+from .. import h5write
 from ..base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
+from ...diskspace import check_room, write_failure
 from .checksums import NAME_BLOCK
 from .layout import _NOT_TABLES, _RESERVED_ATTRS, CONTEXTS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
 
@@ -114,13 +116,14 @@ def _prepare_tables(ckpt: Checkpoint) -> dict[str, tuple[Any, str]]:
     return prepared
 
 
-def _write_names(f: h5py.File, name: str, names) -> str:
+def _write_names(w: h5write.H5Writer, name: str, names) -> str:
     """Write a vocabulary a block at a time; return its sha256 (hex).
 
     Names left on disk are copied as raw bytes from the input file; a first part that carries its
     load-time sha256 (:func:`embretrain.storage.sha256`) is not hashed again, the hash continues.
     """
-    dset = f.create_dataset(name, shape=(len(names),), dtype=_STRINGS)
+    dset = w.file.create_dataset(name, shape=(len(names),), dtype=_STRINGS)
+    unallocated = h5write.VLEN_REF * len(names)  # the dataset's own storage, allocated at its first write
     pieces = parts(names)
     digest = sha256(pieces[0])
     skip_first = digest is not None
@@ -133,6 +136,8 @@ def _write_names(f: h5py.File, name: str, names) -> str:
             # Fill an object array element by element: np.array(list) would guess a fixed-width dtype.
             data = np.empty(len(raw), dtype=object)
             data[:] = raw
+            w.reserve(unallocated + h5write.heap_bytes(raw))
+            unallocated = 0
             dset[row : row + len(raw)] = data
             row += len(raw)
             if not (skip_first and i == 0):
@@ -213,11 +218,13 @@ def _stream_table(fd: int, offset: int, table, digest, cancel: threading.Event):
     return _emit_table(table, digest, write_block, copy_part, cancel)
 
 
-def _write_strings(f: h5py.File, name: str, items: list[str]) -> h5py.Dataset:
+def _write_strings(w: h5write.H5Writer, name: str, items: list[str]) -> h5py.Dataset:
     # Fill an object array element by element: np.array(list) would guess a fixed-width dtype.
     data = np.empty(len(items), dtype=object)
     data[:] = items
-    return f.create_dataset(name, data=data, dtype=_STRINGS)
+    encoded = [item.encode("utf-8", "surrogatepass") for item in items]
+    w.reserve(h5write.VLEN_REF * len(items) + h5write.heap_bytes(encoded))
+    return w.file.create_dataset(name, data=data, dtype=_STRINGS)
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
@@ -249,8 +256,10 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     if ckpt.extras:
         logger.info("not saving format-specific extras (%s) in the native format", ", ".join(ckpt.extras))
 
+    check_room(path, sum(4 * int(np.prod(table.shape)) for table, _ in tables.values()))
     try:
-        with atomic_write(path, keep=keep) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_write(path, keep=keep) as tmp, h5write.create(tmp) as w:
+            f = w.file
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["model"] = ckpt.model
@@ -263,6 +272,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
             # writes (the GIL-free part: copying rows, hashing new ones) while this one has h5py
             # encode and write the names.
             created = {name: _create_table(f, name, table.shape) for name, (table, _) in tables.items()}
+            w.reserve()  # the tables' space (allocated now, written below) before any row is written
             # a sha256 the old rows carry from load is continued, not recomputed (see storage.sha256)
             known = {name: sha256(parts(table)[0]) for name, table in ckpt.tables().items()}
             raw = {name: offset for name, (_, offset) in created.items() if offset is not None}
@@ -278,13 +288,13 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
                     try:
                         for name, names in vocabularies:
                             try:
-                                sha = _write_names(f, name, names)
+                                sha = _write_names(w, name, names)
                             except UnicodeEncodeError as err:
                                 raise CheckpointError(
                                     f"cannot save: a name in /{name} is not valid Unicode ({err})"
                                 ) from err
                             f[name].attrs["sha256"] = sha
-                        _write_strings(f, LINEAGE, lineage)
+                        _write_strings(w, LINEAGE, lineage)
                     except BaseException:
                         cancel.set()
                         raise
@@ -302,7 +312,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     except (OSError, RuntimeError) as err:
         # Out of disk, a file-size limit (EFBIG), an I/O error: h5py reports some of these as
         # RuntimeError from deep in HDF5. atomic_write has already removed the temp file.
-        raise EmbretrainError(f"cannot write {path}: {err}; nothing was written and {path} is unchanged") from err
+        raise EmbretrainError(f"{write_failure(path, err)}; nothing was written and {path} is unchanged") from err
     logger.info(
         "saved %s: model=%s, %d entities, %d relations, dim=%d",
         path, ckpt.model, ckpt.n_entities, ckpt.n_relations, ckpt.dim,
