@@ -459,13 +459,13 @@ class ClusterExecutor:
             ds = ds.shuffle(n, reshuffle_each_iteration=True).repeat()
             return ds.batch(settings.batch_size).prefetch(2)
 
-        @tf.function
+        @tf.function(autograph=False)
         def per_worker_dataset():
             return strategy.distribute_datasets_from_function(dataset_fn)
 
         iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
 
-        @tf.function
+        @tf.function(autograph=False)
         def worker_step(it, step):
             def replica_fn(batch, batch_weights):
                 with tf.GradientTape() as tape:

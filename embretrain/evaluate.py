@@ -65,7 +65,7 @@ def filtered_ranks(
     ctx = ent if context is None else tf.constant(context)
     rel = None if relations is None else tf.constant(relations)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def score(q_ids, r_ids, side_is_tail: bool):
         r = None if rel is None else tf.gather(rel, r_ids)
         if side_is_tail:

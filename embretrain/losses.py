@@ -110,7 +110,7 @@ def _corrupted_loss(emb, h, r, t, neg, corrupt_head, chunk: int, settings, compi
         # and its gradient are never written to memory (measured in docs/BENCHMARKS.md, "where the time goes").
         # The lookup above and the sparse update stay outside: gathers/stitches over variables (and rows read
         # from disk) do not compile, and the gradient must reach the tables as IndexedSlices.
-        score_loss = tf.function(score_loss, jit_compile=True)
+        score_loss = tf.function(score_loss, jit_compile=True, autograph=False)
     return score_loss(vecs, rv, corrupt_head)
 
 

@@ -36,7 +36,7 @@ def _xla(fn):
     tf = import_tensorflow()
 
     if fn not in _compiled:
-        _compiled[fn] = tf.function(fn, jit_compile=True)
+        _compiled[fn] = tf.function(fn, jit_compile=True, autograph=False)
     return _compiled[fn]
 
 

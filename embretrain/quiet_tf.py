@@ -14,15 +14,23 @@ records) is dropped and every other byte (a warning, an error, anything Python p
 real stderr, so nothing that matters is lost. ``TF_CPP_MIN_LOG_LEVEL`` (default 2 here: errors still
 show) governs what TensorFlow logs after the import. ``show_startup_logs(True)`` (the CLI's ``--debug``)
 turns all of this off.
+
+``import tensorflow`` also imports Keras, which creates ``~/.keras/keras.json`` (or ``/tmp/.keras/`` when the
+home directory is not writable) if it is missing: a file the user did not name. Unless the user set
+``KERAS_HOME`` or already has that file (then Keras only reads it), the import runs with ``KERAS_HOME``
+pointing where nothing can be created, so Keras keeps its defaults and writes nothing (it ignores the
+failure by design).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 
 __all__ = ["drop_chatter", "import_tensorflow", "is_chatter", "show_startup_logs"]
@@ -73,32 +81,52 @@ def import_tensorflow() -> ModuleType:
     return sys.modules.get("tensorflow") or _import_quietly()
 
 
+@contextlib.contextmanager
+def _no_keras_config() -> Iterator[None]:
+    """While Keras is imported: no ``keras.json`` written, unless the user set ``KERAS_HOME`` or has one."""
+    home = os.path.expanduser("~")
+    default = os.path.join(home if os.access(home, os.W_OK) else tempfile.gettempdir(), ".keras", "keras.json")
+    if "KERAS_HOME" in os.environ or "keras" in sys.modules or os.path.exists(default):
+        yield
+        return
+    os.environ["KERAS_HOME"] = os.path.join(os.devnull, "keras")  # under a device: cannot be created
+    try:
+        yield
+    finally:
+        os.environ.pop("KERAS_HOME", None)
+
+
 def _import_quietly() -> ModuleType:
-    with _lock:
-        if "tensorflow" in sys.modules or _show_startup:
-            import tensorflow as tf
+    with _lock, _no_keras_config():
+        return _import_tf()
 
-            return tf
-        # Read when the C++ runtime loads, i.e. during the import: later settings are ignored.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        try:
-            saved = os.dup(2)
-        except OSError:  # no fd 2 at all (started with 2>&-): nothing to keep clean
-            import tensorflow as tf
 
-            return tf
-        # A file, not a pipe: a pipe nobody reads while the import runs would block it once full.
-        with tempfile.TemporaryFile() as capture:
-            sys.stderr.flush()
-            os.dup2(capture.fileno(), 2)
-            try:
-                import tensorflow as tf
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                capture.seek(0)
-                rest = drop_chatter(capture.read())
-                while rest:
-                    rest = rest[os.write(2, rest):]
+def _import_tf() -> ModuleType:
+    """The import itself, its stderr filtered (see the module docstring)."""
+    if "tensorflow" in sys.modules or _show_startup:
+        import tensorflow as tf
+
         return tf
+    # Read when the C++ runtime loads, i.e. during the import: later settings are ignored.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all (started with 2>&-): nothing to keep clean
+        import tensorflow as tf
+
+        return tf
+    # A file, not a pipe: a pipe nobody reads while the import runs would block it once full.
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            rest = drop_chatter(capture.read())
+            while rest:
+                rest = rest[os.write(2, rest):]
+    return tf

@@ -226,21 +226,31 @@ class LocalExecutor:
             optimizer.apply(tape.gradient(loss, variables), variables)
             return loss
 
-        @tf.function
+        @tf.function(autograph=False)
         def steps(iterator):
             # Several steps per call (Keras's steps_per_execution): one Python round trip, one dataset handoff and
             # one loss read-back per STEPS_PER_CALL steps instead of per step. The steps are the same ops in the
             # same order: the same bytes. Measured on FB15k-237 (quiet): the default step alone 2.2 ms, an epoch of
             # 266 steps 1.3-1.5 s with one call per step.
-            losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-            sizes = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
-            for i in tf.range(STEPS_PER_CALL):
+            # The loop is written with while_loop/cond, not Python's for/if/break: AutoGraph would convert this
+            # function and everything it calls, writing each converted function to a file in the temp directory
+            # (~35 per run, left there when a run is killed): no file is written that the user did not name.
+            def more(i, has_value, losses, sizes):
+                return tf.logical_and(has_value, i < STEPS_PER_CALL)
+
+            def one_step(i, has_value, losses, sizes):
                 element = iterator.get_next_as_optional()
-                if not element.has_value():
-                    break
-                batch, batch_weights = element.get_value()
-                losses = losses.write(i, step(batch, batch_weights))
-                sizes = sizes.write(i, tf.shape(batch)[0])
+
+                def run():
+                    batch, batch_weights = element.get_value()
+                    return losses.write(i, step(batch, batch_weights)), sizes.write(i, tf.shape(batch)[0])
+
+                losses, sizes = tf.cond(element.has_value(), run, lambda: (losses, sizes))
+                return i + 1, element.has_value(), losses, sizes
+
+            start = (tf.constant(0), tf.constant(True),
+                     tf.TensorArray(tf.float32, size=0, dynamic_size=True), tf.TensorArray(tf.int32, size=0, dynamic_size=True))
+            _, _, losses, sizes = tf.while_loop(more, one_step, start)
             return losses.stack(), sizes.stack()
 
         self._steps = steps
