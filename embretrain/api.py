@@ -182,15 +182,19 @@ def train(
     strategy: str = "local",
     shards: int = 0,
     logdir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Train a model from scratch. Vocabularies are names in order of first appearance.
 
     Returns ``(checkpoint, summary)``; the summary has ``entities``, ``relations``, ``examples``,
     ``epochs``, ``final_loss``, ``losses``, ``epoch_seconds`` and ``seconds`` (``load_data``, ``train``).
     ``logdir``: also write loss, seconds and examples/s per epoch there as TensorBoard summaries
-    (:mod:`embretrain.tensorboard`).
+    (:mod:`embretrain.tensorboard`). ``out``: where the caller will save the result; its filesystem must
+    have room for the entity table or the run stops before training (exit 6, see :func:`check_room_to_train`).
     """
     plan = plan_train(data, settings, command=command)
+    if out is not None:
+        check_room_to_train(plan, out)
     settings, delta, (ent_old, rel_old) = plan.settings, plan.delta, plan.old_tables
     levers = with_tensorboard([], logdir, len(delta.ids))
     new_rows, result = _fit_new_rows(plan.scorer, settings, plan.old_tables, delta, levers, progress=progress,
@@ -323,6 +327,13 @@ def extend(
     if neighbour_report and delta.contexts is None:
         summary["neighbour_sanity"] = _neighbour_sanity(grown, delta)
     return grown, summary
+
+
+def check_room_to_train(plan: Plan, out: str | os.PathLike) -> None:
+    """Refuse (exit 6) if ``out``'s filesystem cannot hold the entity table a :func:`train` run will write."""
+    from .diskspace import check_room
+
+    check_room(out, 4 * len(plan.delta.entities.names) * plan.settings.dim, "the entity table alone")
 
 
 def check_room_to_grow(ckpt: Checkpoint, out: str | os.PathLike) -> None:

@@ -439,7 +439,9 @@ def train(**opts):
 
     if opts["dry_run"]:
         def plan():
-            summary = api.plan_train(opts["data"], settings).summary()
+            plan = api.plan_train(opts["data"], settings)
+            api.check_room_to_train(plan, opts["out"])
+            summary = plan.summary()
             summary["status"] = "ok"
             return summary
 
@@ -449,7 +451,8 @@ def train(**opts):
     def body():
         _wait_for_cluster(opts)
         ckpt, summary = api.train(opts["data"], settings, progress=opts["progress"],
-                                  strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"])
+                                  strategy=opts["strategy"], shards=opts["shards"], logdir=opts["logdir"],
+                                  out=opts["out"])
         _save_timed(ckpt, opts["out"], summary, keep=opts["keep"] or 0)
         summary["status"] = "ok"
         return summary

@@ -131,3 +131,20 @@ def test_extend_refuses_before_training_when_the_old_rows_cannot_fit_and_a_rerun
     assert all("(the old rows alone)" in e and "nothing was written" in e for e in errors), proc.stderr
     assert "training" not in proc.stderr.split(errors[1])[0], proc.stderr  # refused before any training
     assert "nothing to do" in proc.stderr  # the rerun of an applied night needs no room
+
+
+def test_train_refuses_before_training_when_its_entity_table_cannot_fit(tmp_path):
+    d = tmp_path
+    n = 20_000  # dim 32: a 2.4 MiB entity table against 1 MB free
+    (d / "train.tsv").write_text("".join(f"e{i}\tr0\te{(i * 7 + 1) % n}\n" for i in range(n)))
+    small = d / "small"
+    run = (f'"{sys.executable}" -m embretrain -v train --data "{d / "train.tsv"}" --dim 32 --epochs 1 '
+           f'--out "{small}/base.h5" >/dev/null')
+    cmd = (f'fallocate -l $(( $(stat -f -c "%f*%S" "{small}") - 1000000 )) "{small}/ballast" && '
+           f'{run} --dry-run; echo "rc=$?"; {run}; echo "rc=$?"; ls -A "{small}"')
+    proc = _in_small_fs("8m", small, cmd)
+    rc6 = f"rc={EXIT_INTERNAL}"
+    assert proc.stdout.split() == [rc6, rc6, "ballast"], (proc.stdout, proc.stderr[-3000:])
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("(the entity table alone)" in e for e in errors), proc.stderr
+    assert " epoch " not in proc.stderr, proc.stderr  # -v logs each epoch: none ran
