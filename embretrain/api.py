@@ -338,9 +338,9 @@ def check_room_to_train(plan: Plan, out: str | os.PathLike) -> None:
 
 def check_room_to_grow(ckpt: Checkpoint, out: str | os.PathLike) -> None:
     """Refuse (exit 6) if ``out``'s filesystem has less room than ``ckpt``'s rows: any grown output holds them."""
-    from .diskspace import check_room
+    from .diskspace import check_room, table_bytes
 
-    check_room(out, sum(4 * int(np.prod(t.shape)) for t in ckpt.tables().values()), "the old rows alone")
+    check_room(out, table_bytes(ckpt.tables().values()), "the old rows alone")
 
 
 def _neighbour_sanity(grown: Checkpoint, delta) -> dict[str, Any]:

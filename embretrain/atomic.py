@@ -311,16 +311,22 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir_quietly(Path(dirpath))
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+def libc_function(name: str):
+    """The C library's function ``name`` (errno kept for ``ctypes.get_errno``), or None where there is none:
+    the Linux system calls Python's ``os`` does not offer (renameat2, fallocate with flags)."""
     libc_name = ctypes.util.find_library("c")
     if os.name != "posix" or not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if not hasattr(libc, "renameat2"):
+        return None
+    return getattr(ctypes.CDLL(libc_name, use_errno=True), name, None)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+    renameat2 = libc_function("renameat2")
+    if renameat2 is None:
         return False
     at_fdcwd, rename_exchange = -100, 2
-    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     logger.debug("renameat2(RENAME_EXCHANGE) failed: %s", os.strerror(ctypes.get_errno()))
     return False

@@ -1,7 +1,7 @@
 """Disk space and failed writes: refuse a write the filesystem has no room for before it starts, and say
 in one line why a write failed.
 
-Owns: :func:`check_room`, :func:`checkpoint_bytes`, :func:`write_failure`. Every writer of an output
+Owns: :func:`check_room`, :func:`table_bytes`, :func:`write_failure`. Every writer of an output
 (the three checkpoint formats) calls these; how an HDF5 file is kept from meeting a full disk while it is
 written is :mod:`embretrain.checkpoint.h5write`'s.
 """
@@ -13,9 +13,11 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from .errors import EmbretrainError
 
-__all__ = ["check_room", "checkpoint_bytes", "write_failure"]
+__all__ = ["check_room", "table_bytes", "write_failure"]
 
 _ERRNO = re.compile(r"errno = (\d+)")
 
@@ -28,6 +30,11 @@ def write_failure(path: str | os.PathLike, err: BaseException) -> str:
         code = int(found[-1]) if found else None
     reason = os.strerror(code) if code else " ".join(str(err).split())
     return f"cannot write {path}: {reason}"
+
+
+def table_bytes(tables) -> int:
+    """Bytes of these float32 tables' rows: what every format stores at least (the lower bound :func:`check_room` takes)."""
+    return sum(4 * int(np.prod(table.shape)) for table in tables)
 
 
 def check_room(path: str | os.PathLike, nbytes: int, why: str = "") -> None:
@@ -60,16 +67,3 @@ def check_room(path: str | os.PathLike, nbytes: int, why: str = "") -> None:
 def _mb(nbytes: int) -> str:
     return f"{nbytes / 2**20:,.1f} MiB"
 
-
-def checkpoint_bytes(path: str | os.PathLike) -> int:
-    """Bytes a checkpoint takes on disk: its file, or a TensorFlow prefix's index and data shards (0 if unknown)."""
-    p = Path(path)
-    if p.is_file() and not p.name.endswith(".index"):
-        return p.stat().st_size
-    from .checkpoint.tfckpt import resolve_prefix  # no TensorFlow import
-
-    prefix = resolve_prefix(p)
-    if prefix is None:
-        return 0
-    return sum(f.stat().st_size for f in prefix.parent.glob(f"{prefix.name}.*")
-               if f.name.endswith(".index") or ".data-" in f.name)

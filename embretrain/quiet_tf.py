@@ -85,7 +85,7 @@ def import_tensorflow() -> ModuleType:
 def _no_keras_config() -> Iterator[None]:
     """While Keras is imported: no ``keras.json`` written, unless the user set ``KERAS_HOME`` or has one."""
     home = os.path.expanduser("~")
-    default = os.path.join(home if os.access(home, os.W_OK) else tempfile.gettempdir(), ".keras", "keras.json")
+    default = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras", "keras.json")  # as Keras finds it
     if "KERAS_HOME" in os.environ or "keras" in sys.modules or os.path.exists(default):
         yield
         return

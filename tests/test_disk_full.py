@@ -77,7 +77,8 @@ def test_every_format_fails_cleanly_or_writes_the_same_bytes_at_any_free_space(s
         runs = [r for r in results if r["case"] == case]
         for r in runs:
             if r["ok"]:
-                assert r["same_bytes"], r  # the reservation changes nothing in what is written
+                assert r["same_bytes"], r  # what a save with room to spare writes (the golden bytes pin that one)
+                assert r["same_rows"], r  # and the loader reads back the rows that were saved
             else:
                 assert r["exit_code"] == EXIT_INTERNAL, r
                 assert r["error"].startswith("cannot write ") and "nothing was written" in r["error"], r

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from ..atomic import libc_function
 
 __all__ = ["H5Writer", "create", "heap_bytes", "stored_bytes", "SLACK", "VLEN_REF"]
 
@@ -50,10 +51,7 @@ _FALLOC_FL_KEEP_SIZE = 1
 def _fallocate_fn():
     """libc's ``fallocate`` (Linux), or None. Python's ``os.posix_fallocate`` cannot keep the file's size,
     and a file longer than HDF5 wrote would keep the extra bytes (HDF5 trims only what it knows it wrote)."""
-    name = ctypes.util.find_library("c")
-    if os.name != "posix" or not name:
-        return None
-    fn = getattr(ctypes.CDLL(name, use_errno=True), "fallocate64", None)
+    fn = libc_function("fallocate64")
     if fn is not None:
         fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         fn.restype = ctypes.c_int

@@ -46,10 +46,10 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_files, check_writable_dir, scratch_dir, scratch_file
+from ..diskspace import check_room, table_bytes, write_failure
 from ..errors import CheckpointError, EmbretrainError, UsageError
 from . import h5write
 from .base import Checkpoint
-from ..diskspace import check_room, write_failure
 from .foreign import (
     LoadOptions,
     VariableGraph,
@@ -317,7 +317,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
         )
     kinds = ("entities", "relations", "contexts", "meta")
     # the archive needs its weights twice (a scratch file, then the zip member)
-    check_room(path, (2 if archive else 1) * sum(4 * int(np.prod(t.shape)) for t in ckpt.tables().values()))
+    check_room(path, (2 if archive else 1) * table_bytes(ckpt.tables().values()))
     try:
         with scratch_dir(path) as scratch:
             # foreign.write_sidecars writes <base>.entities.tsv etc.; base in the scratch directory, so

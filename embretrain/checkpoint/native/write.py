@@ -34,10 +34,10 @@ from ...storage import (
     raw_offset,
     sha256,
 )
+from ...diskspace import check_room, table_bytes, write_failure
 from ...vocab import check_names
 from .. import h5write
 from ..base import ENTITY_TABLE, RELATION_TABLE, Checkpoint
-from ...diskspace import check_room, write_failure
 from .checksums import NAME_BLOCK
 from .layout import _NOT_TABLES, _RESERVED_ATTRS, CONTEXTS, ENTITIES, FORMAT, FORMAT_VERSION, LINEAGE, RELATIONS, _is_int
 
@@ -256,7 +256,7 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, *, keep: int = 0) -> None:
     if ckpt.extras:
         logger.info("not saving format-specific extras (%s) in the native format", ", ".join(ckpt.extras))
 
-    check_room(path, sum(4 * int(np.prod(table.shape)) for table, _ in tables.values()))
+    check_room(path, table_bytes(table for table, _ in tables.values()))
     try:
         with atomic_write(path, keep=keep) as tmp, h5write.create(tmp) as w:
             f = w.file
