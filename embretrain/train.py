@@ -3,7 +3,7 @@
 Owns: :class:`Embeddings` (a scorer wired to its split tables), the epoch loop of :func:`fit`
 (empty checks, divergence checks, epoch bookkeeping, logging, the ``on_epoch`` hook, the final NaN/Inf
 check of trained rows), and :class:`LocalExecutor`, which runs an epoch's steps in this process (a
-``tf.function`` step fed by ``tf.data``). An executor is what differs between a local run and a cluster
+``tf.function`` step fed by :mod:`embretrain.batches`). An executor is what differs between a local run and a cluster
 run: :class:`embretrain.distributed.ClusterExecutor` schedules the same step on parameter-server
 workers and is handed to :func:`fit` by the caller. Must not: import :mod:`embretrain.distributed`,
 read files, or build tables (tables.py does); the loss of a step lives in :mod:`embretrain.losses`.
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checkpoint.base import CONTEXT_TABLE, ENTITY_TABLE, RELATION_TABLE
+from .batches import EpochBatches
 from .config import Settings
 from .errors import CheckpointError, TrainingError
 from .models import Scorer
@@ -182,7 +183,8 @@ STEPS_PER_CALL = 16  # training steps per call of the local executor's compiled 
 
 
 class LocalExecutor:
-    """Runs an epoch's steps in this process: a ``tf.function`` step over a shuffled ``tf.data`` pipeline."""
+    """Runs an epoch's steps in this process: a ``tf.function`` step over each epoch's shuffled batches
+    (:class:`embretrain.batches.EpochBatches`)."""
 
     # Compiling costs seconds once: with frozen rows (`extend`) the scoring is compiled only for a run of at least
     # this many steps. Measured on FB15k-237's one-night extend (TransE, 7 epochs of 51 steps, under load): 4-6 s
@@ -210,15 +212,7 @@ class LocalExecutor:
         optimizer.build(variables)
         self._optimizer = optimizer
         rng = tf.random.Generator.from_seed(settings.seed)
-        ds = tf.data.Dataset.from_tensor_slices((ids, weights))
-        ds = ds.shuffle(len(ids), seed=settings.seed, reshuffle_each_iteration=True)
-        # tf.data's autotuning off, with a fixed prefetch depth: with it on, the last next() of an epoch stalled
-        # for 1-2.4 s (measured on 200k triples: epochs padded to ~5.1 s instead of ~2.8-3.8 s, from 10k to 10M
-        # old rows), a large share of a nightly run's few epochs. Two batches are enough: the step, not this
-        # in-memory pipeline, is the bottleneck.
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        self._dataset = ds.batch(settings.batch_size).prefetch(2).with_options(options)
+        self._batches = EpochBatches(ids, weights, settings.batch_size, settings.seed)
 
         def step(batch, batch_weights):
             with tf.GradientTape() as tape:
@@ -258,7 +252,7 @@ class LocalExecutor:
     def run_epoch(self, advance) -> EpochStats:
         """One pass over the data; ``advance(examples, loss)`` after each step."""
         stats = EpochStats()
-        iterator = iter(self._dataset)
+        iterator = iter(self._batches.next_epoch())
         while True:
             losses, sizes = self._steps(iterator)
             for loss, size in zip(losses.numpy().tolist(), sizes.numpy().tolist()):

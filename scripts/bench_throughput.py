@@ -19,6 +19,7 @@ every round (a float32 numpy matrix product), and each step's useful arithmetic 
     python scripts/bench_throughput.py                                  # full run: 2 rounds, 3 epochs, both models
     python scripts/bench_throughput.py --limit 20000 --epochs 2 --rounds 1   # a quick check of the harness
     python scripts/bench_throughput.py --mrr-epochs 1,3,5,10             # also test MRR after each epoch count
+    python scripts/bench_throughput.py --mrr-epochs 3 --mrr-seeds 1,2,3,4  # ... over 5 seeds, paired with PyKEEN's
     python scripts/bench_throughput.py --docs-from docs/throughput/fb15k-237.json   # rewrite the docs section
     python scripts/bench_throughput.py --ladder                         # what each change to the step bought
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -294,8 +296,10 @@ def bench(args) -> dict:
         curves = []
         if args.mrr_epochs:  # equal epochs, several counts: a step that learns slower or overfits later shows here
             epochs = sorted({int(x) for x in args.mrr_epochs.split(",")})
-            for model, (label, tool, extra) in runnable(models, configs):
-                curves.append(run_curve(label, tool, extra, model, args, data, epochs))
+            for seed in curve_seeds(args):  # one seed's MRR differs from another's by about the gap in question
+                seeded = argparse.Namespace(**{**vars(args), "seed": seed})
+                for model, (label, tool, extra) in runnable(models, configs):
+                    curves.append({**run_curve(label, tool, extra, model, seeded, data, epochs), "seed": seed})
     meta = {
         "command": "python scripts/bench_throughput.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -310,6 +314,7 @@ def bench(args) -> dict:
     result = {"meta": meta, "peaks": peaks, "runs": runs, "ratios": ratios(runs)}
     if curves:
         result["curves"] = curves
+        result["seed_summary"] = seed_summary(curves)
     result["markdown"] = render(result)
     return result
 
@@ -348,8 +353,58 @@ def render(result: dict) -> str:
             diff = f"{q['mrr_difference']:+.4f}" if "mrr_difference" in q else "-"
             lines.append(f"| {q['round']} | {q['model']} | {q['label']} | {q['speed_ratio']:.2f}x | {diff} |")
     if result.get("curves"):
-        lines += ["", "Test MRR after each number of epochs (`--mrr-epochs`; untimed, the same seed: embretrain trains once "
-                  "per count, PyKEEN ranks after those epochs of one run):", "", render_curves(result["curves"])]
+        seed = result["meta"]["seed"]
+        lines += ["", f"Test MRR after each number of epochs (`--mrr-epochs`; untimed, seed {seed}: embretrain trains "
+                  "once per count, PyKEEN ranks after those epochs of one run):", "",
+                  render_curves([c for c in result["curves"] if c.get("seed", seed) == seed])]
+        if len({c.get("seed", seed) for c in result["curves"]}) > 1:
+            lines += ["", "The same over seeds (`--mrr-seeds`): mean test MRR +- its standard error, and the mean of the "
+                      "per-seed differences from PyKEEN (same seed, same epochs) +- its standard error:", "",
+                      render_seed_summary(result["seed_summary"])]
+    return "\n".join(lines)
+
+
+def curve_seeds(args) -> list[int]:
+    """``--seed`` first, then ``--mrr-seeds``' others, each once."""
+    more = [int(x) for x in args.mrr_seeds.split(",")] if getattr(args, "mrr_seeds", None) else []
+    return list(dict.fromkeys([args.seed, *more]))
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
+
+
+def seed_summary(curves: list[dict]) -> list[dict]:
+    """Per model, step and epoch count: MRR mean +- standard error over seeds, and the difference from PyKEEN's run
+    of the same seed (paired: the seed's test-set luck and data order fall on both), mean +- standard error."""
+    out = []
+    steps = list(dict.fromkeys((c["model"], c["label"], c["tool"]) for c in curves))
+    for model, label, tool in steps:
+        mine = {c.get("seed"): c["mrr"] for c in curves if (c["model"], c["label"]) == (model, label)}
+        peer = {c.get("seed"): c["mrr"] for c in curves if c["model"] == model and c["tool"] == PEER}
+        for epochs in sorted({int(e) for m in mine.values() for e in m}):
+            key = str(epochs)
+            values = [m[key] for m in mine.values() if key in m]
+            mean, se = _mean_se(values)
+            row = {"model": model, "label": label, "tool": tool, "epochs": epochs, "seeds": len(values),
+                   "mrr_mean": round(mean, 4), "mrr_se": round(se, 4)}
+            paired = [m[key] - peer[s][key] for s, m in mine.items() if key in m and s in peer and key in peer[s]]
+            if tool != PEER and paired:
+                d, d_se = _mean_se(paired)
+                row.update(difference_mean=round(d, 4), difference_se=round(d_se, 4), pairs=len(paired))
+            out.append(row)
+    return out
+
+
+def render_seed_summary(rows: list[dict]) -> str:
+    lines = ["| model | tool / step | epochs | seeds | test MRR | minus PyKEEN's (paired by seed) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        diff = (f"{r['difference_mean']:+.4f} +- {r['difference_se']:.4f}" if "difference_mean" in r else "-")
+        lines.append(f"| {r['model']} | {r['label']} | {r['epochs']} | {r['seeds']} | "
+                     f"{r['mrr_mean']:.4f} +- {r['mrr_se']:.4f} | {diff} |")
     return "\n".join(lines)
 
 
@@ -473,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="intra-op threads for both tools (TensorFlow, PyTorch); 0 = each tool's default")
     ap.add_argument("--no-evaluate", action="store_true", help="skip test MRR (timings only)")
     ap.add_argument("--mrr-epochs", help="also each step's test MRR after these epoch counts, e.g. 1,3,5,10 (untimed)")
+    ap.add_argument("--mrr-seeds", help="with --mrr-epochs: the same for these seeds too, e.g. 1,2,3,4 (mean +- "
+                    "standard error per step, and the difference from PyKEEN paired by seed)")
     ap.add_argument("--json-out", help="default: bench-out/bench_throughput.json")
     ap.add_argument("--docs-from", metavar="JSON", help="only rewrite the '## Throughput' section of docs/BENCHMARKS.md")
     ap.add_argument("--ladder", action="store_true", help="embretrain's ladder of step variants instead (TransE)")
@@ -480,6 +537,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baseline-rev", help="--ladder: first time the step of this git revision")
     ap.add_argument("--only", help="--ladder: comma-separated ladder indices to run (default: all)")
     args = ap.parse_args(argv)
+    if args.mrr_seeds and not args.mrr_epochs:
+        ap.error("--mrr-seeds needs --mrr-epochs (the epoch counts to rank after)")
     if args.docs_from:
         result = json.loads(Path(args.docs_from).read_text())
         replace_section("## Throughput", docs_section(result, ladder_result(LADDER_JSON), args.docs_from))

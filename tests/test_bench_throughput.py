@@ -124,6 +124,48 @@ def test_mrr_after_several_epoch_counts(tmp_path):
     _check_curves(result, ["embretrain"])
 
 
+def test_mrr_over_seeds(tmp_path):
+    result, _ = _run(tmp_path, "embretrain", "--mrr-epochs", "2", "--mrr-seeds", "5,0,5", "--seed", "0")
+    curves = result["curves"]
+    # --seed's curves first (the timed runs' seed), then each other seed once
+    assert [c["seed"] for c in curves] == [0, 0, 5, 5]
+    for c in curves[:2]:
+        timed = next(r for r in result["runs"] if r["label"] == c["label"])
+        assert c["mrr"]["2"] == pytest.approx(timed["test_mrr"], abs=1e-4)
+    assert {c["label"]: c["mrr"] for c in curves[:2]} != {c["label"]: c["mrr"] for c in curves[2:]}
+    rows = result["seed_summary"]
+    assert [(r["label"], r["seeds"]) for r in rows] == [(c["label"], 2) for c in curves[:2]]
+    for r in rows:
+        values = [c["mrr"]["2"] for c in curves if c["label"] == r["label"]]
+        assert r["mrr_mean"] == pytest.approx(sum(values) / 2, abs=1e-4)
+        assert r["mrr_se"] == pytest.approx(abs(values[0] - values[1]) / 2, abs=1e-4)
+        assert "difference_mean" not in r  # no peer in this run
+    assert "The same over seeds" in result["markdown"]
+
+
+def test_seed_summary_pairs_each_seed_with_the_peers_same_seed(bench):
+    def curve(tool, label, seed, mrr):
+        return {"model": "distmult", "tool": tool, "label": label, "seed": seed, "mrr": {"3": mrr}}
+
+    curves = [curve("embretrain", "default", 0, 0.20), curve("pykeen", "peer", 0, 0.19),
+              curve("embretrain", "default", 1, 0.18), curve("pykeen", "peer", 1, 0.18),
+              curve("embretrain", "default", 2, 0.22), curve("pykeen", "peer", 2, 0.19)]
+    mine, peer = bench.seed_summary(curves)
+    assert mine["mrr_mean"] == pytest.approx(0.2) and mine["mrr_se"] == pytest.approx(0.02 / 3**0.5, abs=1e-4)
+    # differences 0.01, 0.00, 0.03: mean 0.0133, sd 0.01528, se 0.00882
+    assert mine["difference_mean"] == pytest.approx(0.0133, abs=1e-4) and mine["pairs"] == 3
+    assert mine["difference_se"] == pytest.approx(0.0088, abs=1e-4)
+    assert peer["mrr_mean"] == pytest.approx(0.1867, abs=1e-4) and "difference_mean" not in peer
+    table = bench.render_seed_summary([mine, peer])
+    assert "| distmult | default | 3 | 3 | 0.2000 +- 0.0115 | +0.0133 +- 0.0088 |" in table
+
+
+def test_mrr_seeds_needs_epoch_counts(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--mrr-seeds", "1,2"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "--mrr-seeds needs --mrr-epochs" in proc.stderr
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pykeen") is None, reason="pykeen not installed (the `bench` extra)")
 def test_pykeen_side_and_ratios(tmp_path):
     result, sizes = _run(tmp_path, "embretrain,pykeen", "--mrr-epochs", "1,2")
