@@ -366,7 +366,7 @@ def render(result: dict) -> str:
 
 def curve_seeds(args) -> list[int]:
     """``--seed`` first, then ``--mrr-seeds``' others, each once."""
-    more = [int(x) for x in args.mrr_seeds.split(",")] if getattr(args, "mrr_seeds", None) else []
+    more = [int(x) for x in args.mrr_seeds.split(",")] if args.mrr_seeds else []
     return list(dict.fromkeys([args.seed, *more]))
 
 
