@@ -30,6 +30,7 @@ import fcntl
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 20  # each retry means another process unlinked the file between our open and flock
 _MAX_LOCK_BYTES = 64  # a pid and a newline; anything longer was not written by a lock holder
+_HOLDER_WAIT_S = 1.0  # how long a loser waits for the winner's pid to appear in the file
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -52,11 +54,24 @@ def lock_path(out: str | os.PathLike) -> Path:
 
 
 def _holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return f"pid {text}" if text.isdigit() else "an unknown process"
+    """Who holds the lock on ``fd``'s file, as the holder wrote it.
+
+    The holder writes its pid just *after* its flock succeeds (only then is the file its own to
+    write), so a run that lost the race by microseconds may read an empty or half-written file.
+    Re-read for a moment before giving up on a name: the pid appears within microseconds unless the
+    holder is stopped.
+    """
+    deadline = time.monotonic() + _HOLDER_WAIT_S
+    while True:
+        try:
+            text = os.pread(fd, _MAX_LOCK_BYTES, 0).decode("ascii", "replace").strip()
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return f"pid {text}"
+        if time.monotonic() >= deadline:
+            return "an unknown process"
+        time.sleep(0.01)
 
 
 def _refuse(path: Path, what: str) -> UsageError:

@@ -49,6 +49,35 @@ def test_second_holder_fails_at_once_naming_lock_and_pid(tmp_path):
         pass
 
 
+WRITES_PID_LATE = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(0.3)  # the window output_lock has between its flock and writing the pid, widened
+os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+time.sleep(30)
+"""
+
+
+def test_a_run_that_loses_the_race_by_microseconds_still_names_the_holder(tmp_path):
+    # Seen in CI: two runs started together; the loser read the lock file after the winner's flock
+    # and before its pid was written, and said "an unknown process".
+    out = tmp_path / "m.h5"
+    holder = subprocess.Popen([sys.executable, "-c", WRITES_PID_LATE, str(lock_path(out))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert lock_path(out).read_text() == ""  # the race's window: locked, no pid yet
+        with pytest.raises(LockedError) as err:
+            with output_lock(out):
+                pass
+        assert f"pid {holder.pid} holds" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_sequential_runs_reacquire_and_other_outputs_are_free(tmp_path):
     with output_lock(tmp_path / "a.h5"):
         with output_lock(tmp_path / "b.h5"):  # a different output is not blocked
