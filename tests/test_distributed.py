@@ -175,6 +175,34 @@ def _probe_sharded_table() -> dict:
     }
 
 
+def _probe_epoch_coverage(n: int = 601, batch_size: int = 8, epochs: int = 2) -> dict:
+    """How many times each of ``n`` examples was trained in ``epochs`` cluster epochs, counted by the cluster itself.
+
+    Example i's loss is minus row i of a trainable sharded table of zeros, so each time a worker trains it,
+    SGD (lr 1) adds its weight, 1, to that row: after the epochs every row must hold exactly ``epochs``.
+    Workers that walked the same shuffled order in lockstep left rows at 0 and others at 2 per epoch.
+    """
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from embretrain.distributed import connect
+
+    cluster = connect(shards=2)
+    table = cluster.table(np.zeros((0, 1), np.float32), np.zeros((n, 1), np.float32), "coverage")
+
+    def loss_fn(batch, weights, _rng):
+        return -tf.reduce_sum(table.lookup(batch[:, 0])[:, 0] * weights)
+
+    executor = cluster.executor()
+    settings = SimpleNamespace(optimizer="sgd", lr=1.0, batch_size=batch_size, seed=0)
+    ids = np.stack([np.arange(n), np.zeros(n, np.int64), np.zeros(n, np.int64)], axis=1).astype(np.int64)
+    executor.prepare(table.trainable, loss_fn, ids, np.ones(n, np.float32), settings)
+    examples = [executor.run_epoch(lambda *_: None).examples for _ in range(epochs)]
+    executor.finish()
+    return {"coverage_counts": table.new_rows()[:, 0].tolist(), "coverage_examples": examples}
+
+
 def _run_cli(argv: list[str]) -> None:
     try:
         main(argv, standalone_mode=False)
@@ -190,7 +218,7 @@ def _chief(spec_path: str) -> None:
         spec = json.loads(Path(spec_path).read_text())
         for argv in spec["argvs"]:
             _run_cli(argv)
-        facts = _probe_sharded_table()
+        facts = {**_probe_sharded_table(), **_probe_epoch_coverage()}
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
         facts["chief_rss_before_kb"] = _status_kb("VmRSS")
         _run_cli(spec["big_argv"])
@@ -385,6 +413,16 @@ def test_a_chief_started_before_its_servers_waits_and_servers_stop_when_told(ses
     assert "ps 0 stopping (SIGINT)" in session["ps_logs"][0]
     assert "ps 1 stopping (SIGTERM)" in session["ps_logs"][1]
     assert session["ps_exits"] == [0, 0] and session["workers_exit"] == 0
+
+
+@pytest.mark.cluster
+def test_a_cluster_epoch_trains_every_example_exactly_once(session):
+    """Two workers share each epoch: no example is skipped or trained twice, the short last batch included."""
+    assert session["chief_exit"] == 0, session["chief_log"][-4000:]
+    facts = json.loads(session["paths"]["facts.json"].read_text())
+    counts = np.array(facts["coverage_counts"])
+    assert facts["coverage_examples"] == [601, 601]
+    assert counts.shape == (601,) and (counts == 2.0).all(), np.bincount(counts.astype(int))
 
 
 @pytest.mark.cluster
