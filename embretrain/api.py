@@ -168,6 +168,7 @@ def plan_train(data: TripleInput | PairInput, settings: Settings | None = None, 
     scorer = _scorer(settings.model, settings)
     t0 = time.perf_counter()
     delta = scratch_delta(scorer, data)
+    settings = settings.for_examples(len(delta.ids))
     old_tables = delta.kind.empty_tables(scorer, settings)
     run = RunSummary.for_train(command, settings, delta, time.perf_counter() - t0)
     return Plan(settings, scorer, old_tables, delta, run)
@@ -254,6 +255,7 @@ def plan_extend(
             logger.warning("%d new contexts have no training example and keep their initial vector",
                            delta.contexts.n_untrained)
         delta, levers = choose_levers(settings, ckpt, delta)
+        settings = settings.for_examples(len(delta.ids))
     run = RunSummary.for_extend(command, ckpt, settings, delta, t_load)
     return Plan(settings, scorer, (ckpt.entity_tables, ckpt.relation_tables), delta, run, levers,
                 nothing_to_do=delta.nothing_to_do)

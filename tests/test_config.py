@@ -208,3 +208,34 @@ def test_a_bad_lineage_is_left_out_not_fatal(caplog):
     assert "lr must be positive" in caplog.text and "must be one of" in caplog.text
     assert recorded_settings([]) == recorded_settings(["junk", {"config": "junk"}]) == {}
 
+
+def test_a_batch_size_nobody_chose_is_fitted_to_small_data_and_a_chosen_one_is_kept(tmp_path):
+    """At least 10 steps per epoch (never below 32) for a default, model or carried batch size; untouched from 10,240
+    examples; a preset's, a config file's or an option's batch size is the user's."""
+    s = resolve_settings()
+    fitted = s.for_examples(720)
+    assert (fitted.batch_size, fitted.source_map()["batch_size"]) == (72, "data")
+    assert fitted.epochs == s.epochs and fitted.lr == s.lr  # nothing else moves
+    assert s.for_examples(100).batch_size == 32 and s.for_examples(20).batch_size == 32
+    assert s.for_examples(10_240) is s and s.for_examples(200_000) is s and s.for_examples(0) is s
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("batch_size = 512\n")
+    assert resolve_settings(cfg).for_examples(720).batch_size == 512
+    assert resolve_settings(overrides={"batch_size": 1024}).for_examples(720).batch_size == 1024
+    assert resolve_settings(preset="ci-smoke").for_examples(720).batch_size == 256
+    assert Settings(batch_size=64).for_examples(720).batch_size == 64  # set by hand, through the API
+    assert Settings().for_examples(720).batch_size == 72
+    # carried from the base (chosen for the base's data): fitted to the delta's
+    base = _base(lineage=[{"config": {"batch_size": 2048}, "settings_source": {"batch_size": "option"}}])
+    carried = resolve_extend_settings(base).for_extend()
+    assert (carried.batch_size, carried.source_map()["batch_size"]) == (2048, "base checkpoint")
+    assert carried.for_examples(700).batch_size == 70
+
+
+def test_a_batch_size_fitted_to_the_bases_data_is_not_carried_to_its_extend():
+    base = _base(lineage=[{"config": {"batch_size": 72, "lr": 0.02},
+                           "settings_source": {"batch_size": "data", "lr": "option"}}])
+    assert recorded_settings(base.lineage) == {"lr": 0.02}
+    s = resolve_extend_settings(base).for_extend()
+    assert (s.batch_size, s.source_map()["batch_size"]) == (Settings.batch_size, "default")
+    assert s.for_examples(50_000).batch_size == Settings.batch_size
