@@ -59,3 +59,25 @@ def test_metrics():
     m = metrics(np.array([[1.0, 2.0], [4.0, 20.0]]))
     assert m["mrr"] == pytest.approx((1 + 0.5 + 0.25 + 0.05) / 4)
     assert m["hits@1"] == 0.25 and m["hits@3"] == 0.5 and m["hits@10"] == 0.75 and m["n_ranks"] == 4
+
+
+def test_evaluating_again_and_again_reuses_one_trace_and_keeps_the_answers(caplog):
+    """A notebook evaluating checkpoint after checkpoint: the scoring is traced once per side (a function made per call
+    was traced every time, and TensorFlow warned about retracing from the fifth call on)."""
+    from embretrain.evaluate import _score_function
+
+    rng = np.random.default_rng(1)
+    # distinct (head, relation) queries and integer-valued rows: exact scores, and no test triple filters another
+    test = np.stack([np.arange(20), rng.integers(0, 2, 20), rng.integers(0, 30, 20)], axis=1)
+    table = lambda *shape: rng.integers(-3, 4, size=shape).astype(np.float32)  # noqa: E731
+    scorer = get_model("transe", {"norm": 1, "gamma": 2.0})
+    for _ in range(8):  # new tables and a new scorer each time, as after api.load
+        ent, rel = table(30, 4), table(2, 4)
+        got = filtered_ranks(get_model("transe", {"norm": 1, "gamma": 2.0}), ent, rel, test, [], sides=("tail",))
+        tails = -np.abs(ent[test[:, 0], None, :] + rel[test[:, 1], None, :] - ent[None, :, :]).sum(-1)
+        true = tails[np.arange(len(test)), test[:, 2]]
+        want = 1 + (tails > true[:, None]).sum(1) + ((tails == true[:, None]).sum(1) - 1) / 2
+        np.testing.assert_array_equal(got[:, 0], want)
+        filtered_ranks(scorer, ent, rel, test, [], sides=("head",))
+    assert _score_function(scorer).experimental_get_tracing_count() == 2  # one per side, over 16 calls
+    assert "retracing" not in caplog.text
