@@ -143,7 +143,7 @@ def training_options(func):
         click.option("--preset", type=click.Choice(PRESETS), help="A preset shipped with embretrain (extend: its settings replace the base checkpoint's and the model's recipe)."),
         click.option("--config", "config", type=click.Path(dir_okay=False), help="Your own TOML file of settings (the keys of the presets); it refines --preset, and options given here override both."),
         click.option("--epochs", type=click.IntRange(min=0), help="Passes over the data [20; extend: its model's recipe, extend_epochs]."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024]."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Positives per step [1024; data under 10,240 examples: at least 10 steps per epoch, >= 32]."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [0.01]."),
         click.option("--negatives", type=click.IntRange(min=1), help="Negatives per positive [32]."),
         click.option("--negative-chunk", type=click.IntRange(min=1), help="Positives that share one draw of negatives (scored as one matrix product); 1 = independent negatives [64; distmult, complex: 8]."),
