@@ -194,3 +194,24 @@ def test_a_triple_model_without_a_closed_form_keeps_glorot_rows_cleanly(toy, mon
     assert "no closed form" in caplog.text
     assert np.array_equal(runs["xavier"].entity_tables["entity_embeddings"],
                           runs["neighbors"].entity_tables["entity_embeddings"])
+
+
+def test_estimates_are_combined_a_chunk_of_whole_groups_at_a_time_with_the_same_rows(monkeypatch):
+    """Memory bounded by the chunk, not the delta: chunks of 7 estimates give the rows one chunk gives, bit for bit."""
+    import embretrain.init as init
+
+    ids = np.array([0, 0, 1, 2, 2, 2, 2, 3, 5, 5, 9])
+    chunks = list(init._group_chunks(ids, 3))
+    assert chunks == [(0, 3), (3, 7), (7, 10), (10, 11)]  # the run of 2s is one slice, longer than 3
+    assert list(init._group_chunks(ids[:0], 3)) == []
+
+    rng = np.random.default_rng(3)
+    ent, rel = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(4, 8)).astype(np.float32)
+    triples = np.stack([rng.integers(0, 80, 600), rng.integers(0, 4, 600), rng.integers(0, 80, 600)], 1).astype(np.int64)
+    start = rng.normal(size=(30, 8)).astype(np.float32)
+    for model, median in (("transe", True), ("distmult", False)):
+        whole = neighbor_rows(model, ent, rel, triples, start, median=median)
+        monkeypatch.setattr(init, "_CHUNK_TRIPLES", 7)
+        chunked = neighbor_rows(model, ent, rel, triples, start, median=median)
+        monkeypatch.undo()
+        assert whole[1] == chunked[1] == 30 and np.array_equal(whole[0], chunked[0]), model
