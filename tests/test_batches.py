@@ -1,4 +1,4 @@
-"""The local step's epoch batches: every example once per epoch, whole batches, a seeded order."""
+"""Epoch batches (local step and cluster chief): every example once per epoch, whole batches, a seeded order."""
 
 import numpy as np
 import pytest
@@ -46,3 +46,17 @@ def test_same_seed_same_batches_other_seed_other_order():
 def test_mismatched_weights_refused():
     with pytest.raises(ValueError, match="5 examples but 4 weights"):
         EpochBatches(np.zeros((5, 3), np.int64), np.ones(4, np.float32), 2, 0)
+
+
+@pytest.mark.parametrize("n, batch", [(10, 4), (12, 4), (3, 8)])
+def test_a_clusters_chief_walks_the_batches_a_local_run_walks(n, batch):
+    """epoch_arrays (what a cluster's chief schedules) gives, epoch after epoch, the batches of next_epoch (the local
+    step's) for the same seed: a cluster run trains on a local run's batches."""
+    _, _, local = make(n, batch, seed=5)
+    _, _, chief = make(n, batch, seed=5)
+    for _ in range(3):
+        want, got = epoch(local), list(chief.epoch_arrays())
+        assert len(got) == len(want)
+        for (ids, w), (ids_want, w_want) in zip(got, want):
+            np.testing.assert_array_equal(ids, ids_want)
+            np.testing.assert_array_equal(w, w_want)
