@@ -115,11 +115,12 @@ class Settings:
         which was chosen for the base's data) is cut so that an epoch makes at least :data:`MIN_STEPS_PER_EPOCH`
         optimizer steps, never below :data:`MIN_BATCH`. Without it a small delta or a CI fixture got one Adam step
         per epoch, 20 in a whole run, and every model stopped far short of what it learns: on a 720-triple graph
-        (tests/test_defaults_learn.py; batches of 72 instead of 1,024) filtered MRR went from 0.25 to 0.44 for TransE
-        at dim 4, 0.35 to 0.62 for DistMult and 0.35 to 0.75 for RotatE at dim 16, at the same cost. Data of 10,240 examples or more is untouched (every
-        FB15k-237 and WN18RR run in docs/BENCHMARKS.md). A batch size from a preset, a config file or an option is
-        kept as given, and so is one set by hand on a ``Settings`` made without :func:`resolve_settings`. The source of a
-        cut batch size is ``data``; an extend does not carry it over from the base.
+        (tests/test_defaults_learn.py; batches of 72 instead of 1,024) filtered MRR went from 0.25 to 0.44 for
+        TransE at dim 4, 0.35 to 0.62 for DistMult and 0.35 to 0.75 for RotatE at dim 16, at the same cost. Data of
+        10,240 examples or more is untouched (every FB15k-237 and WN18RR run in docs/BENCHMARKS.md). A batch size
+        from a preset, a config file or an option is kept as given, and so is one set by hand on a ``Settings`` made
+        without :func:`resolve_settings`. The source of a cut batch size is ``data``; an extend does not carry it
+        over from the base.
         """
         source = self.sources.get("batch_size")
         # A Settings made by hand (the API, no sources) chose its batch size unless it left the dataclass's.

@@ -57,9 +57,8 @@ def _group_chunks(sorted_ids: np.ndarray, size: int):
 
 
 def _combine(ids: np.ndarray, est: np.ndarray, median: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(unique ids, one row per id)``: the mean of each id's estimates, or their coordinate-wise median."""
-    order = np.argsort(ids, kind="stable")
-    ids, est = ids[order], est[order]
+    """``(unique ids, one row per id)``: the mean of each id's estimates, or their coordinate-wise median.
+    ``ids`` are sorted (the caller groups the estimates by the entity they place)."""
     uniq, starts, counts = np.unique(ids, return_index=True, return_counts=True)
     if not median:
         return uniq, np.add.reduceat(est, starts, axis=0) / counts[:, None]
